@@ -1,0 +1,55 @@
+// swift-tools-version: 6.1
+// zbdfs: a storage engine and file system for zoned block devices.
+// Dependencies point one way: everything may import ZonedCore; backends import only ZonedCore and
+// their C module; only the CLI and the tests pick a concrete device.
+import PackageDescription
+
+let package = Package(
+    name: "zbdfs",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "ZonedCore", targets: ["ZonedCore"]),
+        .library(name: "ZonedBackendFile", targets: ["ZonedBackendFile"]),
+        .library(name: "ZonedBackendKernel", targets: ["ZonedBackendKernel"]),
+        .library(name: "ZonedConformance", targets: ["ZonedConformance"]),
+        .executable(name: "zbdfs", targets: ["zbdfs"]),
+        .executable(name: "zbdfs-conformance", targets: ["zbdfs-conformance"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // C libraries, found through pkg-config.
+        .systemLibrary(name: "CURing", pkgConfig: "liburing",
+                       providers: [.apt(["liburing-dev"])]),
+        .systemLibrary(name: "CZBD", pkgConfig: "libzbd",
+                       providers: [.apt(["libzbd-dev"])]),
+        .systemLibrary(name: "CNVMe", pkgConfig: "libnvme",
+                       providers: [.apt(["libnvme-dev", "libjson-c-dev", "libssl-dev"])]),
+        .systemLibrary(name: "CFUSE3", pkgConfig: "fuse3",
+                       providers: [.apt(["libfuse3-dev"])]),
+        // The one small C shim: only what Swift cannot call (ioctl request macros, libzbd macros).
+        .target(name: "CZonedShim"),
+
+        .target(name: "ZonedCore"),
+        .target(name: "ZonedBackendFile", dependencies: ["ZonedCore"]),
+        .target(name: "ZonedBackendKernel", dependencies: ["ZonedCore", "CURing", "CZBD", "CZonedShim"]),
+        .target(name: "ZonedConformance", dependencies: ["ZonedCore"]),
+        .executableTarget(name: "zbdfs", dependencies: [
+            "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        // Runs the conformance suite against a device outside `swift test` (the QEMU guest).
+        .executableTarget(name: "zbdfs-conformance", dependencies: [
+            "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedConformance",
+        ]),
+
+        .testTarget(name: "ZonedCoreTests", dependencies: ["ZonedCore"]),
+        .testTarget(name: "ZonedBackendFileTests", dependencies: ["ZonedCore", "ZonedBackendFile"]),
+        .testTarget(name: "ConformanceTests", dependencies: [
+            "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedConformance",
+        ]),
+        .testTarget(name: "CLITests", dependencies: ["ZonedCore"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

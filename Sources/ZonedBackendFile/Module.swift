@@ -1,0 +1,1 @@
+// ZonedBackendFile: see the files beside this one.

@@ -1,0 +1,1 @@
+// ZonedBackendKernel: see the files beside this one.

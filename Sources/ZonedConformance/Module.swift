@@ -1,0 +1,1 @@
+// ZonedConformance: see the files beside this one.
