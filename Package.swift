@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "ZonedBackendFile", targets: ["ZonedBackendFile"]),
         .library(name: "ZonedBackendKernel", targets: ["ZonedBackendKernel"]),
         .library(name: "ZonedConformance", targets: ["ZonedConformance"]),
+        .library(name: "ZonedMonitor", targets: ["ZonedMonitor"]),
         .executable(name: "zbdfs", targets: ["zbdfs"]),
         .executable(name: "zbdfs-conformance", targets: ["zbdfs-conformance"]),
     ],
@@ -35,8 +36,9 @@ let package = Package(
         .target(name: "ZonedBackendFile", dependencies: ["ZonedCore"]),
         .target(name: "ZonedBackendKernel", dependencies: ["ZonedCore", "CURing", "CZBD", "CZonedShim"]),
         .target(name: "ZonedConformance", dependencies: ["ZonedCore"]),
+        .target(name: "ZonedMonitor", dependencies: ["ZonedCore"]),
         .executableTarget(name: "zbdfs", dependencies: [
-            "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel",
+            "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedMonitor",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Runs the conformance suite against a device outside `swift test` (the QEMU guest).
@@ -49,6 +51,7 @@ let package = Package(
         .testTarget(name: "ConformanceTests", dependencies: [
             "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedConformance",
         ]),
+        .testTarget(name: "ZonedMonitorTests", dependencies: ["ZonedCore", "ZonedMonitor"]),
         .testTarget(name: "CLITests", dependencies: ["ZonedCore"]),
     ],
     swiftLanguageModes: [.v6]
