@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "ZonedBackendKernel", targets: ["ZonedBackendKernel"]),
         .library(name: "ZonedConformance", targets: ["ZonedConformance"]),
         .library(name: "ZonedMonitor", targets: ["ZonedMonitor"]),
+        .library(name: "ZonedAllocator", targets: ["ZonedAllocator"]),
         .executable(name: "zbdfs", targets: ["zbdfs"]),
         .executable(name: "zbdfs-conformance", targets: ["zbdfs-conformance"]),
     ],
@@ -37,6 +38,7 @@ let package = Package(
         .target(name: "ZonedBackendKernel", dependencies: ["ZonedCore", "CURing", "CZBD", "CZonedShim"]),
         .target(name: "ZonedConformance", dependencies: ["ZonedCore"]),
         .target(name: "ZonedMonitor", dependencies: ["ZonedCore"]),
+        .target(name: "ZonedAllocator", dependencies: ["ZonedCore"]),
         .executableTarget(name: "zbdfs", dependencies: [
             "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedMonitor",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -51,6 +53,7 @@ let package = Package(
         .testTarget(name: "ConformanceTests", dependencies: [
             "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedConformance",
         ]),
+        .testTarget(name: "ZonedAllocatorTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedBackendFile"]),
         .testTarget(name: "ZonedMonitorTests", dependencies: ["ZonedCore", "ZonedMonitor"]),
         .testTarget(name: "CLITests", dependencies: ["ZonedCore"]),
     ],
