@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "ZonedAllocator", targets: ["ZonedAllocator"]),
         .executable(name: "zbdfs", targets: ["zbdfs"]),
         .executable(name: "zbdfs-conformance", targets: ["zbdfs-conformance"]),
+        .executable(name: "zbdfs-kernel-smoke", targets: ["zbdfs-kernel-smoke"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -47,6 +48,9 @@ let package = Package(
         .executableTarget(name: "zbdfs-conformance", dependencies: [
             "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedConformance",
         ]),
+        // Checks KernelZonedDevice against a real kernel zoned device and records the kernel's
+        // own errno per zone rule (run in the QEMU guest by Emulation/run-guest).
+        .executableTarget(name: "zbdfs-kernel-smoke", dependencies: ["ZonedCore", "ZonedBackendKernel"]),
 
         .testTarget(name: "ZonedCoreTests", dependencies: ["ZonedCore"]),
         .testTarget(name: "ZonedBackendFileTests", dependencies: ["ZonedCore", "ZonedBackendFile"]),

@@ -1,1 +1,0 @@
-// ZonedBackendKernel: see the files beside this one.
