@@ -18,8 +18,14 @@ import ZonedConformance
 import ZonedCore
 
 func fail(_ message: String) -> Never {
-    fputs("zbdfs-conformance: \(message)\n", stderr)
+    let line = "zbdfs-conformance: \(message)\n"
+    _ = line.withCString { write(2, $0, strlen($0)) }
     exit(2)
+}
+
+@MainActor func value(_ option: String) -> String {
+    guard !args.isEmpty else { fail("\(option) needs a value") }
+    return args.removeFirst()
 }
 
 var args = Array(CommandLine.arguments.dropFirst())
@@ -30,11 +36,11 @@ var path: String?
 while !args.isEmpty {
     let a = args.removeFirst()
     switch a {
-    case "--backend": backend = args.isEmpty ? fail("--backend needs a value") : args.removeFirst()
+    case "--backend": backend = value(a)
     case "--zone-size":
         guard let v = args.isEmpty ? nil : ByteCount(parsing: args.removeFirst()) else { fail("--zone-size needs a size") }
         zoneSize = v
-    case "--only": only = args.isEmpty ? fail("--only needs a check name") : args.removeFirst()
+    case "--only": only = value(a)
     case "-h", "--help":
         print("usage: zbdfs-conformance DEVICE [--backend kernel|emulated|conventional] [--zone-size SIZE] [--only CHECK]")
         print("checks: " + ConformanceSuite.checks.map(\.name).joined(separator: " "))
