@@ -356,6 +356,22 @@ public final class ZoneAllocator: @unchecked Sendable {
         }
     }
 
+    /// Takes `n` bytes of a grant in a conventional zone without writing them (preallocation:
+    /// the file maps them as prealloc, which reads as zeros). Sequential zones cannot do this:
+    /// their space exists only once written.
+    public func claim(_ grant: ZoneGrant, _ n: ByteCount) -> DeviceOffset {
+        precondition(conventional[grant.zone.int], "claim without writing in sequential \(grant.zone)")
+        return lock.withLock {
+            let at = zones[grant.zone.int].writePointer
+            wrote(grant.zone, n, viaAppend: false)
+            counters.bytesAppended -= n.bytes
+            return at
+        }
+    }
+
+    /// True when the zone takes writes anywhere (no write pointer).
+    public func isConventional(_ id: ZoneID) -> Bool { conventional[id.int] }
+
     private func wrote(_ z: ZoneID, _ n: ByteCount, viaAppend: Bool) {
         var a = zones[z.int]
         precondition(a.reserved >= n, "\(z): wrote \(n) beyond its grants")

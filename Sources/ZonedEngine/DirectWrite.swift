@@ -1,0 +1,235 @@
+// The direct write path, in the seed's order (direct-io.c: btrfs_direct_write, btrfs_dio_iomap_begin,
+// btrfs_get_blocks_direct_write, btrfs_dio_submit_io, btrfs_dio_end_io):
+//   1. alignment check — unaligned IO takes the buffered path (Buffered.swift)
+//   2. inode lock: shared when the write stays inside EOF, exclusive when it extends the file,
+//      re-checked after locking because the size may have changed meanwhile
+//   3. reserve data space BEFORE locking the range: taking it after could deadlock with a
+//      concurrent writer of the same range when the range spans several extents
+//   4. lock the range; if an ordered extent overlaps, unlock, wait for it (EAGAIN under NOWAIT), retry
+//   5. NOCOW / prealloc: overwrite in place, only in conventional mode
+//   6. allocate: a grant at some zone's write pointer, possibly shorter than asked (end of zone);
+//      when the active budget is spent the allocator waits for a zone finish (EAGAIN under NOWAIT)
+//   7. create the ordered extent; the range lock is released, the ordered extent now guards it
+//   8. submit in pieces the device takes; each piece splits its own ordered extent off the front;
+//      if a piece fails, the rest is finished as failed and the caller gets a short write
+//   9. per completed piece: map it where it landed, grow i_size, account replaced extents as garbage
+// Invariant: no extent is ever inserted for bytes whose IO did not complete.
+
+import ZonedAllocator
+import ZonedCore
+
+extension Engine {
+    /// Writes `data` at `offset`. Returns the bytes written, which is less than asked only when the
+    /// device failed part-way (a short write); an error when nothing could be written.
+    public func write(_ n: InodeNumber, at offset: UInt64, _ data: UnsafeRawBufferPointer,
+                      flags: IOFlags = [.direct]) throws(DeviceError) -> Int {
+        guard !data.isEmpty else { return 0 }
+        let inode = try inode(n)
+        let nowait = flags.contains(.nowait)
+        guard flags.contains(.direct), isAligned(offset, data.count) else {
+            if flags.contains(.direct) { count { $0.bufferedFallbacks += 1 } }
+            // The buffered path always blocks (it flushes), so NOWAIT cannot take it (seed: "buffered:").
+            if nowait { throw eagain(.write, "unaligned NOWAIT write needs the buffered path") }
+            return try bufferedWrite(inode, offset, data)
+        }
+        let end = offset + UInt64(data.count)
+        try lockInode(inode, extendingTo: end, nowait: nowait)
+        defer { inode.lock.unlock() }
+        return try writeLocked(inode, offset, data, nowait: nowait, sizeLimit: end)
+    }
+
+    /// Step 2: shared inode lock inside EOF, exclusive past it; re-checked once locked.
+    func lockInode(_ inode: Inode, extendingTo end: UInt64, nowait: Bool) throws(DeviceError) {
+        var mode: InodeLock.Mode = end <= inode.state.withLock({ inode.size }) ? .shared : .exclusive
+        while true {
+            guard inode.lock.lock(mode, nowait: nowait) else { throw eagain(.write, "inode \(inode.number) is locked") }
+            if mode == .shared, end > inode.state.withLock({ inode.size }) {
+                inode.lock.unlock()
+                mode = .exclusive
+                continue
+            }
+            lastInodeLockMode = mode
+            return
+        }
+    }
+
+    /// Writes block-aligned `data` at `offset` with the inode lock held, extent by extent.
+    /// `sizeLimit`: i_size grows to at most this (the buffered path writes whole blocks but only
+    /// `sizeLimit` bytes of them belong to the file).
+    func writeLocked(_ inode: Inode, _ offset: UInt64, _ data: UnsafeRawBufferPointer, nowait: Bool,
+                     sizeLimit: UInt64) throws(DeviceError) -> Int {
+        var done = 0
+        var hint: ZoneID?
+        while done < data.count {
+            let rest = UnsafeRawBufferPointer(rebasing: data[done...])
+            do {
+                let r = try writeExtent(inode, offset + UInt64(done), rest, nowait: nowait, hint: &hint, sizeLimit: sizeLimit)
+                done += r.written
+                if r.failed { break }
+            } catch {
+                if done == 0 { throw error }
+                break
+            }
+        }
+        if done < data.count { count { $0.shortWrites += 1 } }
+        count { $0.userBytesWritten += UInt64(done) }
+        return done
+    }
+
+    /// Steps 3–9 for one extent starting at `pos`. Returns how much was written and whether the
+    /// device failed part-way. Throws when nothing was written.
+    private func writeExtent(_ inode: Inode, _ pos: UInt64, _ data: UnsafeRawBufferPointer, nowait: Bool,
+                             hint: inout ZoneID?, sizeLimit: UInt64) throws(DeviceError) -> (written: Int, failed: Bool) {
+        let want = UInt64(data.count)
+        // Step 3: reserve before the range lock. A failure is fatal only if we cannot NOCOW (below).
+        var reservation = ReservationBox(try? allocator.reserve(ByteCount(want)))
+        reservationOrder.append(.reserved)
+        // Step 4.
+        try lockRangeClearOfOrdered(inode, pos, pos + want, nowait: nowait)
+        reservationOrder.append(.rangeLocked)
+        // Step 5.
+        if let target = nocowTarget(inode, pos, want) {
+            reservation.releaseAll()
+            return try writeInPlace(inode, pos, data, target, sizeLimit: sizeLimit)
+        }
+        guard reservation.held else {
+            inode.ranges.unlock(pos, pos + want)
+            throw DeviceError.noSpace(.write, "no data space for \(want) bytes")
+        }
+        // Step 6.
+        let grant: ZoneGrant
+        do {
+            grant = try allocator.grant(ByteCount(want), hint: hint, nowait: nowait)
+        } catch {
+            inode.ranges.unlock(pos, pos + want)
+            if error.kind == .wouldBlock { count { $0.eagainReturns += 1 } }
+            throw error
+        }
+        reservation.use(grant.length)
+        hint = grant.zone
+        // Step 7: the ordered extent stands for the range from here on.
+        let oe = OrderedExtent(fileOffset: pos, length: grant.length.bytes, kind: .regular)
+        inode.state.withLock { inode.addOrdered(oe) }
+        inode.ranges.unlock(pos, pos + want)
+        reservation.releaseAll()  // what the grant did not cover (the seed frees data space past len)
+        // Steps 8 and 9.
+        let r = submitPieces(inode, oe, grant, UnsafeRawBufferPointer(rebasing: data[0..<grant.length.int]), sizeLimit: sizeLimit)
+        allocator.complete(grant, written: ByteCount(UInt64(r.written)))
+        if let failure = r.failure, r.written == 0 { throw failure }
+        return (r.written, r.failure != nil)
+    }
+
+    /// Step 4: lock [s, e) with no pending ordered extent in it.
+    func lockRangeClearOfOrdered(_ inode: Inode, _ s: UInt64, _ e: UInt64, nowait: Bool) throws(DeviceError) {
+        while true {
+            guard inode.ranges.lock(s, e, nowait: nowait) else { throw eagain(.write, "range [\(s), \(e)) is locked") }
+            if inode.state.withLock({ inode.pendingOrdered(s, e) }) == nil { return }
+            inode.ranges.unlock(s, e)
+            guard waitForOrdered(inode, s, e, nowait: nowait) else { throw eagain(.write, "an ordered extent is pending in [\(s), \(e))") }
+        }
+    }
+
+    /// Step 8: one device-sized piece at a time, each with its own ordered extent split off the
+    /// front; step 9 per completed piece. On failure the rest of the ordered extent finishes failed.
+    private func submitPieces(_ inode: Inode, _ oe: OrderedExtent, _ grant: ZoneGrant, _ data: UnsafeRawBufferPointer,
+                              sizeLimit: UInt64) -> (written: Int, failure: DeviceError?) {
+        let maxPiece = pieceLimit(grant.zone)
+        let buffer = AlignedBuffer(count: min(maxPiece, data.count))
+        var written = 0
+        while written < data.count {
+            let n = min(maxPiece, data.count - written)
+            let pieceOE: OrderedExtent
+            if UInt64(n) < oe.length {
+                pieceOE = inode.state.withLock { let f = oe.splitFront(UInt64(n)); inode.addOrdered(f); return f }
+                count { $0.orderedExtentSplits += 1 }
+            } else {
+                pieceOE = oe
+            }
+            let piece = buffer.slice(0, n)
+            piece.copyMemory(from: UnsafeRawBufferPointer(rebasing: data[written..<(written + n)]))
+            let at: DeviceOffset
+            do {
+                at = try allocator.append(grant, UnsafeRawBufferPointer(piece))
+            } catch {
+                inode.state.withLock {
+                    inode.finishOrdered(pieceOE, ok: false)
+                    if pieceOE !== oe { inode.finishOrdered(oe, ok: false) }
+                }
+                return (written, error)
+            }
+            let fileOffset = pieceOE.fileOffset
+            let replaced = inode.state.withLock {
+                let old = inode.map.insert(FileExtent(fileOffset: fileOffset, length: UInt64(n), device: at))
+                inode.size = max(inode.size, min(fileOffset + UInt64(n), sizeLimit))
+                inode.finishOrdered(pieceOE, ok: true)
+                return old
+            }
+            discard(replaced)
+            count { $0.deviceBytesWritten += UInt64(n) }
+            written += n
+        }
+        return (written, nil)
+    }
+
+    /// The largest piece the device takes for a zone: zone append's limit when we will append.
+    func pieceLimit(_ zone: ZoneID) -> Int {
+        let g = device.geometry
+        if !allocator.isConventional(zone), g.supportsZoneAppend { return g.maxAppendBytes.int }
+        return g.maxWriteBytes.int
+    }
+
+    /// Step 5: where an in-place overwrite may go — only in conventional mode, into a prealloc
+    /// extent or (for a NOCOW file) a data extent, starting at `pos`. Zoned devices never overwrite.
+    private func nocowTarget(_ inode: Inode, _ pos: UInt64, _ want: UInt64) -> FileExtent? {
+        guard isConventionalMode else { return nil }
+        return inode.state.withLock { () -> FileExtent? in
+            guard case .extent(let e)? = inode.map.lookup(pos, want).first else { return nil }
+            guard e.kind == .prealloc || inode.nocow else { return nil }
+            return e
+        }
+    }
+
+    /// NOCOW/prealloc write into `target` (already clipped to start at the write's offset).
+    private func writeInPlace(_ inode: Inode, _ pos: UInt64, _ data: UnsafeRawBufferPointer, _ target: FileExtent,
+                              sizeLimit: UInt64) throws(DeviceError) -> (written: Int, failed: Bool) {
+        let len = Int(min(UInt64(data.count), target.length))
+        let oe = OrderedExtent(fileOffset: pos, length: UInt64(len), kind: target.kind == .prealloc ? .prealloc : .nocow)
+        inode.state.withLock { inode.addOrdered(oe) }
+        inode.ranges.unlock(pos, pos + UInt64(data.count))
+        let maxPiece = device.geometry.maxWriteBytes.int
+        let buffer = AlignedBuffer(count: min(maxPiece, len))
+        var written = 0
+        var failure: DeviceError?
+        while written < len {
+            let n = min(maxPiece, len - written)
+            buffer.slice(0, n).copyMemory(from: UnsafeRawBufferPointer(rebasing: data[written..<(written + n)]))
+            do {
+                try device.write(UnsafeRawBufferPointer(buffer.slice(0, n)), at: target.device + ByteCount(UInt64(written)))
+            } catch { failure = error; break }
+            written += n
+        }
+        inode.state.withLock {
+            if written > 0, target.kind == .prealloc {
+                // Same device space, now holding data: not garbage.
+                _ = inode.map.insert(FileExtent(fileOffset: pos, length: UInt64(written), device: target.device, kind: .data))
+            }
+            if written > 0 { inode.size = max(inode.size, min(pos + UInt64(written), sizeLimit)) }
+            inode.finishOrdered(oe, ok: failure == nil)
+        }
+        count {
+            $0.nocowWrites += 1
+            $0.deviceBytesWritten += UInt64(written)
+        }
+        if let failure, written == 0 { throw failure }
+        return (written, failure != nil)
+    }
+}
+
+/// Holds an optional reservation (a ~Copyable value) so it can be used and dropped in steps.
+struct ReservationBox: ~Copyable {
+    private var reservation: SpaceReservation?
+    init(_ r: consuming SpaceReservation?) { reservation = r }
+    var held: Bool { reservation != nil }
+    mutating func use(_ n: ByteCount) { reservation?.use(n) }
+    mutating func releaseAll() { reservation = nil }
+}

@@ -1,0 +1,153 @@
+// The engine: files identified by inode number, on one zoned (or conventional) device.
+//
+// Invariants:
+// - The engine is generic over `ZonedDevice`; it never names a backend.
+// - All device space goes through one ZoneAllocator; the engine never writes a sequential zone
+//   except through `ZoneAllocator.append`, so write-pointer order holds by construction.
+// - Inode numbers are handed out from 1, in order; the inode table changes under `tableLock`.
+// - Errors are DeviceError (errno-typed): EINVAL, ENOENT, ENOSPC, EAGAIN, EIO, EOPNOTSUPP.
+
+import ZonedAllocator
+import ZonedCore
+
+public struct IOFlags: OptionSet, Sendable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    /// O_DIRECT: aligned IO goes straight to the device; unaligned IO falls back to buffered.
+    public static let direct = IOFlags(rawValue: 1)
+    /// IOCB_NOWAIT / RWF_NOWAIT: EAGAIN instead of blocking.
+    public static let nowait = IOFlags(rawValue: 2)
+}
+
+/// Counters for monitoring (monotonic since the engine started).
+public struct EngineCounters: Sendable, Equatable {
+    public var eagainReturns: UInt64 = 0
+    public var orderedExtentSplits: UInt64 = 0
+    public var shortWrites: UInt64 = 0
+    public var bufferedFallbacks: UInt64 = 0
+    public var nocowWrites: UInt64 = 0
+    public var orderedExtentWaits: UInt64 = 0
+    public var userBytesWritten: UInt64 = 0
+    public var deviceBytesWritten: UInt64 = 0
+    public var userBytesRead: UInt64 = 0
+    public var zoneFinishWaits: UInt64 = 0
+    public var zoneFinishWaitNanoseconds: UInt64 = 0
+}
+
+public struct EngineConfig: Sendable {
+    /// Largest piece of one read iteration (the seed caps a DIO read's extent lookup).
+    public var maxReadChunk: ByteCount = .mib(1)
+    public var allocator = AllocatorConfig()
+    public init(maxReadChunk: ByteCount = .mib(1), allocator: AllocatorConfig = AllocatorConfig()) {
+        self.maxReadChunk = maxReadChunk
+        self.allocator = allocator
+    }
+}
+
+public final class Engine: @unchecked Sendable {
+    public let device: any ZonedDevice
+    public let allocator: ZoneAllocator
+    public let config: EngineConfig
+    let block: UInt64
+    /// True when the device has no sequential zones (conventional mode): NOCOW/prealloc allowed.
+    public let isConventionalMode: Bool
+
+    private let tableLock = ConditionLock()
+    private var inodes: [InodeNumber: Inode] = [:]
+    private var nextInode: InodeNumber = 1
+    private let countersLock = ConditionLock()
+    private var counters = EngineCounters()
+
+    public init(device: any ZonedDevice, config: EngineConfig = EngineConfig(),
+                clock: any EngineClock = SystemClock()) throws(DeviceError) {
+        self.device = device
+        self.config = config
+        self.allocator = try ZoneAllocator(device: device, config: config.allocator, clock: clock)
+        self.block = device.geometry.logicalBlockSize.bytes
+        self.isConventionalMode = device.geometry.sequentialZoneCount == 0
+    }
+
+    // MARK: Files
+
+    /// A new empty file. `nocow` only has an effect in conventional mode.
+    public func createFile(nocow: Bool = false) -> InodeNumber {
+        tableLock.withLock {
+            let n = nextInode
+            nextInode += 1
+            inodes[n] = Inode(number: n, nocow: nocow, zoneSize: device.geometry.zoneSize.bytes)
+            return n
+        }
+    }
+
+    func inode(_ n: InodeNumber) throws(DeviceError) -> Inode {
+        guard let i = tableLock.withLock({ inodes[n] }) else { throw DeviceError(errno: ENOENT, .read, "no inode \(n)") }
+        return i
+    }
+
+    public func size(_ n: InodeNumber) throws(DeviceError) -> UInt64 {
+        let i = try inode(n)
+        return i.state.withLock { i.size }
+    }
+
+    /// The file's extents, in file order (for tests, fsck and, later, the metadata log).
+    public func extents(_ n: InodeNumber) throws(DeviceError) -> [FileExtent] {
+        let i = try inode(n)
+        return i.state.withLock { i.map.extents }
+    }
+
+    public func setNoCOW(_ n: InodeNumber, _ on: Bool) throws(DeviceError) {
+        let i = try inode(n)
+        i.state.withLock { i.nocow = on }
+    }
+
+    public var stats: EngineCounters {
+        var c = countersLock.withLock { counters }
+        let a = allocator.stats
+        c.zoneFinishWaits = a.zoneFinishWaits
+        c.zoneFinishWaitNanoseconds = a.zoneFinishWaitNanoseconds
+        return c
+    }
+
+    func count(_ update: (inout EngineCounters) -> Void) { countersLock.withLock { update(&counters) } }
+
+    func eagain(_ op: DeviceOperation, _ why: String) -> DeviceError {
+        count { $0.eagainReturns += 1 }
+        return DeviceError(errno: EAGAIN, op, why)
+    }
+
+    /// Waits until every ordered extent of the file has finished, then makes the device durable.
+    public func fsync(_ n: InodeNumber) throws(DeviceError) {
+        let i = try inode(n)
+        i.state.withLock { while !i.ordered.isEmpty { i.state.wait() } }
+        try device.flush()
+    }
+
+    // MARK: Helpers shared by the IO paths
+
+    func isAligned(_ offset: UInt64, _ length: Int) -> Bool {
+        offset % block == 0 && UInt64(length) % block == 0
+    }
+
+    func roundDown(_ v: UInt64) -> UInt64 { v / block * block }
+    func roundUp(_ v: UInt64) -> UInt64 { (v + block - 1) / block * block }
+
+    /// Accounts device ranges that no file references any more as garbage.
+    func discard(_ ranges: [FileExtent]) {
+        for r in ranges {
+            guard let z = device.geometry.zone(containing: r.device) else { continue }
+            allocator.discard(z, ByteCount(r.length))
+        }
+    }
+
+    /// Waits (with no range lock held) until no ordered extent overlaps [s, e).
+    /// Returns false, without waiting, under NOWAIT when one does.
+    func waitForOrdered(_ inode: Inode, _ s: UInt64, _ e: UInt64, nowait: Bool) -> Bool {
+        inode.state.withLock {
+            guard inode.pendingOrdered(s, e) != nil else { return true }
+            if nowait { return false }
+            count { $0.orderedExtentWaits += 1 }
+            while inode.pendingOrdered(s, e) != nil { inode.state.wait() }
+            return true
+        }
+    }
+}

@@ -1,0 +1,74 @@
+// A file's in-memory state: size, extent map, ordered extents, and its locks.
+//
+// Invariants:
+// - `size`, `map`, `ordered`, `nocow` change only under `state` (a ConditionLock whose broadcast
+//   also wakes threads waiting for an ordered extent of this inode).
+// - Every pending ordered extent covers file bytes whose new data is in flight; nothing reads or
+//   overwrites those bytes until it finishes (the seed's lock_extent_direct loop).
+// - The map never points at device space that was not written for this file: extents are inserted
+//   only when their IO has completed (or, for prealloc, when the space was claimed).
+
+import ZonedCore
+
+public typealias InodeNumber = UInt64
+
+/// Writes in flight over a file range (the seed's btrfs_ordered_extent).
+final class OrderedExtent: @unchecked Sendable {
+    enum Kind: Sendable { case regular, nocow, prealloc }
+    enum State: Sendable, Equatable { case pending, finished(ok: Bool) }
+
+    private(set) var fileOffset: UInt64
+    private(set) var length: UInt64
+    let kind: Kind
+    var state: State = .pending
+
+    init(fileOffset: UInt64, length: UInt64, kind: Kind) {
+        self.fileOffset = fileOffset
+        self.length = length
+        self.kind = kind
+    }
+
+    var fileEnd: UInt64 { fileOffset + length }
+    func overlaps(_ s: UInt64, _ e: UInt64) -> Bool { fileOffset < e && s < fileEnd }
+
+    /// Splits the first `n` bytes off into their own ordered extent (one per submitted piece, the
+    /// seed's btrfs_extract_ordered_extent); this one keeps the rest.
+    func splitFront(_ n: UInt64) -> OrderedExtent {
+        precondition(n > 0 && n < length, "split of \(n) from an ordered extent of \(length)")
+        let front = OrderedExtent(fileOffset: fileOffset, length: n, kind: kind)
+        fileOffset += n
+        length -= n
+        return front
+    }
+}
+
+final class Inode: @unchecked Sendable {
+    let number: InodeNumber
+    let lock = InodeLock()
+    let ranges = RangeLock()
+    let state = ConditionLock()
+    var size: UInt64 = 0
+    var nocow: Bool
+    var map: ExtentMap
+    var ordered: [OrderedExtent] = []
+
+    init(number: InodeNumber, nocow: Bool, zoneSize: UInt64) {
+        self.number = number
+        self.nocow = nocow
+        self.map = ExtentMap(zoneSize: zoneSize)
+    }
+
+    /// A pending ordered extent overlapping [s, e), under `state`.
+    func pendingOrdered(_ s: UInt64, _ e: UInt64) -> OrderedExtent? {
+        ordered.first { $0.state == .pending && $0.overlaps(s, e) }
+    }
+
+    func addOrdered(_ oe: OrderedExtent) { ordered.append(oe) }
+
+    /// Marks an ordered extent finished and forgets it; wakes its waiters. Under `state`.
+    func finishOrdered(_ oe: OrderedExtent, ok: Bool) {
+        oe.state = .finished(ok: ok)
+        ordered.removeAll { $0 === oe }
+        state.broadcast()
+    }
+}
