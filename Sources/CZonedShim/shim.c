@@ -1,5 +1,6 @@
 #include "zbdfs_shim.h"
 #include <errno.h>
+#include <stddef.h> /* size_t, which <linux/fs.h> uses in BLKGETSIZE64 without including it */
 #include <sys/ioctl.h>
 #include <linux/fs.h>
 #include <linux/blkzoned.h>
