@@ -322,7 +322,7 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
     }
 
     public func close() {
-        let wasRunning = state.withLock { s -> Bool in
+        let ownsDescriptors = state.withLock { s -> Bool in
             let running = s.life == .running
             if running {
                 s.durable = s.table.states
@@ -334,7 +334,7 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
             s.life = .closed
             return open
         }
-        if wasRunning { file.close() }
+        if ownsDescriptors { file.close() }
     }
 
     deinit {

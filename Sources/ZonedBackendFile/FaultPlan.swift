@@ -4,8 +4,11 @@
 // - A fault plan is a plain value: the same plan on the same image with the same sequence of
 //   calls gives the same faults, byte for byte. Nothing here reads a clock or unseeded randomness.
 // - IOs are numbered from 1 in the order they reach the device (reads, writes, appends, flushes,
-//   each IO of a `submit` batch counting as one; zone management and reports are not IOs). The
-//   number is taken under the device lock, so single-threaded callers get exact replay.
+//   each IO of a `submit` batch counting as one; zone management and reports are not IOs). An IO
+//   refused before it is numbered (EINVAL for alignment, range or size; EOPNOTSUPP for append on
+//   a device without it) gets no number; one refused by a zone rule (EIO off the write pointer,
+//   ETOOMANYREFS, ...) does. The number is taken under the device lock, so single-threaded
+//   callers get exact replay.
 // - Each random decision draws from its own stream, keyed by (seed, purpose, IO number), so
 //   adding or removing one kind of fault does not shift the outcome of another kind.
 // - Order of effects at IO number n: scheduled zone condition changes for n, then a power cut at

@@ -1,0 +1,212 @@
+// The emulated image as a file: creation, reopening, the durability model, and decoders that
+// turn bad bytes into typed errors instead of traps.
+
+import Foundation
+import Testing
+import ZonedCore
+@testable import ZonedBackendFile
+
+@Suite struct EmulatedImageTests {
+    @Test func reopenKeepsGeometryWritePointersAndConditions() throws {
+        let s = Scratch()
+        let path = s.path("a.zimg")
+        let dev = try EmulatedZonedDevice.create(path: path, geometry: testGeometry)
+        #expect(dev.kind == .emulated)
+        try dev.write(bytes: pattern(1), at: at(0, 5))          // conventional
+        try dev.write(bytes: pattern(2, blocks: 3), at: at(2))  // implicitly open
+        try dev.openZone(3)                                     // explicitly open, empty
+        try dev.write(bytes: pattern(3), at: at(4))
+        try dev.closeZone(4)                                    // closed
+        try dev.finish(5)                                       // full
+        try dev.write(bytes: pattern(4, blocks: 2), at: at(6))
+        try dev.openZone(6)                                     // explicitly open, written
+        try dev.setCondition(7, .readOnly)
+        try dev.flush()
+        dev.close()
+
+        let again = try EmulatedZonedDevice.open(path: path)
+        defer { again.close() }
+        #expect(again.geometry == testGeometry)
+        let zones = try again.reportAllZones()
+        #expect(zones.map(\.condition) == [.notWritePointer, .notWritePointer, .closed, .empty, .closed, .full, .closed, .readOnly])
+        #expect(zones[2].writePointer == at(2, 3))
+        #expect(zones[4].writePointer == at(4, 1))
+        #expect(zones[5].writePointer == at(5) + testGeometry.zoneCapacity)
+        #expect(zones[6].writePointer == at(6, 2))
+        #expect(try again.readBytes(bs, at: at(0, 5)) == pattern(1))
+        #expect(try again.readBytes(3 * bs, at: at(2)) == pattern(2, blocks: 3))
+        #expect(try again.readBytes(2 * bs, at: at(6)) == pattern(4, blocks: 2))
+        // Past the write pointer: zeros, not whatever the file holds.
+        #expect(try again.readBytes(bs, at: at(2, 3)) == [UInt8](repeating: 0, count: bs))
+    }
+
+    @Test func unflushedWritesAreNotInTheImageUntilFlush() throws {
+        let s = Scratch()
+        let path = s.path("a.zimg")
+        let dev = try EmulatedZonedDevice.create(path: path, geometry: testGeometry)
+        defer { dev.close() }
+        try dev.write(bytes: pattern(1, blocks: 2), at: at(2))
+        try dev.flush()
+        try dev.write(bytes: pattern(2, blocks: 4), at: at(2, 2))
+        try dev.write(bytes: pattern(3), at: at(3))
+        // What a process that died now would find: the table of the last flush.
+        let seen = try EmulatedZonedDevice.open(path: path)
+        #expect(try seen.wp(2) == at(2, 2))
+        #expect(try seen.condition(2) == .closed)
+        #expect(try seen.condition(3) == .empty)
+        seen.close()
+        // A reset is durable at once, for its zone only.
+        try dev.reset(2)
+        let seen2 = try EmulatedZonedDevice.open(path: path)
+        #expect(try seen2.condition(2) == .empty)
+        #expect(try seen2.condition(3) == .empty)
+        seen2.close()
+    }
+
+    @Test func createRefusesAnExistingFileUnlessOverwrite() throws {
+        let s = Scratch()
+        let path = s.path("a.zimg")
+        try EmulatedZonedDevice.create(path: path, geometry: testGeometry).close()
+        let e = failure { _ = try EmulatedZonedDevice.create(path: path, geometry: testGeometry) }
+        #expect(e?.errno == EEXIST)
+        #expect(e?.detail.contains("overwrite") == true)
+        let g2 = DeviceGeometry(zoneCount: 4, zoneSize: .mib(1))
+        let dev = try EmulatedZonedDevice.create(path: path, geometry: g2, overwrite: true)
+        #expect(dev.geometry == g2)
+        dev.close()
+        let bad = DeviceGeometry(zoneCount: 4, zoneSize: ByteCount(3 << 20))
+        #expect(failure { _ = try EmulatedZonedDevice.create(path: s.path("b.zimg"), geometry: bad) }?.kind == .invalidArgument)
+    }
+
+    @Test func imageIsSparse() throws {
+        let s = Scratch()
+        let path = s.path("a.zimg")
+        let big = DeviceGeometry(zoneCount: 64, zoneSize: .mib(64))
+        try EmulatedZonedDevice.create(path: path, geometry: big).close()
+        var st = stat()
+        #expect(stat(path, &st) == 0)
+        #expect(UInt64(st.st_size) > big.totalBytes.bytes)
+        #expect(UInt64(st.st_blocks) * 512 < 1 << 20)
+    }
+
+    @Test func probeRecognisesOnlyImages() throws {
+        let s = Scratch()
+        let path = s.path("a.zimg")
+        try EmulatedZonedDevice.create(path: path, geometry: testGeometry).close()
+        #expect(EmulatedZonedDevice.isEmulatedImage(path: path))
+        let other = s.path("plain")
+        _ = FileManager.default.createFile(atPath: other, contents: Data(repeating: 7, count: 8192))
+        #expect(!EmulatedZonedDevice.isEmulatedImage(path: other))
+        #expect(!EmulatedZonedDevice.isEmulatedImage(path: s.path("missing")))
+    }
+
+    // MARK: Corruption
+
+    private func image(_ s: Scratch) throws -> String {
+        let path = s.path("a.zimg")
+        let dev = try EmulatedZonedDevice.create(path: path, geometry: testGeometry)
+        try dev.write(bytes: pattern(1), at: at(2))
+        dev.close()
+        return path
+    }
+
+    @Test func badMagicIsATypedError() throws {
+        let s = Scratch()
+        let path = try image(s)
+        try corrupt(path, at: 0)
+        let e = failure { _ = try EmulatedZonedDevice.open(path: path) }
+        #expect(e?.kind == .invalidArgument)
+        #expect(e?.detail.contains("bad magic") == true)
+        #expect(!EmulatedZonedDevice.isEmulatedImage(path: path))
+    }
+
+    @Test func headerChecksumMismatchIsATypedError() throws {
+        let s = Scratch()
+        let path = try image(s)
+        try corrupt(path, at: 20, xor: 0x01)  // the block size field
+        let e = failure { _ = try EmulatedZonedDevice.open(path: path) }
+        #expect(e?.kind == .io)
+        #expect(e?.detail.contains("header checksum mismatch") == true)
+    }
+
+    @Test func wellSealedButInvalidHeaderIsATypedError() throws {
+        let s = Scratch()
+        let path = s.path("a.zimg")
+        var g = testGeometry
+        g.zoneCapacity = .mib(2)  // larger than the zone
+        try Data(ImageFormat.encodeHeader(g)).write(to: URL(fileURLWithPath: path))
+        let e = failure { _ = try EmulatedZonedDevice.open(path: path) }
+        #expect(e?.kind == .io)
+        #expect(e?.detail.contains("zone capacity") == true)
+    }
+
+    @Test func headerRoundTripsByteForByte() throws {
+        let bytes = ImageFormat.encodeHeader(testGeometry)
+        let g = try ImageFormat.decodeHeader(bytes, path: "x")
+        #expect(g == testGeometry)
+        #expect(ImageFormat.encodeHeader(g) == bytes)
+        let table = ZoneTable(geometry: testGeometry).states
+        let encoded = ImageFormat.encodeTable(table, generation: 9)
+        let decoded = try ImageFormat.decodeTable(encoded, geometry: testGeometry)
+        #expect(decoded.generation == 9 && decoded.states == table)
+        #expect(ImageFormat.encodeTable(decoded.states, generation: 9) == encoded)
+    }
+
+    @Test func truncatedImagesAreTypedErrors() throws {
+        let s = Scratch()
+        let path = try image(s)
+        #expect(truncate(path, 40_000) == 0)  // inside the data region
+        let e1 = failure { _ = try EmulatedZonedDevice.open(path: path) }
+        #expect(e1?.kind == .io)
+        #expect(e1?.detail.contains("truncated") == true)
+        #expect(truncate(path, 100) == 0)  // inside the header
+        let e2 = failure { _ = try EmulatedZonedDevice.open(path: path) }
+        #expect(e2?.detail.contains("truncated") == true)
+        #expect(truncate(path, 3) == 0)
+        #expect(failure { _ = try EmulatedZonedDevice.open(path: path) }?.detail.contains("bad magic") == true)
+    }
+
+    @Test func oneBadTableSlotFallsBackToTheOtherAndTwoAreAnError() throws {
+        let s = Scratch()
+        let path = try image(s)  // create wrote generations 0 and 1; close wrote 2 into slot 0
+        let slot = ImageFormat.tableSlotBytes(zoneCount: testGeometry.zoneCount)
+        try corrupt(path, at: 4096 + 40)  // an entry of slot 0
+        let dev = try EmulatedZonedDevice.open(path: path)
+        #expect(try dev.condition(2) == .empty)  // slot 1 is the older table, from before the write
+        dev.close()  // rewrites slot 0 (generation 2)
+        try corrupt(path, at: 4096 + 40)
+        try corrupt(path, at: 4096 + slot + 40)
+        let e = failure { _ = try EmulatedZonedDevice.open(path: path) }
+        #expect(e?.kind == .io)
+        #expect(e?.detail.contains("no valid zone table") == true)
+        #expect(e?.detail.contains("checksum mismatch") == true)
+    }
+
+    @Test func randomCorruptionNeverTraps() throws {
+        let s = Scratch()
+        let path = try image(s)
+        let metadataBytes = Int(ImageFormat.dataStart(zoneCount: testGeometry.zoneCount))
+        let handle = try #require(FileHandle(forUpdatingAtPath: path))
+        defer { try? handle.close() }
+        let pristine = try #require(try handle.read(upToCount: metadataBytes))
+        var rng = SeededRandom(seed: 42)
+        var refused = 0
+        for _ in 0..<150 {
+            var bytes = pristine
+            for _ in 0..<(1 + Int(rng.next() % 4)) {
+                let i = Int(rng.next() % UInt64(rng.chance(0.5) ? 128 : metadataBytes))
+                bytes[i] ^= UInt8(truncatingIfNeeded: rng.next() | 1)
+            }
+            try handle.seek(toOffset: 0)
+            try handle.write(contentsOf: bytes)
+            do {
+                let dev = try EmulatedZonedDevice.open(path: path)
+                _ = try dev.reportAllZones()
+                dev.close()
+            } catch {
+                refused += 1
+            }
+        }
+        #expect(refused > 0)
+    }
+}
