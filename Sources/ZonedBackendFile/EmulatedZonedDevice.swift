@@ -15,9 +15,12 @@
 //   their zone at once (a device completes them to the media); open and close change nothing
 //   durable. A process that dies without flush reopens with the write pointers of the last flush
 //   (or later reset/finish of that zone): like a power cut that kept none of the unflushed data.
-//   close() is a clean shutdown: it persists the live table and syncs.
-// - Reopening gives the same geometry, write pointers and conditions, except that open zones come
-//   back closed (empty when nothing was written), as after a device power cycle.
+//   close() is a clean shutdown of this process (not of the device): it persists the live table,
+//   open conditions included, and syncs — but only when the table changed, so opening an image to
+//   look at it (`zbdfs zones`) leaves its bytes exactly as they were.
+// - Reopening gives the same geometry, write pointers and conditions, open zones included: a
+//   process exit is not a device power cycle, and `zbdfs zone open` must hold across commands.
+//   Only a power cut closes open zones (empty when nothing was written).
 // - After a power cut (fault plan or `powerCut(tornLastBlock:)`) the table is persisted and the
 //   device is dead: every call fails with EIO until the image is opened again.
 
@@ -110,7 +113,7 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
         if let failure { throw failure }
     }
 
-    /// Opens an image made by `create`. Open zones come back closed (a power cycle).
+    /// Opens an image made by `create`, with the zone table as last persisted.
     public static func open(path: String, faults: FaultPlan? = nil) throws(DeviceError) -> EmulatedZonedDevice {
         // The header decides where the data starts; read it through a plain descriptor first.
         let probe = Glibc.open(path, O_RDONLY | O_CLOEXEC)
@@ -135,7 +138,7 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
         }
     }
 
-    /// The newest valid table slot, after a power cycle; checks the file is not truncated.
+    /// The newest valid table slot; checks the file is not truncated.
     private static func loadTable(_ file: BackingFile, _ g: DeviceGeometry) throws(DeviceError) -> (UInt64, ZoneTable) {
         let needed = file.dataStart + g.totalBytes.bytes
         let size = try file.fileSize()
@@ -157,8 +160,7 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
         guard let (generation, states) = best else {
             throw .io(.open, "\(file.path): no valid zone table (\(problems.joined(separator: "; ")))")
         }
-        var table = ZoneTable(geometry: g, validStates: states)
-        table.powerCycle()
+        let table = ZoneTable(geometry: g, validStates: states)
         if g.maxActiveZones > 0, table.activeCount > g.maxActiveZones {
             throw .io(.open, "\(file.path): zone table has \(table.activeCount) active zones, more than the max of \(g.maxActiveZones)")
         }
@@ -324,12 +326,12 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
     public func close() {
         let ownsDescriptors = state.withLock { s -> Bool in
             let running = s.life == .running
-            if running {
+            if running, s.durable != s.table.states {
                 s.durable = s.table.states
-                s.undo.removeAll()
                 try? persist(&s, .close)
                 try? file.sync(.close)
             }
+            s.undo.removeAll()
             let open = s.life != .closed
             s.life = .closed
             return open

@@ -31,6 +31,7 @@ extension EmulatedZonedDevice {
             s.table.restore(zone, outcome)
         }
         try undoConventional(s.undo, &rng)
+        s.table.powerCycle()  // what the device comes back with: open zones closed
         s.durable = s.table.states
         try persist(&s, .flush)
         try file.sync(.flush)

@@ -48,7 +48,6 @@ extension Engine {
                 mode = .exclusive
                 continue
             }
-            lastInodeLockMode = mode
             return
         }
     }
@@ -83,10 +82,8 @@ extension Engine {
         let want = UInt64(data.count)
         // Step 3: reserve before the range lock. A failure is fatal only if we cannot NOCOW (below).
         var reservation = ReservationBox(try? allocator.reserve(ByteCount(want)))
-        reservationOrder.append(.reserved)
         // Step 4.
         try lockRangeClearOfOrdered(inode, pos, pos + want, nowait: nowait)
-        reservationOrder.append(.rangeLocked)
         // Step 5.
         if let target = nocowTarget(inode, pos, want) {
             reservation.releaseAll()
