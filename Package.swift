@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "ZonedConformance", targets: ["ZonedConformance"]),
         .library(name: "ZonedMonitor", targets: ["ZonedMonitor"]),
         .library(name: "ZonedAllocator", targets: ["ZonedAllocator"]),
+        .library(name: "ZonedEngine", targets: ["ZonedEngine"]),
         .executable(name: "zbdfs", targets: ["zbdfs"]),
         .executable(name: "zbdfs-conformance", targets: ["zbdfs-conformance"]),
         .executable(name: "zbdfs-kernel-smoke", targets: ["zbdfs-kernel-smoke"]),
@@ -40,6 +41,7 @@ let package = Package(
         .target(name: "ZonedConformance", dependencies: ["ZonedCore"]),
         .target(name: "ZonedMonitor", dependencies: ["ZonedCore"]),
         .target(name: "ZonedAllocator", dependencies: ["ZonedCore"]),
+        .target(name: "ZonedEngine", dependencies: ["ZonedCore", "ZonedAllocator"]),
         .executableTarget(name: "zbdfs", dependencies: [
             "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedMonitor",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -58,6 +60,7 @@ let package = Package(
             "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedConformance",
         ]),
         .testTarget(name: "ZonedAllocatorTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedBackendFile"]),
+        .testTarget(name: "ZonedEngineTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedEngine", "ZonedBackendFile"]),
         .testTarget(name: "ZonedMonitorTests", dependencies: ["ZonedCore", "ZonedMonitor"]),
         .testTarget(name: "CLITests", dependencies: ["ZonedCore"]),
     ],

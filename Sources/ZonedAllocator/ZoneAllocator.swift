@@ -276,18 +276,21 @@ public final class ZoneAllocator: @unchecked Sendable {
     }
 
     /// The grant decision, under the lock. Order of preference:
-    /// 1. the hint zone (where this stream's previous extent ended), even if only part fits;
-    /// 2. the active zone of this role where the whole request fits most tightly;
+    /// 1. the hint zone (where this write's previous extent ended), even if only part fits;
+    /// 2. an idle active zone of this role (no grant in flight) where the whole request fits most
+    ///    tightly — writers in different zones do not queue behind each other's IO;
     /// 3. a newly activated empty zone, if the active budget allows;
-    /// 4. with no empty zone left at all, whatever an active zone still has (a short grant);
+    /// 4. a busy active zone where the whole request fits (its writes are sequenced);
+    /// 5. with no empty zone left at all, whatever an active zone still has (a short grant);
     /// otherwise a zone must be finished (active budget spent) or there is no space.
     private func decide(_ bytes: ByteCount, _ role: ZoneRole, _ hint: ZoneID?) -> GrantOutcome {
         if let h = hint, h.int < zones.count, usable(h.int, role), zones[h.int].free.bytes > 0 {
             return .granted(issue(h.int, min(bytes, zones[h.int].free)))
         }
-        let fitting = zones.indices.filter { usable($0, role) && zones[$0].phase == .active && zones[$0].free >= bytes }
-        if let best = fitting.min(by: { (zones[$0].free, $0) < (zones[$1].free, $1) }) {
-            return .granted(issue(best, bytes))
+        let fitting = zones.indices.filter { usable($0, role) && zones[$0].free >= bytes }
+        let tightest = { (c: [Int]) in c.min(by: { (self.zones[$0].free, $0) < (self.zones[$1].free, $1) }) }
+        if let idle = tightest(fitting.filter { zones[$0].grants == 0 }) {
+            return .granted(issue(idle, bytes))
         }
         let empties = zones.indices.filter { zones[$0].phase == .empty && (zones[$0].role == role || zones[$0].role == .free) && !zones[$0].finishRequested }
         if let e = empties.first(where: { zones[$0].isConventional || activeCount(role) < budget(role) }) {
@@ -295,8 +298,9 @@ public final class ZoneAllocator: @unchecked Sendable {
             zones[e].phase = .active
             return .granted(issue(e, min(bytes, zones[e].free)))
         }
+        if let busy = tightest(fitting) { return .granted(issue(busy, bytes)) }
         if !empties.isEmpty { return .needsZoneFinish }
-        let partial = zones.indices.filter { usable($0, role) && zones[$0].phase == .active && zones[$0].free.bytes > 0 }
+        let partial = zones.indices.filter { usable($0, role) && zones[$0].free.bytes > 0 }
         if let most = partial.max(by: { (zones[$0].free, -$0) < (zones[$1].free, -$1) }) {
             return .granted(issue(most, min(bytes, zones[most].free)))
         }

@@ -80,8 +80,12 @@ extension Engine {
     private func writeExtent(_ inode: Inode, _ pos: UInt64, _ data: UnsafeRawBufferPointer, nowait: Bool,
                              hint: inout ZoneID?, sizeLimit: UInt64) throws(DeviceError) -> (written: Int, failed: Bool) {
         let want = UInt64(data.count)
-        // Step 3: reserve before the range lock. A failure is fatal only if we cannot NOCOW (below).
+        // Step 3: reserve before the range lock. Without space, only a NOCOW/prealloc write can go
+        // on (decided after the range lock, step 5); anything else fails now, without waiting.
         var reservation = ReservationBox(try? allocator.reserve(ByteCount(want)))
+        if !reservation.held, !mayWriteInPlace(inode) {
+            throw DeviceError.noSpace(.write, "no data space for \(want) bytes")
+        }
         // Step 4.
         try lockRangeClearOfOrdered(inode, pos, pos + want, nowait: nowait)
         // Step 5.
@@ -173,6 +177,11 @@ extension Engine {
         let g = device.geometry
         if !allocator.isConventional(zone), g.supportsZoneAppend { return g.maxAppendBytes.int }
         return g.maxWriteBytes.int
+    }
+
+    /// Whether this file could take an in-place write at all (the seed's NODATACOW | PREALLOC test).
+    private func mayWriteInPlace(_ inode: Inode) -> Bool {
+        isConventionalMode && inode.state.withLock { inode.nocow || inode.hasPrealloc }
     }
 
     /// Step 5: where an in-place overwrite may go — only in conventional mode, into a prealloc

@@ -7,6 +7,11 @@
 // - Inode numbers are handed out from 1, in order; the inode table changes under `tableLock`.
 // - Errors are DeviceError (errno-typed): EINVAL, ENOENT, ENOSPC, EAGAIN, EIO, EOPNOTSUPP.
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 import ZonedAllocator
 import ZonedCore
 

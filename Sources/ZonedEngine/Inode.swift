@@ -1,7 +1,7 @@
 // A file's in-memory state: size, extent map, ordered extents, and its locks.
 //
 // Invariants:
-// - `size`, `map`, `ordered`, `nocow` change only under `state` (a ConditionLock whose broadcast
+// - `size`, `map`, `ordered`, `nocow`, `hasPrealloc` change only under `state` (a ConditionLock whose broadcast
 //   also wakes threads waiting for an ordered extent of this inode).
 // - Every pending ordered extent covers file bytes whose new data is in flight; nothing reads or
 //   overwrites those bytes until it finishes (the seed's lock_extent_direct loop).
@@ -49,6 +49,8 @@ final class Inode: @unchecked Sendable {
     let state = ConditionLock()
     var size: UInt64 = 0
     var nocow: Bool
+    /// Set once the file got a preallocated extent (fallocate, conventional mode).
+    var hasPrealloc = false
     var map: ExtentMap
     var ordered: [OrderedExtent] = []
 
