@@ -46,28 +46,11 @@ func outcome(_ body: () throws(DeviceError) -> Void) -> String {
 }
 
 func expect(_ name: String, _ want: String, _ body: () throws(DeviceError) -> Void) {
-    var detail = ""
     do throws(DeviceError) {
         try body()
+        check(name, want == "ok", "want \(want), got ok")
     } catch {
-        detail = error.description
-    }
-    let got = detail.isEmpty ? "ok" : detailErrno(detail)
-    check(name, got == want, "want \(want), got \(detail.isEmpty ? "ok" : detail)")
-}
-
-/// The errno name at the end of a DeviceError description ("…: EIO (Input/output error)").
-func detailErrno(_ description: String) -> String {
-    guard let open = description.lastIndex(of: "(") else { return description }
-    let head = description[..<open].trimmingSuffix(" ")
-    return String(head.split(separator: " ").last ?? "")
-}
-
-extension Substring {
-    func trimmingSuffix(_ c: Character) -> Substring {
-        var s = self
-        while s.last == c { s.removeLast() }
-        return s
+        check(name, error.errnoName == want, "want \(want), got \(error)")
     }
 }
 
@@ -399,8 +382,11 @@ func kernelProbe(path: String) {
     let beyond = AlignedBuffer(count: bs)
     record("read past the device end") { () throws(DeviceError) in try dev.read(into: beyond, at: DeviceOffset.zero + g.totalBytes) }
     record("read of a full zone past its capacity") { () throws(DeviceError) in try dev.read(into: beyond, at: g.zoneStart(seq(5)) + g.zoneCapacity) }
+    beyond.fill(0xAB)
     record("read past the wp of an empty zone") { () throws(DeviceError) in try dev.read(into: beyond, at: g.zoneStart(seq(6)) + ByteCount(bs)) }
-    say("KERNEL   … bytes all zero: \(isZero(beyond))")
+    say("KERNEL   … buffer after it: all zero \(isZero(beyond)), untouched (0xAB) \(beyond.readOnly.allSatisfy { $0 == 0xAB }), "
+        + "first bytes \(beyond.readOnly.prefix(16).map { String($0, radix: 16) }.joined(separator: " ")), "
+        + "distinct values \(Set(beyond.readOnly).count)")
     // Explicit open with implicitly open zones at the limit: does the device close one?
     do throws(DeviceError) {
         try resetAll(dev)
@@ -409,6 +395,29 @@ func kernelProbe(path: String) {
             record("explicit open with max open zones all implicitly open") { () throws(DeviceError) in try dev.openZone(seq(g.maxOpenZones)) }
             let s = ZoneSummary(zones: try dev.reportAllZones(), geometry: g)
             say("KERNEL   after it: open \(s.open), active \(s.active), closed \(s.byCondition[.closed] ?? 0)")
+        }
+        try resetAll(dev)
+        if g.maxOpenZones > 0, g.maxActiveZones > g.maxOpenZones, g.sequentialZoneCount > g.maxActiveZones + 1 {
+            // Fill the active budget: max open implicitly open + the rest closed (by the device).
+            for k in 0..<g.maxActiveZones { try dev.write(small, at: g.zoneStart(seq(k))) }
+            let zs = try dev.reportAllZones()
+            let closed = zs.filter { $0.condition == .closed }
+            let s = ZoneSummary(zones: zs, geometry: g)
+            say("KERNEL   at the limits: open \(s.open), active \(s.active), closed \(closed.count)")
+            if closed.count >= 3 {
+                record("write to a closed zone with max open (implicit) and max active reached") { () throws(DeviceError) in
+                    try dev.write(small, at: closed[0].writePointer)
+                }
+                record("explicit open of a closed zone at both limits") { () throws(DeviceError) in try dev.openZone(closed[1].id) }
+                record("finish of a closed zone at both limits") { () throws(DeviceError) in try dev.finish(closed[2].id) }
+                record("close of an implicitly open zone at both limits") { () throws(DeviceError) in
+                    if let o = try dev.reportAllZones().first(where: { $0.condition == .implicitlyOpen }) { try dev.closeZone(o.id) }
+                }
+                record("finish of a closed zone after that close") { () throws(DeviceError) in try dev.finish(closed[2].id) }
+                record("reset of an implicitly open zone at both limits") { () throws(DeviceError) in
+                    if let o = try dev.reportAllZones().first(where: { $0.condition == .implicitlyOpen }) { try dev.reset(o.id) }
+                }
+            }
         }
         try resetAll(dev)
     } catch {
@@ -445,7 +454,7 @@ do throws(DeviceError) {
     try contractChecks(dev)
     dev.close()
     dev.close()
-    expect("calls after close fail EBADF", "errno \(EBADF)") { () throws(DeviceError) in _ = try dev.reportAllZones() }
+    expect("calls after close fail EBADF", DeviceError.name(ofErrno: EBADF)) { () throws(DeviceError) in _ = try dev.reportAllZones() }
 } catch {
     check("smoke run", false, "unexpected error: \(error)")
 }
