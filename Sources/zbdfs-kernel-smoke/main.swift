@@ -224,6 +224,16 @@ func limitChecks(_ dev: KernelZonedDevice) throws(DeviceError) {
         try dev.write(small, at: g.zoneStart(next))
     }
     expect("explicit open past max active fails EOVERFLOW", "EOVERFLOW") { () throws(DeviceError) in try dev.openZone(next) }
+    let closedZones = try dev.reportAllZones().filter { $0.condition == .closed }
+    if closedZones.count >= 2 {
+        expect("write to a closed zone at both limits (an implicit zone is closed for it)", "ok") { () throws(DeviceError) in
+            try dev.write(small, at: closedZones[0].writePointer)
+        }
+        expect("explicit open of a closed zone at both limits", "ok") { () throws(DeviceError) in try dev.openZone(closedZones[1].id) }
+        let after = ZoneSummary(zones: try dev.reportAllZones(), geometry: g)
+        check("limits still hold after that", after.open <= g.maxOpenZones && after.active <= g.maxActiveZones,
+              "open \(after.open), active \(after.active)")
+    }
     expect("finish frees an active slot", "ok") { () throws(DeviceError) in try dev.finish(seq(0)) }
     expect("write after the finish", "ok") { () throws(DeviceError) in try dev.write(small, at: g.zoneStart(next)) }
 }
