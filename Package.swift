@@ -12,6 +12,8 @@ let package = Package(
         .library(name: "ZonedBackendFile", targets: ["ZonedBackendFile"]),
         .library(name: "ZonedBackendKernel", targets: ["ZonedBackendKernel"]),
         .library(name: "ZonedConformance", targets: ["ZonedConformance"]),
+        .library(name: "ZonedMonitor", targets: ["ZonedMonitor"]),
+        .library(name: "ZonedAllocator", targets: ["ZonedAllocator"]),
         .executable(name: "zbdfs", targets: ["zbdfs"]),
         .executable(name: "zbdfs-conformance", targets: ["zbdfs-conformance"]),
         .executable(name: "zbdfs-kernel-smoke", targets: ["zbdfs-kernel-smoke"]),
@@ -36,8 +38,10 @@ let package = Package(
         .target(name: "ZonedBackendFile", dependencies: ["ZonedCore"]),
         .target(name: "ZonedBackendKernel", dependencies: ["ZonedCore", "CURing", "CZBD", "CZonedShim"]),
         .target(name: "ZonedConformance", dependencies: ["ZonedCore"]),
+        .target(name: "ZonedMonitor", dependencies: ["ZonedCore"]),
+        .target(name: "ZonedAllocator", dependencies: ["ZonedCore"]),
         .executableTarget(name: "zbdfs", dependencies: [
-            "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel",
+            "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedMonitor",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Runs the conformance suite against a device outside `swift test` (the QEMU guest).
@@ -53,6 +57,8 @@ let package = Package(
         .testTarget(name: "ConformanceTests", dependencies: [
             "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedConformance",
         ]),
+        .testTarget(name: "ZonedAllocatorTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedBackendFile"]),
+        .testTarget(name: "ZonedMonitorTests", dependencies: ["ZonedCore", "ZonedMonitor"]),
         .testTarget(name: "CLITests", dependencies: ["ZonedCore"]),
     ],
     swiftLanguageModes: [.v6]

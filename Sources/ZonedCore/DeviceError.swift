@@ -82,6 +82,8 @@ public struct DeviceError: Error, Sendable, Equatable, CustomStringConvertible {
     public static func invalid(_ op: DeviceOperation, _ detail: String) -> DeviceError { DeviceError(errno: EINVAL, op, detail) }
     public static func tooManyOpen(_ op: DeviceOperation, _ detail: String) -> DeviceError { DeviceError(errno: ETOOMANYREFS, op, detail) }
     public static func tooManyActive(_ op: DeviceOperation, _ detail: String) -> DeviceError { DeviceError(errno: EOVERFLOW, op, detail) }
+    public static func noSpace(_ op: DeviceOperation, _ detail: String) -> DeviceError { DeviceError(errno: ENOSPC, op, detail) }
+    public static func wouldBlock(_ op: DeviceOperation, _ detail: String) -> DeviceError { DeviceError(errno: EAGAIN, op, detail) }
     public static func notSupported(_ op: DeviceOperation, _ detail: String) -> DeviceError { DeviceError(errno: EOPNOTSUPP, op, detail) }
 
     /// The error for the calling thread's current errno.

@@ -1,0 +1,478 @@
+// The zone allocator: zones as allocation groups, the device's active-zone budget, and the wait
+// for a zone finish when that budget is spent (the seed's wait on BTRFS_FS_NEED_ZONE_FINISH).
+//
+// How space flows:
+//   reserve(bytes)            before the writer locks its file range (seed step 3): promises space
+//   grant(bytes, role, hint)  picks a zone and promises `length <= bytes` of its capacity; the
+//                             grant may be shorter than asked at the end of a zone
+//   append(grant, piece)      writes one device-sized piece into the grant's zone; the device (zone
+//                             append) or our per-zone sequencer decides where it lands
+//   complete(grant)           gives back whatever of the grant was not written
+//   discard(zone, bytes)      written bytes no longer referenced become garbage
+//
+// Invariants:
+// - All zone accounts change under `lock`; device zone-management calls (finish) are made outside
+//   it, with the zone marked `finishRequested` so nothing new is granted in it meanwhile.
+// - Active zones of each role stay within the budget: data zones use at most
+//   maxActive - reservedActiveZones (so metadata and reclaim can always activate a zone), every
+//   role together at most maxActive. Conventional zones do not count (the device has no limit on them).
+// - A zone is finished only when it has no outstanding grants; a caller must complete its grant
+//   before asking for another, or a finish could wait on itself.
+// - Decisions depend only on the accounts, the request and the clock given at init: no Dictionary
+//   or Set order reaches a choice (ties break on the lowest zone index).
+
+import ZonedCore
+
+public struct AllocatorConfig: Sendable {
+    /// Active zones data may not use, kept for metadata and reclaim.
+    public var reservedActiveZones: Int = 2
+    public init(reservedActiveZones: Int = 2) { self.reservedActiveZones = reservedActiveZones }
+}
+
+/// Promised capacity in one zone. `length` may be less than what was asked (end of zone).
+public struct ZoneGrant: Sendable, Hashable {
+    public let zone: ZoneID
+    public let length: ByteCount
+    public let serial: UInt64
+}
+
+/// Counters for monitoring. Times are from the allocator's clock.
+public struct AllocatorCounters: Sendable, Equatable {
+    public var grants: UInt64 = 0
+    public var shortGrants: UInt64 = 0
+    public var zoneFinishWaits: UInt64 = 0
+    public var zoneFinishWaitNanoseconds: UInt64 = 0
+    public var zonesFinished: UInt64 = 0
+    public var zonesFinishedEarly: UInt64 = 0
+    public var zonesReset: UInt64 = 0
+    public var bytesAppended: UInt64 = 0
+    public var deviceAppends: UInt64 = 0
+}
+
+public final class ZoneAllocator: @unchecked Sendable {
+    public let device: any ZonedDevice
+    public let config: AllocatorConfig
+    private let clock: any EngineClock
+    private let lock = ConditionLock()
+    private var zones: [ZoneAccount]
+    private var outstandingReservation = ByteCount.zero
+    private var nextSerial: UInt64 = 1
+    private var counters = AllocatorCounters()
+    /// One sequencer per zone: writes at the write pointer are issued one at a time, in order.
+    private let sequencers: [ConditionLock]
+    /// Immutable per-zone facts, readable without the lock.
+    private let conventional: [Bool]
+
+    /// Builds the accounts from the device's zone report. `roles` gives each zone's role (missing
+    /// entries are `.free`); written bytes found on the device count as live until the caller says
+    /// otherwise (mount reconciles them with the log).
+    public init(device: any ZonedDevice, roles: [ZoneID: ZoneRole] = [:], config: AllocatorConfig = AllocatorConfig(),
+                clock: any EngineClock = SystemClock()) throws(DeviceError) {
+        self.device = device
+        self.config = config
+        self.clock = clock
+        let report = try device.reportAllZones()
+        zones = report.map { z in ZoneAllocator.account(for: z, role: roles[z.id] ?? .free) }
+        sequencers = report.map { _ in ConditionLock() }
+        conventional = report.map { !$0.type.isSequential }
+    }
+
+    private static func account(for z: Zone, role: ZoneRole) -> ZoneAccount {
+        var a = ZoneAccount(id: z.id, start: z.start, capacity: z.type.isSequential ? z.capacity : z.size,
+                            isConventional: !z.type.isSequential, role: role, phase: .empty)
+        switch z.condition {
+        case .readOnly, .offline:
+            a.phase = .unavailable
+        case .full:
+            a.phase = .full
+            a.written = z.writePointer > z.start ? min(z.writePointer - z.start, a.capacity) : a.capacity
+            a.unusable = a.capacity - a.written
+        case .implicitlyOpen, .explicitlyOpen, .closed:
+            a.written = z.writePointer - z.start
+            a.phase = .active
+        case .empty, .notWritePointer:
+            break
+        }
+        a.live = a.written
+        return a
+    }
+
+    // MARK: Reports
+
+    public func account(_ id: ZoneID) -> ZoneAccount { lock.withLock { zones[id.int] } }
+    public var accounts: [ZoneAccount] { lock.withLock { zones } }
+    public var totals: SpaceTotals { lock.withLock { SpaceTotals(zones) } }
+    public var stats: AllocatorCounters { lock.withLock { counters } }
+    /// Zones currently using an active-zone resource of the device.
+    public var activeZoneCount: Int { lock.withLock { activeCount(nil) } }
+
+    /// Space a new reservation could still get for `role` (free bytes of zones that can take it).
+    public var reservable: ByteCount { lock.withLock { reservableLocked() } }
+
+    /// First broken invariant, or nil. For tests and fsck.
+    public func problem() -> String? {
+        lock.withLock {
+            for z in zones { if let p = z.problem() { return p } }
+            let limit = device.geometry.maxActiveZones
+            if limit > 0, activeCount(nil) > limit { return "\(activeCount(nil)) active zones exceed the device limit \(limit)" }
+            return nil
+        }
+    }
+
+    // MARK: Roles
+
+    /// Gives a zone a role (e.g. superblock zones at format). Only for zones that hold nothing.
+    public func assign(_ id: ZoneID, role: ZoneRole) {
+        lock.withLock {
+            precondition(zones[id.int].phase == .empty || zones[id.int].role == role, "reassigning \(id) that holds data")
+            zones[id.int].role = role
+        }
+    }
+
+    // MARK: Reservations (seed step 3: before the range lock)
+
+    /// Promises `bytes` of data space; fails with ENOSPC when the free space of data-capable zones,
+    /// less what is already promised, is smaller.
+    public func reserve(_ bytes: ByteCount) throws(DeviceError) -> SpaceReservation {
+        try lock.withLock { () throws(DeviceError) -> Void in
+            let avail = reservableLocked()
+            guard bytes <= avail else {
+                throw DeviceError.noSpace(.write, "no space for \(bytes) (\(avail) free)")
+            }
+            outstandingReservation = outstandingReservation + bytes
+        }
+        return SpaceReservation(allocator: self, bytes: bytes)
+    }
+
+    fileprivate func releaseReservation(_ bytes: ByteCount) {
+        guard bytes.bytes > 0 else { return }
+        lock.withLock {
+            outstandingReservation = outstandingReservation - min(bytes, outstandingReservation)
+            lock.broadcast()
+        }
+    }
+
+    private func reservableLocked() -> ByteCount {
+        let free = zones.reduce(ByteCount.zero) { acc, z in
+            (z.role == .data || z.role == .free) && !z.finishRequested ? acc + z.free : acc
+        }
+        return free > outstandingReservation ? free - outstandingReservation : .zero
+    }
+
+    // MARK: Grants
+
+    public enum GrantOutcome: Sendable, Equatable {
+        case granted(ZoneGrant)
+        /// No zone can be activated and the active ones lack room: a zone must be finished first.
+        case needsZoneFinish
+        case noSpace
+    }
+
+    /// Tries once, never blocks.
+    public func tryGrant(_ bytes: ByteCount, role: ZoneRole = .data, hint: ZoneID? = nil) -> GrantOutcome {
+        precondition(bytes.bytes > 0 && bytes.isMultiple(of: device.geometry.logicalBlockSize), "grant of \(bytes) is not a block multiple")
+        return lock.withLock { decide(bytes, role, hint) }
+    }
+
+    /// Grants space, waiting for a zone finish when the active budget is spent (unless `nowait`,
+    /// which answers EAGAIN instead). ENOSPC when no zone has room and none can be found.
+    public func grant(_ bytes: ByteCount, role: ZoneRole = .data, hint: ZoneID? = nil,
+                      nowait: Bool = false) throws(DeviceError) -> ZoneGrant {
+        precondition(bytes.bytes > 0 && bytes.isMultiple(of: device.geometry.logicalBlockSize), "grant of \(bytes) is not a block multiple")
+        var waitStart: UInt64?
+        while true {
+            let step: FinishStep = lock.withLock {
+                switch decide(bytes, role, hint) {
+                case .granted(let g):
+                    if let t = waitStart { counters.zoneFinishWaitNanoseconds += clock.nowNanoseconds - t }
+                    return .done(g)
+                case .noSpace:
+                    return .fail(DeviceError.noSpace(.write, "no zone has room for \(role.rawValue)"))
+                case .needsZoneFinish:
+                    if nowait { return .fail(DeviceError.wouldBlock(.write, "a zone finish is needed first")) }
+                    if waitStart == nil {
+                        waitStart = clock.nowNanoseconds
+                        counters.zoneFinishWaits += 1
+                    }
+                    return claimFinish(role)
+                }
+            }
+            switch step {
+            case .done(let g): return g
+            case .fail(let e): throw e
+            case .finish(let victim): try finishClaimed(victim, early: true)
+            case .waited: continue
+            }
+        }
+    }
+
+    private enum FinishStep {
+        case done(ZoneGrant)
+        case fail(DeviceError)
+        case finish(ZoneID)
+        case waited
+    }
+
+    /// Under the lock: picks the fullest active zone of `role` to finish. If it has no outstanding
+    /// grants this thread finishes it; otherwise the thread waits for a change and retries.
+    private func claimFinish(_ role: ZoneRole) -> FinishStep {
+        let candidates = zones.indices.filter { zones[$0].role == role && zones[$0].phase == .active && !zones[$0].isConventional }
+        if let pending = candidates.first(where: { zones[$0].finishRequested }) {
+            if zones[pending].grants == 0 && !finishing.contains(pending) {
+                finishing.insert(pending)
+                return .finish(zones[pending].id)
+            }
+            lock.wait()
+            return .waited
+        }
+        // Fullest = least free; ties on the lowest index (determinism).
+        guard let victim = candidates.min(by: { (zones[$0].free, $0) < (zones[$1].free, $1) }) else {
+            lock.wait()
+            return .waited
+        }
+        zones[victim].finishRequested = true
+        if zones[victim].grants == 0 {
+            finishing.insert(victim)
+            return .finish(zones[victim].id)
+        }
+        lock.wait()
+        return .waited
+    }
+
+    private var finishing = Set<Int>()
+
+    private func finishClaimed(_ id: ZoneID, early: Bool) throws(DeviceError) {
+        var failure: DeviceError?
+        if !conventional[id.int] {
+            do { try device.finish(id) } catch { failure = error }
+        }
+        lock.withLock {
+            finishing.remove(id.int)
+            var z = zones[id.int]
+            z.finishRequested = false
+            if failure == nil {
+                z.unusable = z.capacity - z.written - z.reserved
+                z.phase = .full
+                counters.zonesFinished += 1
+                if early && z.unusable.bytes > 0 { counters.zonesFinishedEarly += 1 }
+            }
+            zones[id.int] = z
+            lock.broadcast()
+        }
+        if let failure { try resync(id); throw failure }
+    }
+
+    /// Finishes a zone on request (e.g. metadata roll-over). Waits for its grants to complete.
+    public func finish(_ id: ZoneID) throws(DeviceError) {
+        let go: Bool = lock.withLock {
+            guard zones[id.int].phase == .active || zones[id.int].phase == .empty else { return false }
+            zones[id.int].finishRequested = true
+            while zones[id.int].grants > 0 || finishing.contains(id.int) { lock.wait() }
+            guard zones[id.int].phase == .active || zones[id.int].phase == .empty else { return false }
+            finishing.insert(id.int)
+            return true
+        }
+        if go { try finishClaimed(id, early: true) }
+    }
+
+    /// The grant decision, under the lock. Order of preference:
+    /// 1. the hint zone (where this stream's previous extent ended), even if only part fits;
+    /// 2. the active zone of this role where the whole request fits most tightly;
+    /// 3. a newly activated empty zone, if the active budget allows;
+    /// 4. with no empty zone left at all, whatever an active zone still has (a short grant);
+    /// otherwise a zone must be finished (active budget spent) or there is no space.
+    private func decide(_ bytes: ByteCount, _ role: ZoneRole, _ hint: ZoneID?) -> GrantOutcome {
+        if let h = hint, h.int < zones.count, usable(h.int, role), zones[h.int].free.bytes > 0 {
+            return .granted(issue(h.int, min(bytes, zones[h.int].free)))
+        }
+        let fitting = zones.indices.filter { usable($0, role) && zones[$0].phase == .active && zones[$0].free >= bytes }
+        if let best = fitting.min(by: { (zones[$0].free, $0) < (zones[$1].free, $1) }) {
+            return .granted(issue(best, bytes))
+        }
+        let empties = zones.indices.filter { zones[$0].phase == .empty && (zones[$0].role == role || zones[$0].role == .free) && !zones[$0].finishRequested }
+        if let e = empties.first(where: { zones[$0].isConventional || activeCount(role) < budget(role) }) {
+            zones[e].role = role
+            zones[e].phase = .active
+            return .granted(issue(e, min(bytes, zones[e].free)))
+        }
+        if !empties.isEmpty { return .needsZoneFinish }
+        let partial = zones.indices.filter { usable($0, role) && zones[$0].phase == .active && zones[$0].free.bytes > 0 }
+        if let most = partial.max(by: { (zones[$0].free, -$0) < (zones[$1].free, -$1) }) {
+            return .granted(issue(most, min(bytes, zones[most].free)))
+        }
+        return .noSpace
+    }
+
+    private func usable(_ i: Int, _ role: ZoneRole) -> Bool {
+        zones[i].role == role && zones[i].phase == .active && !zones[i].finishRequested
+    }
+
+    private func issue(_ i: Int, _ length: ByteCount) -> ZoneGrant {
+        zones[i].reserved = zones[i].reserved + length
+        zones[i].grants += 1
+        counters.grants += 1
+        let g = ZoneGrant(zone: zones[i].id, length: length, serial: nextSerial)
+        nextSerial += 1
+        return g
+    }
+
+    /// Active zones that use a device resource; nil = every role.
+    private func activeCount(_ role: ZoneRole?) -> Int {
+        zones.reduce(0) { n, z in
+            n + (z.phase == .active && !z.isConventional && (role == nil || z.role == role) ? 1 : 0)
+        }
+    }
+
+    private func budget(_ role: ZoneRole) -> Int {
+        let limit = device.geometry.maxActiveZones
+        guard limit > 0 else { return Int.max }
+        let roleLimit = role == .data ? max(1, limit - config.reservedActiveZones) : limit
+        // Every role together stays within the device limit.
+        return min(roleLimit, limit - (activeCount(nil) - activeCount(role)))
+    }
+
+    // MARK: Writing
+
+    /// Writes one piece (at most the device's max write, or max append when appending) into the
+    /// grant's zone and returns where it landed. Pieces of one grant land in call order; pieces of
+    /// different grants in one zone may interleave, so callers record each piece's address.
+    public func append(_ grant: ZoneGrant, _ piece: UnsafeRawBufferPointer) throws(DeviceError) -> DeviceOffset {
+        let n = ByteCount(piece.count)
+        let g = device.geometry
+        let z = grant.zone
+        if !conventional[z.int], g.supportsZoneAppend, n <= g.maxAppendBytes {
+            let at: DeviceOffset
+            do throws(DeviceError) { at = try device.append(piece, to: z) } catch { try? resync(z); throw error }
+            lock.withLock { wrote(z, n, viaAppend: true) }
+            return at
+        }
+        // Software zone append: one write at a time per zone, at the write pointer we track.
+        let seq = sequencers[z.int]
+        return try seq.withLock { () throws(DeviceError) -> DeviceOffset in
+            let at = lock.withLock { zones[z.int].writePointer }
+            do throws(DeviceError) { try device.write(piece, at: at) } catch { try? resync(z); throw error }
+            lock.withLock { wrote(z, n, viaAppend: false) }
+            return at
+        }
+    }
+
+    private func wrote(_ z: ZoneID, _ n: ByteCount, viaAppend: Bool) {
+        var a = zones[z.int]
+        precondition(a.reserved >= n, "\(z): wrote \(n) beyond its grants")
+        a.reserved = a.reserved - n
+        a.written = a.written + n
+        a.live = a.live + n
+        if a.written == a.capacity && !a.isConventional {
+            a.phase = .full  // the device made it full at capacity
+            counters.zonesFinished += 1
+            lock.broadcast()
+        }
+        zones[z.int] = a
+        counters.bytesAppended += n.bytes
+        if viaAppend { counters.deviceAppends += 1 }
+    }
+
+    /// Ends a grant: whatever was not written goes back to the zone's free space.
+    public func complete(_ grant: ZoneGrant, written: ByteCount) {
+        lock.withLock {
+            var a = zones[grant.zone.int]
+            let unused = min(grant.length > written ? grant.length - written : .zero, a.reserved)
+            a.reserved = a.reserved - unused
+            if a.phase == .full { a.unusable = a.unusable + unused }
+            a.grants -= 1
+            if a.phase == .active, a.written.bytes == 0, a.reserved.bytes == 0, a.grants == 0 {
+                a.phase = .empty  // nothing landed: the zone never became active on the device
+            }
+            if a.phase == .active, !a.isConventional, a.written + a.unusable == a.capacity, a.reserved.bytes == 0 {
+                a.phase = .full
+            }
+            zones[grant.zone.int] = a
+            lock.broadcast()
+        }
+    }
+
+    /// Written bytes of `zone` that nothing references any more become garbage.
+    public func discard(_ zone: ZoneID, _ bytes: ByteCount) {
+        lock.withLock {
+            precondition(zones[zone.int].live >= bytes, "\(zone): discarding more than its live bytes")
+            zones[zone.int].live = zones[zone.int].live - bytes
+            zones[zone.int].garbage = zones[zone.int].garbage + bytes
+        }
+    }
+
+    /// Resets a zone that holds no live data, making all its capacity free again.
+    public func reset(_ id: ZoneID) throws(DeviceError) {
+        let ok: Bool = lock.withLock {
+            let z = zones[id.int]
+            guard z.live.bytes == 0, z.grants == 0, z.phase != .unavailable else { return false }
+            zones[id.int].finishRequested = true
+            return true
+        }
+        precondition(ok, "reset of \(id) that holds live data or grants")
+        var failure: DeviceError?
+        if !conventional[id.int] {
+            do { try device.reset(id) } catch { failure = error }
+        }
+        lock.withLock {
+            var z = zones[id.int]
+            z.finishRequested = false
+            if failure == nil {
+                z = ZoneAccount(id: z.id, start: z.start, capacity: z.capacity, isConventional: z.isConventional,
+                                role: z.role == .data ? .free : z.role, phase: .empty)
+                counters.zonesReset += 1
+            }
+            zones[id.int] = z
+            lock.broadcast()
+        }
+        if let failure { try resync(id); throw failure }
+    }
+
+    /// After a device error, believe the device: its write pointer and condition.
+    private func resync(_ id: ZoneID) throws(DeviceError) {
+        guard !conventional[id.int] else { return }
+        let z = try device.zone(id)
+        lock.withLock {
+            var a = zones[id.int]
+            switch z.condition {
+            case .readOnly, .offline:
+                a.phase = .unavailable
+            case .full:
+                // Full behind our back: what is not written now never will be. Reserved bytes
+                // turn unusable as their grants complete.
+                a.phase = .full
+                a.unusable = a.capacity - a.written - a.reserved
+            default:
+                let devWritten = z.writePointer - z.start
+                if devWritten > a.written {
+                    // The device took bytes we did not count (a failed write that landed partly): garbage.
+                    let extra = devWritten - a.written
+                    a.written = devWritten
+                    a.garbage = a.garbage + extra
+                    a.reserved = a.reserved - min(a.reserved, extra)
+                }
+            }
+            zones[id.int] = a
+            lock.broadcast()
+        }
+    }
+}
+
+/// Space promised before a writer locks its range; what is not used goes back when it ends.
+public struct SpaceReservation: ~Copyable {
+    private let allocator: ZoneAllocator
+    public private(set) var bytes: ByteCount
+
+    fileprivate init(allocator: ZoneAllocator, bytes: ByteCount) {
+        self.allocator = allocator
+        self.bytes = bytes
+    }
+
+    /// Takes `n` (or what is left) out of the reservation for a grant that was made.
+    public mutating func use(_ n: ByteCount) {
+        let take = min(n, bytes)
+        bytes = bytes - take
+        allocator.releaseReservation(take)
+    }
+
+    deinit { allocator.releaseReservation(bytes) }
+}

@@ -1,0 +1,193 @@
+// The file (or block device) behind a file-backed device, and the raw positioned IO on it.
+//
+// Invariants:
+// - `dataFD` is opened with O_DIRECT when the file system takes it; when the open fails with
+//   EINVAL (tmpfs on older kernels), or a direct IO is refused with EINVAL (an alignment the
+//   file system does not accept), the same IO goes through `bufferedFD` instead. Linux keeps the
+//   two coherent: a direct IO writes back and invalidates the page-cache range it covers first.
+// - Direct IO always uses page-aligned memory: an unaligned caller buffer is bounced through an
+//   `AlignedBuffer`, so callers may pass any memory.
+// - Positions given to `write`/`read` are device offsets; the file offset is `dataStart + X`.
+//   Bytes↔file offsets are converted here and nowhere else.
+// - Every call either moves all requested bytes or throws a `DeviceError` built from errno; a
+//   short transfer is retried until complete, EOF on read yields zeros (the image is sized up front,
+//   so EOF only happens on a truncated image, which `open` rejects).
+// - The descriptors are plain integers and immutable, so the type is Sendable; `close()` is called
+//   exactly once, by the owning device, after it has marked itself closed.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import ZonedCore
+
+final class BackingFile: Sendable {
+    let path: String
+    let dataFD: Int32
+    let bufferedFD: Int32
+    let isDirect: Bool
+    /// File offset of device offset 0.
+    let dataStart: UInt64
+
+    /// Opens `path` twice: once buffered (header, table, fallback) and once for data IO.
+    init(path: String, dataStart: UInt64, readOnly: Bool = false) throws(DeviceError) {
+        let access = readOnly ? O_RDONLY : O_RDWR
+        let buffered = Glibc.open(path, access | O_CLOEXEC)
+        guard buffered >= 0 else {
+            throw DeviceError.lastErrno(.open, "cannot open \(path)")
+        }
+        var direct = Glibc.open(path, access | O_CLOEXEC | __O_DIRECT)
+        var isDirect = true
+        if direct < 0 {
+            let e = currentErrno()
+            guard e == EINVAL else {
+                Glibc.close(buffered)
+                throw DeviceError(errno: e, .open, "cannot open \(path) for direct IO")
+            }
+            // The file system has no O_DIRECT: the data goes through the page cache instead.
+            direct = Glibc.open(path, access | O_CLOEXEC)
+            isDirect = false
+            guard direct >= 0 else {
+                let e2 = currentErrno()
+                Glibc.close(buffered)
+                throw DeviceError(errno: e2, .open, "cannot open \(path)")
+            }
+        }
+        self.path = path
+        self.bufferedFD = buffered
+        self.dataFD = direct
+        self.isDirect = isDirect
+        self.dataStart = dataStart
+    }
+
+    func close() {
+        Glibc.close(dataFD)
+        Glibc.close(bufferedFD)
+    }
+
+    // MARK: Data region (device offsets)
+
+    func write(_ data: UnsafeRawBufferPointer, at offset: DeviceOffset, _ op: DeviceOperation) throws(DeviceError) {
+        guard data.count > 0 else { return }
+        if isAligned(data.baseAddress) {
+            try writeData(data, fileOffset: dataStart + offset.bytes, op)
+        } else {
+            let bounce = AlignedBuffer(count: data.count)
+            bounce.mutable.copyMemory(from: data)
+            try writeData(bounce.readOnly, fileOffset: dataStart + offset.bytes, op)
+        }
+    }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: DeviceOffset, _ op: DeviceOperation) throws(DeviceError) {
+        guard buffer.count > 0 else { return }
+        if isAligned(buffer.baseAddress) {
+            try readData(buffer, fileOffset: dataStart + offset.bytes, op)
+        } else {
+            let bounce = AlignedBuffer(count: buffer.count)
+            try readData(bounce.mutable, fileOffset: dataStart + offset.bytes, op)
+            buffer.copyMemory(from: bounce.readOnly)
+        }
+    }
+
+    func sync(_ op: DeviceOperation) throws(DeviceError) {
+        guard fdatasync(bufferedFD) == 0 else { throw DeviceError.lastErrno(op, "fdatasync of \(path)") }
+    }
+
+    // MARK: Raw file offsets (header and zone table, buffered)
+
+    func writeRaw(_ bytes: [UInt8], fileOffset: UInt64, _ op: DeviceOperation) throws(DeviceError) {
+        let result: DeviceError? = bytes.withUnsafeBytes { b in
+            do throws(DeviceError) {
+                try BackingFile.pwriteAll(bufferedFD, b, fileOffset, op, path)
+                return nil
+            } catch { return error }
+        }
+        if let result { throw result }
+    }
+
+    /// Reads up to `count` bytes; fewer when the file ends first.
+    func readRaw(count: Int, fileOffset: UInt64, _ op: DeviceOperation) throws(DeviceError) -> [UInt8] {
+        try BackingFile.readPrefix(fd: bufferedFD, count: count, fileOffset: fileOffset, op, path)
+    }
+
+    func fileSize() throws(DeviceError) -> UInt64 {
+        var st = stat()
+        guard fstat(bufferedFD, &st) == 0 else { throw DeviceError.lastErrno(.open, "fstat of \(path)") }
+        return UInt64(st.st_size)
+    }
+
+    // MARK: Helpers
+
+    private func isAligned(_ p: UnsafeRawPointer?) -> Bool {
+        guard isDirect, let p else { return !isDirect }
+        return UInt(bitPattern: p) % UInt(AlignedBuffer.alignment) == 0
+    }
+
+    private func writeData(_ data: UnsafeRawBufferPointer, fileOffset: UInt64, _ op: DeviceOperation) throws(DeviceError) {
+        do {
+            try BackingFile.pwriteAll(dataFD, data, fileOffset, op, path)
+        } catch where error.errno == EINVAL && isDirect {
+            // The file system refused this direct IO's alignment: use the page cache for it.
+            try BackingFile.pwriteAll(bufferedFD, data, fileOffset, op, path)
+        }
+    }
+
+    private func readData(_ buffer: UnsafeMutableRawBufferPointer, fileOffset: UInt64, _ op: DeviceOperation) throws(DeviceError) {
+        do {
+            try BackingFile.preadAll(dataFD, buffer, fileOffset, op, path)
+        } catch where error.errno == EINVAL && isDirect {
+            try BackingFile.preadAll(bufferedFD, buffer, fileOffset, op, path)
+        }
+    }
+
+    static func pwriteAll(_ fd: Int32, _ data: UnsafeRawBufferPointer, _ fileOffset: UInt64,
+                          _ op: DeviceOperation, _ path: String) throws(DeviceError) {
+        var done = 0
+        while done < data.count {
+            let n = pwrite(fd, data.baseAddress! + done, data.count - done, off_t(fileOffset + UInt64(done)))
+            if n < 0 {
+                if currentErrno() == EINTR { continue }
+                throw DeviceError.lastErrno(op, "pwrite of \(data.count - done) B at file offset \(fileOffset + UInt64(done)) of \(path)")
+            }
+            guard n > 0 else { throw DeviceError.io(op, "pwrite made no progress at file offset \(fileOffset + UInt64(done)) of \(path)") }
+            done += n
+        }
+    }
+
+    static func preadAll(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, _ fileOffset: UInt64,
+                         _ op: DeviceOperation, _ path: String) throws(DeviceError) {
+        var done = 0
+        while done < buffer.count {
+            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(fileOffset + UInt64(done)))
+            if n < 0 {
+                if currentErrno() == EINTR { continue }
+                throw DeviceError.lastErrno(op, "pread of \(buffer.count - done) B at file offset \(fileOffset + UInt64(done)) of \(path)")
+            }
+            if n == 0 {
+                // Past the end of the file: the rest reads as zeros.
+                (buffer.baseAddress! + done).initializeMemory(as: UInt8.self, repeating: 0, count: buffer.count - done)
+                return
+            }
+            done += n
+        }
+    }
+
+    static func readPrefix(fd: Int32, count: Int, fileOffset: UInt64, _ op: DeviceOperation,
+                           _ path: String) throws(DeviceError) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let n = out.withUnsafeMutableBytes { b in
+                pread(fd, b.baseAddress! + done, count - done, off_t(fileOffset + UInt64(done)))
+            }
+            if n < 0 {
+                if currentErrno() == EINTR { continue }
+                throw DeviceError.lastErrno(op, "read of \(path) at file offset \(fileOffset + UInt64(done))")
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return Array(out[0..<done])
+    }
+}

@@ -1,0 +1,476 @@
+// An emulated host-managed zoned device stored in one regular file: the embedded default.
+//
+// Invariants:
+// - It keeps every rule of the `ZonedDevice` header comment, strictly, with the errnos of a Linux
+//   zoned block device (the rules live in `ZoneTable`; the image layout in `ImageFormat`).
+// - Thread safety (why the class is Sendable): all mutable state sits in `state`, a Mutex; the
+//   other stored properties are immutable. Lock order is always zone lock → `state`, never the
+//   reverse. Each data IO holds its zone's lock from admission (under `state`) through its pwrite
+//   or pread, so IOs to one zone are applied in the order they are admitted and a read never sees
+//   a range whose write is still in flight; IOs to different zones run in parallel.
+// - Admission moves the write pointer before the pwrite; when the pwrite fails, the zone's state
+//   is rolled back (nothing else could have moved it: the zone lock is held).
+// - Durability model: `durable` is the zone table as the image file holds it. flush() makes the
+//   live table durable (data fdatasync, table write, fdatasync); reset and finish are durable for
+//   their zone at once (a device completes them to the media); open and close change nothing
+//   durable. A process that dies without flush reopens with the write pointers of the last flush
+//   (or later reset/finish of that zone): like a power cut that kept none of the unflushed data.
+//   close() is a clean shutdown: it persists the live table and syncs.
+// - Reopening gives the same geometry, write pointers and conditions, except that open zones come
+//   back closed (empty when nothing was written), as after a device power cycle.
+// - After a power cut (fault plan or `powerCut(tornLastBlock:)`) the table is persisted and the
+//   device is dead: every call fails with EIO until the image is opened again.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Synchronization
+import ZonedCore
+
+/// A lock that orders the IOs of one zone.
+final class ZoneLock: Sendable {
+    let mutex = Mutex(())
+}
+
+/// Old bytes of a conventional-zone write made since the last flush, kept while a fault plan is
+/// armed so a power cut can undo the write.
+struct ConventionalUndo: Sendable {
+    var offset: DeviceOffset
+    var old: [UInt8]
+}
+
+struct EmulatorState: Sendable {
+    enum Life: Sendable { case running, dead, closed }
+    var life: Life = .running
+    var table: ZoneTable
+    var durable: [ZoneState]
+    /// Generation of the table slot written last.
+    var generation: UInt64
+    var ioCount: UInt64 = 0
+    var faults: FaultPlan?
+    var undo: [ConventionalUndo] = []
+}
+
+public final class EmulatedZonedDevice: ZonedDevice, Sendable {
+    public let geometry: DeviceGeometry
+    public var kind: DeviceKind { .emulated }
+    public let path: String
+    let file: BackingFile
+    let state: Mutex<EmulatorState>
+    let zoneLocks: [ZoneLock]
+
+    private init(path: String, geometry: DeviceGeometry, file: BackingFile, table: ZoneTable,
+                 generation: UInt64, faults: FaultPlan?) {
+        self.path = path
+        self.geometry = geometry
+        self.file = file
+        self.zoneLocks = (0..<geometry.zoneCount).map { _ in ZoneLock() }
+        self.state = Mutex(EmulatorState(table: table, durable: table.states, generation: generation, faults: faults))
+    }
+
+    // MARK: Create, open, probe
+
+    /// Creates a sparse image for `geometry` at `path` and opens it. Refuses an existing file
+    /// (EEXIST) unless `overwrite`.
+    @discardableResult
+    public static func create(path: String, geometry: DeviceGeometry, overwrite: Bool = false,
+                              faults: FaultPlan? = nil) throws(DeviceError) -> EmulatedZonedDevice {
+        if let problem = geometry.problem() { throw .invalid(.create, problem) }
+        guard geometry.zoneCount <= Int(UInt32.max),
+              geometry.zoneSize.bytes <= UInt64(Int64.max) / UInt64(geometry.zoneCount) / 2 else {
+            throw .invalid(.create, "\(geometry.zoneCount) zones of \(geometry.zoneSize) do not fit in a file")
+        }
+        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC | (overwrite ? O_TRUNC : O_EXCL), 0o644)
+        guard fd >= 0 else {
+            let e = currentErrno()
+            let hint = e == EEXIST ? "\(path) already exists; pass overwrite to replace it" : "cannot create \(path)"
+            throw DeviceError(errno: e, .create, hint)
+        }
+        defer { Glibc.close(fd) }
+        let fresh = ZoneTable(geometry: geometry).states
+        let n = geometry.zoneCount
+        try writeAll(fd, ImageFormat.encodeHeader(geometry), at: 0, path)
+        try writeAll(fd, ImageFormat.encodeTable(fresh, generation: 0), at: ImageFormat.tableOffset(slot: 0, zoneCount: n), path)
+        try writeAll(fd, ImageFormat.encodeTable(fresh, generation: 1), at: ImageFormat.tableOffset(slot: 1, zoneCount: n), path)
+        let size = ImageFormat.dataStart(zoneCount: n) + geometry.totalBytes.bytes
+        guard ftruncate(fd, off_t(size)) == 0 else { throw .lastErrno(.create, "cannot size \(path) to \(size) bytes") }
+        guard fsync(fd) == 0 else { throw .lastErrno(.create, "fsync of \(path)") }
+        return try open(path: path, faults: faults)
+    }
+
+    private static func writeAll(_ fd: Int32, _ bytes: [UInt8], at offset: UInt64, _ path: String) throws(DeviceError) {
+        let failure: DeviceError? = bytes.withUnsafeBytes { b in
+            do throws(DeviceError) {
+                try BackingFile.pwriteAll(fd, b, offset, .create, path)
+                return nil
+            } catch { return error }
+        }
+        if let failure { throw failure }
+    }
+
+    /// Opens an image made by `create`. Open zones come back closed (a power cycle).
+    public static func open(path: String, faults: FaultPlan? = nil) throws(DeviceError) -> EmulatedZonedDevice {
+        // The header decides where the data starts; read it through a plain descriptor first.
+        let probe = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard probe >= 0 else { throw .lastErrno(.open, "cannot open \(path)") }
+        let headerBytes: [UInt8]
+        do {
+            headerBytes = try BackingFile.readPrefix(fd: probe, count: ImageFormat.headerBytes, fileOffset: 0, .open, path)
+            Glibc.close(probe)
+        } catch {
+            Glibc.close(probe)
+            throw error
+        }
+        let geometry = try ImageFormat.decodeHeader(headerBytes, path: path)
+        let file = try BackingFile(path: path, dataStart: ImageFormat.dataStart(zoneCount: geometry.zoneCount))
+        do {
+            let (generation, table) = try loadTable(file, geometry)
+            return EmulatedZonedDevice(path: path, geometry: geometry, file: file, table: table,
+                                       generation: generation, faults: faults)
+        } catch {
+            file.close()
+            throw error
+        }
+    }
+
+    /// The newest valid table slot, after a power cycle; checks the file is not truncated.
+    private static func loadTable(_ file: BackingFile, _ g: DeviceGeometry) throws(DeviceError) -> (UInt64, ZoneTable) {
+        let needed = file.dataStart + g.totalBytes.bytes
+        let size = try file.fileSize()
+        guard size >= needed else {
+            throw .io(.open, "\(file.path) is truncated: \(size) bytes, the geometry needs \(needed)")
+        }
+        let slotBytes = Int(ImageFormat.tableSlotBytes(zoneCount: g.zoneCount))
+        var best: (UInt64, [ZoneState])?
+        var problems: [String] = []
+        for slot in 0..<2 {
+            let bytes = try file.readRaw(count: slotBytes, fileOffset: ImageFormat.tableOffset(slot: slot, zoneCount: g.zoneCount), .open)
+            do throws(DecodeError) {
+                let (gen, states) = try ImageFormat.decodeTable(bytes, geometry: g)
+                if best == nil || gen > best!.0 { best = (gen, states) }
+            } catch {
+                problems.append("slot \(slot): \(error)")
+            }
+        }
+        guard let (generation, states) = best else {
+            throw .io(.open, "\(file.path): no valid zone table (\(problems.joined(separator: "; ")))")
+        }
+        var table = ZoneTable(geometry: g, validStates: states)
+        table.powerCycle()
+        if g.maxActiveZones > 0, table.activeCount > g.maxActiveZones {
+            throw .io(.open, "\(file.path): zone table has \(table.activeCount) active zones, more than the max of \(g.maxActiveZones)")
+        }
+        return (generation, table)
+    }
+
+    /// True when `path` starts with the emulated image magic (cheap: reads 8 bytes).
+    public static func isEmulatedImage(path: String) -> Bool {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { Glibc.close(fd) }
+        guard let head = try? BackingFile.readPrefix(fd: fd, count: ImageFormat.magic.count, fileOffset: 0, .open, path) else {
+            return false
+        }
+        return head == ImageFormat.magic
+    }
+
+    // MARK: Fault injection controls
+
+    /// IOs numbered so far (see FaultPlan for what counts).
+    public var ioCount: UInt64 { state.withLock { $0.ioCount } }
+    public var faultPlan: FaultPlan? { state.withLock { $0.faults } }
+    /// True after a power cut, until the image is opened again.
+    public var isDead: Bool { state.withLock { $0.life == .dead } }
+
+    /// Arms (or with nil disarms) a fault plan; IO numbers keep counting from open.
+    public func setFaultPlan(_ plan: FaultPlan?) {
+        state.withLock { s in
+            s.faults = plan
+            if plan == nil { s.undo.removeAll() }
+        }
+    }
+
+    /// Turns `zone` read-only or offline now (durably, as a failing device would).
+    public func setCondition(_ zone: ZoneID, _ condition: ZoneCondition) throws(DeviceError) {
+        guard condition == .readOnly || condition == .offline else {
+            throw refusal(.invalid(.report, "only read-only and offline can be injected, not \(condition.rawValue)"), .report)
+        }
+        guard geometry.contains(zone) else { throw refusal(.invalid(.report, "\(zone) is past the last zone"), .report) }
+        try zoneLocks[zone.int].mutex.withLock { _ throws(DeviceError) in
+            try state.withLock { (s: inout EmulatorState) throws(DeviceError) in
+                try checkLive(s, .report)
+                try inject(&s, zone, condition)
+            }
+        }
+    }
+
+    /// Cuts the power now: each sequential zone keeps a seeded prefix of what it was sent since
+    /// the last flush, conventional zones a seeded subset of their unflushed writes (all of them
+    /// when no fault plan was armed to record old bytes). Seeded by the plan's seed, or `seed`
+    /// when given, and the IO count. The device is dead afterwards.
+    public func powerCut(tornLastBlock: Bool = false, seed: UInt64? = nil) throws(DeviceError) {
+        try state.withLock { (s: inout EmulatorState) throws(DeviceError) in
+            try checkLive(s, .flush)
+            try cutPower(&s, torn: tornLastBlock, seed: seed ?? s.faults?.seed ?? 0)
+        }
+    }
+
+    // MARK: ZonedDevice
+
+    public func reportZones(from first: ZoneID, count: Int) throws(DeviceError) -> [Zone] {
+        try state.withLock { (s: inout EmulatorState) throws(DeviceError) -> [Zone] in
+            try checkLive(s, .report)
+            let end = min(geometry.zoneCount, first.int + max(count, 0))
+            guard first.int < end else { return [] }
+            return (first.int..<end).map { s.table.report(ZoneID($0)) }
+        }
+    }
+
+    public func reset(_ zone: ZoneID) throws(DeviceError) {
+        try manage(zone, .reset, durable: true) { (t: inout ZoneTable) throws(DeviceError) in try t.reset(zone) }
+    }
+
+    public func openZone(_ zone: ZoneID) throws(DeviceError) {
+        try manage(zone, .openZone, durable: false) { (t: inout ZoneTable) throws(DeviceError) in try t.open(zone) }
+    }
+
+    public func closeZone(_ zone: ZoneID) throws(DeviceError) {
+        try manage(zone, .closeZone, durable: false) { (t: inout ZoneTable) throws(DeviceError) in try t.close(zone) }
+    }
+
+    public func finish(_ zone: ZoneID) throws(DeviceError) {
+        try manage(zone, .finish, durable: true) { (t: inout ZoneTable) throws(DeviceError) in try t.finish(zone) }
+    }
+
+    public func write(_ data: UnsafeRawBufferPointer, at offset: DeviceOffset) throws(DeviceError) {
+        let zone = try checkedZone(offset, data.count, .write)
+        let length = ByteCount(data.count)
+        guard length <= geometry.maxWriteBytes else {
+            throw refusal(.invalid(.write, "write of \(length.bytes) B exceeds the max write size \(geometry.maxWriteBytes.bytes) B"), .write)
+        }
+        try zoneLocks[zone.int].mutex.withLock { _ throws(DeviceError) in
+            let admitted = try state.withLock { (s: inout EmulatorState) throws(DeviceError) -> Admission in
+                _ = try beginIO(&s, .write)
+                let before = try s.table.admitWrite(zone, at: offset, length: length, .write)
+                let undo = s.faults != nil && geometry.isConventional(zone)
+                return Admission(zone: zone, at: offset, before: before, after: s.table[zone], recordUndo: undo)
+            }
+            try apply(data, admitted, .write)
+        }
+    }
+
+    public func append(_ data: UnsafeRawBufferPointer, to zone: ZoneID) throws(DeviceError) -> DeviceOffset {
+        guard geometry.supportsZoneAppend else {
+            throw refusal(.notSupported(.append, "this emulated device has no zone append (max append bytes 0)"), .append)
+        }
+        guard geometry.contains(zone) else { throw refusal(.invalid(.append, "\(zone) is past the last zone"), .append) }
+        let length = ByteCount(data.count)
+        guard length.bytes > 0, length.isMultiple(of: geometry.logicalBlockSize), length <= geometry.maxAppendBytes else {
+            throw refusal(.invalid(.append, "zone append of \(length.bytes) B: must be a non-zero block multiple of at most \(geometry.maxAppendBytes.bytes) B"), .append)
+        }
+        return try zoneLocks[zone.int].mutex.withLock { _ throws(DeviceError) -> DeviceOffset in
+            let admitted = try state.withLock { (s: inout EmulatorState) throws(DeviceError) -> Admission in
+                _ = try beginIO(&s, .append)
+                let (at, before) = try s.table.admitAppend(zone, length: length)
+                return Admission(zone: zone, at: at, before: before, after: s.table[zone], recordUndo: false)
+            }
+            try apply(data, admitted, .append)
+            return admitted.at
+        }
+    }
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: DeviceOffset) throws(DeviceError) {
+        let zone = try checkedZone(offset, buffer.count, .read)
+        try zoneLocks[zone.int].mutex.withLock { _ throws(DeviceError) in
+            let (io, end, plan) = try state.withLock { (s: inout EmulatorState) throws(DeviceError) -> (UInt64, DeviceOffset, FaultPlan?) in
+                let io = try beginIO(&s, .read)
+                return (io, try s.table.readableEnd(zone), s.faults)
+            }
+            // Past a sequential zone's write pointer the device returns zeros without touching media.
+            let readable = end > offset ? min(buffer.count, Int((end - offset).bytes)) : 0
+            if readable > 0 {
+                try file.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<readable]), at: offset, .read)
+            }
+            if readable < buffer.count {
+                UnsafeMutableRawBufferPointer(rebasing: buffer[readable...]).initializeMemory(as: UInt8.self, repeating: 0)
+            }
+            if let plan, plan.bitRotProbability > 0 { rot(buffer, plan, io: io) }
+        }
+    }
+
+    public func flush() throws(DeviceError) {
+        try state.withLock { (s: inout EmulatorState) throws(DeviceError) in
+            _ = try beginIO(&s, .flush)
+            // Data first, then the table that points past it, so a host crash in between never
+            // leaves a table claiming unsynced data.
+            try file.sync(.flush)
+            s.durable = s.table.states
+            s.undo.removeAll()
+            try persist(&s, .flush)
+            try file.sync(.flush)
+        }
+    }
+
+    /// Runs a batch in order, except that with `outOfOrderAppends` armed the appends trade places
+    /// among themselves in a seeded permutation (never the identity); the landing addresses follow
+    /// the order they ran in. Writes and reads keep their batch positions, so writes to one zone
+    /// are applied in batch order.
+    public func submit(_ batch: [DeviceIO]) -> [IOCompletion] {
+        executionOrder(batch).map { i in IOCompletion(index: i, result: perform(batch[i])) }
+    }
+
+    public func close() {
+        let wasRunning = state.withLock { s -> Bool in
+            let running = s.life == .running
+            if running {
+                s.durable = s.table.states
+                s.undo.removeAll()
+                try? persist(&s, .close)
+                try? file.sync(.close)
+            }
+            let open = s.life != .closed
+            s.life = .closed
+            return open
+        }
+        if wasRunning { file.close() }
+    }
+
+    deinit {
+        if state.withLock({ $0.life != .closed }) { close() }
+    }
+
+    // MARK: Internals
+
+    /// A data IO admitted under the lock, to be carried out under its zone lock.
+    struct Admission: Sendable {
+        var zone: ZoneID
+        var at: DeviceOffset
+        var before: ZoneState
+        var after: ZoneState
+        var recordUndo: Bool
+    }
+
+    /// Writes admitted data; on failure rolls the zone back to its state before admission.
+    private func apply(_ data: UnsafeRawBufferPointer, _ a: Admission, _ op: DeviceOperation) throws(DeviceError) {
+        do {
+            if a.recordUndo {
+                let old = AlignedBuffer(count: data.count)
+                try file.read(into: old.mutable, at: a.at, op)
+                state.withLock { $0.undo.append(ConventionalUndo(offset: a.at, old: old.bytes)) }
+            }
+            try file.write(data, at: a.at, op)
+        } catch {
+            state.withLock { s in
+                // Only when nothing else touched the zone since (an injected condition change may have).
+                if s.table[a.zone] == a.after { s.table.restore(a.zone, a.before) }
+            }
+            throw error
+        }
+    }
+
+    /// The zone of a block-aligned IO inside one zone; EINVAL otherwise (EIO when the device is
+    /// dead or closed). Refused IOs are not numbered.
+    private func checkedZone(_ offset: DeviceOffset, _ count: Int, _ op: DeviceOperation) throws(DeviceError) -> ZoneID {
+        let bs = geometry.logicalBlockSize
+        let length = ByteCount(count)
+        guard count > 0, length.isMultiple(of: bs), offset.isAligned(to: bs) else {
+            throw refusal(.invalid(op, "\(op.rawValue) of \(count) B at \(offset) is not a non-empty multiple of the \(bs.bytes)-byte block size at an aligned offset"), op)
+        }
+        guard let zone = geometry.zone(containing: offset),
+              offset + length <= geometry.zoneStart(zone) + geometry.zoneSize else {
+            throw refusal(.invalid(op, "\(op.rawValue) of \(count) B at \(offset) crosses a zone boundary or the device end"), op)
+        }
+        return zone
+    }
+
+    /// `error`, unless the device is dead or closed: then EIO, as for every call.
+    private func refusal(_ error: DeviceError, _ op: DeviceOperation) -> DeviceError {
+        state.withLock { s in
+            do throws(DeviceError) { try checkLive(s, op); return error } catch { return error }
+        }
+    }
+
+    private func checkLive(_ s: EmulatorState, _ op: DeviceOperation) throws(DeviceError) {
+        switch s.life {
+        case .running: return
+        case .dead: throw .io(op, "\(path) lost power (injected power cut); reopen the image")
+        case .closed: throw .io(op, "\(path) is closed")
+        }
+    }
+
+    /// Zone management under the zone lock; persists the table. `durable`: the command's result
+    /// for this zone is durable at once (reset, finish).
+    private func manage(_ zone: ZoneID, _ op: DeviceOperation, durable: Bool,
+                        _ body: (inout ZoneTable) throws(DeviceError) -> Void) throws(DeviceError) {
+        guard geometry.contains(zone) else {
+            throw refusal(.invalid(op, "\(zone) is past the last zone (\(geometry.zoneCount) zones)"), op)
+        }
+        try zoneLocks[zone.int].mutex.withLock { _ throws(DeviceError) in
+            try state.withLock { (s: inout EmulatorState) throws(DeviceError) in
+                try checkLive(s, op)
+                try body(&s.table)
+                if durable { s.durable[zone.int] = s.table[zone] }
+                try persist(&s, op)
+            }
+        }
+    }
+
+    /// Writes `durable` to the next table slot. The generation moves only when the write worked,
+    /// so a failed write never costs the other, valid slot.
+    func persist(_ s: inout EmulatorState, _ op: DeviceOperation) throws(DeviceError) {
+        let next = s.generation + 1
+        let bytes = ImageFormat.encodeTable(s.durable, generation: next)
+        try file.writeRaw(bytes, fileOffset: ImageFormat.tableOffset(slot: Int(next % 2), zoneCount: geometry.zoneCount), op)
+        s.generation = next
+    }
+
+    /// Numbers an IO and applies the fault plan's events for it (see FaultPlan's header).
+    private func beginIO(_ s: inout EmulatorState, _ op: DeviceOperation) throws(DeviceError) -> UInt64 {
+        try checkLive(s, op)
+        s.ioCount += 1
+        let n = s.ioCount
+        guard let plan = s.faults else { return n }
+        for change in plan.conditionChanges where change.atIO == n && geometry.contains(change.zone) {
+            try inject(&s, change.zone, change.condition)
+        }
+        if let cut = plan.powerCut, cut.atIO == n {
+            try cutPower(&s, torn: cut.tornLastBlock, seed: plan.seed)
+            throw .io(op, "injected power cut at IO \(n)")
+        }
+        if plan.failingIOs.contains(n) { throw .io(op, "injected EIO at IO \(n)") }
+        let (p, purpose) = plan.errorProbability(op)
+        var rng = plan.stream(purpose, io: n)
+        if rng.chance(p) { throw .io(op, "injected EIO at IO \(n) (probability \(p))") }
+        return n
+    }
+
+    private func inject(_ s: inout EmulatorState, _ zone: ZoneID, _ condition: ZoneCondition) throws(DeviceError) {
+        s.table.inject(zone, condition)
+        s.durable[zone.int] = s.table[zone]
+        try persist(&s, .report)
+    }
+
+    /// Flips one seeded bit of `buffer` with the plan's bit-rot probability.
+    private func rot(_ buffer: UnsafeMutableRawBufferPointer, _ plan: FaultPlan, io: UInt64) {
+        var rng = plan.stream(.bitRot, io: io)
+        guard rng.chance(plan.bitRotProbability), buffer.count > 0 else { return }
+        let byte = Int(rng.below(UInt64(buffer.count)))
+        buffer[byte] ^= UInt8(1) << UInt8(rng.below(8))
+    }
+
+    private func executionOrder(_ batch: [DeviceIO]) -> [Int] {
+        let (plan, nextIO) = state.withLock { ($0.faults, $0.ioCount + 1) }
+        let order = Array(batch.indices)
+        guard let plan, plan.outOfOrderAppends else { return order }
+        let slots = batch.indices.filter { if case .append = batch[$0] { return true } else { return false } }
+        guard slots.count > 1 else { return order }
+        var rng = plan.stream(.appendOrder, io: nextIO)
+        var permuted = rng.permuted(slots)
+        if permuted == slots { permuted = Array(slots.dropFirst()) + [slots[0]] }
+        var result = order
+        for (slot, index) in zip(slots, permuted) { result[slot] = index }
+        return result
+    }
+}

@@ -1,1 +1,0 @@
-// ZonedBackendFile: see the files beside this one.

@@ -1,0 +1,92 @@
+// What a power cut does to the emulated device.
+//
+// Invariants:
+// - Only what was sent since it last became durable is at risk (see EmulatedZonedDevice's
+//   durability model): a sequential zone keeps a seeded, block-aligned prefix of it (anything
+//   from nothing to everything), and its condition follows the kept write pointer (empty at the
+//   start, full at capacity, closed in between: a power cycle closes open zones). Read-only,
+//   offline and durably full zones are untouched.
+// - With a torn last block, the last kept block of each zone that kept new data holds the new
+//   bytes up to a seeded cut point and seeded garbage after it.
+// - Conventional zones keep a seeded subset of their unflushed writes. A dropped write gets its
+//   old bytes back, block by block, except where a later kept write covers the block, so the
+//   result equals replaying exactly the kept writes in their order. Without an armed fault plan
+//   no old bytes were recorded and every write is kept.
+// - Every draw comes from the power-cut stream of (seed, IO count), zones in ascending order
+//   then undo records newest first: the same seed and calls give the same outcome.
+// - Afterwards the outcome is persisted and synced and the device is dead, even if that IO fails.
+
+import ZonedCore
+
+extension EmulatedZonedDevice {
+    func cutPower(_ s: inout EmulatorState, torn: Bool, seed: UInt64) throws(DeviceError) {
+        defer {
+            s.life = .dead
+            s.undo.removeAll()
+        }
+        var rng = FaultPlan.stream(seed: seed, .powerCut, io: s.ioCount)
+        for i in 0..<geometry.zoneCount where !geometry.isConventional(ZoneID(i)) {
+            let zone = ZoneID(i)
+            let outcome = try cutZone(zone, live: s.table[zone], durable: s.durable[i], torn: torn, &rng)
+            s.table.restore(zone, outcome)
+        }
+        try undoConventional(s.undo, &rng)
+        s.durable = s.table.states
+        try persist(&s, .flush)
+        try file.sync(.flush)
+    }
+
+    /// The state zone `zone` keeps; writes the torn block when asked.
+    private func cutZone(_ zone: ZoneID, live: ZoneState, durable: ZoneState, torn: Bool,
+                         _ rng: inout SeededRandom) throws(DeviceError) -> ZoneState {
+        switch durable.condition {
+        case .readOnly, .offline, .full: return durable
+        default: break
+        }
+        switch live.condition {
+        case .readOnly, .offline: return live
+        default: break
+        }
+        let bs = geometry.logicalBlockSize
+        let sentBlocks = live.writePointer > durable.writePointer
+            ? (live.writePointer - durable.writePointer).quotient(dividingBy: bs) : 0
+        let kept = sentBlocks > 0 ? rng.below(sentBlocks + 1) : 0
+        let wp = durable.writePointer + bs * kept
+        if torn, kept > 0 { try tear(block: wp - bs, &rng) }
+        let start = geometry.zoneStart(zone)
+        let condition: ZoneCondition = wp == start ? .empty : wp == start + geometry.zoneCapacity ? .full : .closed
+        return ZoneState(condition: condition, writePointer: wp)
+    }
+
+    /// Keeps the block's bytes before a seeded cut point and overwrites the rest with garbage.
+    private func tear(block at: DeviceOffset, _ rng: inout SeededRandom) throws(DeviceError) {
+        let bs = geometry.logicalBlockSize.int
+        let buffer = AlignedBuffer(count: bs)
+        try file.read(into: buffer.mutable, at: at, .flush)
+        let cut = 1 + Int(rng.below(UInt64(bs - 1)))
+        rng.fill(buffer.slice(cut, bs - cut))
+        try file.write(buffer.readOnly, at: at, .flush)
+    }
+
+    private func undoConventional(_ undo: [ConventionalUndo], _ rng: inout SeededRandom) throws(DeviceError) {
+        let bs = geometry.logicalBlockSize.int
+        var coveredByKept = Set<UInt64>()
+        for record in undo.reversed() {
+            let blocks = record.old.count / bs
+            if rng.chance(0.5) {
+                for b in 0..<blocks { coveredByKept.insert(record.offset.bytes + UInt64(b * bs)) }
+                continue
+            }
+            for b in 0..<blocks where !coveredByKept.contains(record.offset.bytes + UInt64(b * bs)) {
+                let failure: DeviceError? = record.old.withUnsafeBytes { old in
+                    do throws(DeviceError) {
+                        try file.write(UnsafeRawBufferPointer(rebasing: old[(b * bs)..<((b + 1) * bs)]),
+                                       at: record.offset + ByteCount(b * bs), .flush)
+                        return nil
+                    } catch { return error }
+                }
+                if let failure { throw failure }
+            }
+        }
+    }
+}

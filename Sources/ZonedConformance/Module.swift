@@ -1,1 +1,0 @@
-// ZonedConformance: see the files beside this one.

@@ -1,0 +1,107 @@
+// Which backend serves a path, and opening it with errors that say what to do.
+//
+// Detection: a block device whose queue/zoned is not "none" is a kernel zoned device; any other
+// block device is conventional; a regular file with the emulated-image magic is emulated; any other
+// regular file is conventional. `--backend` overrides detection but is checked against the path,
+// so asking for "kernel" on a regular file is a usage error, not a confusing IO failure.
+
+import ArgumentParser
+import Foundation
+import ZonedBackendFile
+import ZonedBackendKernel
+import ZonedCore
+
+enum BackendChoice: String, ExpressibleByArgument, CaseIterable {
+    case auto, emulated, conventional, kernel
+}
+
+struct DeviceOptions: ParsableArguments {
+    @Argument(help: ArgumentHelp("The device: a zoned block device, an emulated image, or a file/block device for conventional mode.", valueName: "device"))
+    var device: String
+
+    @Option(help: "Backend to use instead of detecting it: \(BackendChoice.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var backend: BackendChoice = .auto
+
+    @Option(help: ArgumentHelp("Zone size for conventional mode (a power of two).", valueName: "size"))
+    var zoneSize: String = "64M"
+
+    func validate() throws {
+        guard FileManager.default.fileExists(atPath: device) else {
+            throw ValidationError("\(device): no such file or device. Create an emulated device with `zbdfs emulate create \(device) --size 1G --zone-size 64M`, or check the path.")
+        }
+        guard let zs = ByteCount(parsing: zoneSize), zs.isPowerOfTwo else {
+            throw ValidationError("--zone-size \(zoneSize) is not a power-of-two size; use e.g. 64M or 256M.")
+        }
+        _ = zs
+    }
+
+    /// Opens the device, detecting or checking its kind.
+    func open() throws -> any ZonedDevice {
+        let kind = try resolveKind()
+        do {
+            switch kind {
+            case .emulated: return try EmulatedZonedDevice.open(path: device)
+            case .conventional: return try ConventionalDevice.open(path: device, zoneSize: ByteCount(parsing: zoneSize)!)
+            case .kernel: return try KernelZonedDevice.open(path: device)
+            case .nvme: throw CLIError.usage("the NVMe passthrough backend is not available yet; use --backend kernel on the namespace's block device")
+            }
+        } catch let e as DeviceError {
+            throw CLIError.runtime("cannot open \(device) as \(kind.rawValue): \(e). \(hint(for: e, kind: kind))")
+        }
+    }
+
+    func resolveKind() throws -> DeviceKind {
+        let isBlock = PathKind.isBlockDevice(device)
+        let isZoned = isBlock && KernelZonedDevice.isZonedBlockDevice(path: device)
+        let isImage = !isBlock && EmulatedZonedDevice.isEmulatedImage(path: device)
+        switch backend {
+        case .auto:
+            if isZoned { return .kernel }
+            if isImage { return .emulated }
+            return .conventional
+        case .kernel:
+            guard isZoned else {
+                throw CLIError.usage("\(device) is not a zoned block device; drop --backend to detect the kind, or use --backend \(isImage ? "emulated" : "conventional")")
+            }
+            return .kernel
+        case .emulated:
+            guard isImage else {
+                throw CLIError.usage("\(device) is not an emulated zoned image; create one with `zbdfs emulate create`, or use --backend \(isZoned ? "kernel" : "conventional")")
+            }
+            return .emulated
+        case .conventional:
+            return .conventional
+        }
+    }
+
+    private func hint(for e: DeviceError, kind: DeviceKind) -> String {
+        switch e.kind {
+        case .permissionDenied: return "Run as root or get read-write access to \(device)."
+        case .busy: return "Another program holds \(device) open exclusively; unmount it or stop that program."
+        case .notFound: return "Check the path."
+        case .invalidArgument where kind == .emulated: return "The image header is damaged; recreate it with `zbdfs emulate create --force`."
+        default: return "Check that \(device) is the device you meant."
+        }
+    }
+}
+
+enum PathKind {
+    static func isBlockDevice(_ path: String) -> Bool {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return false }
+        return (st.st_mode & S_IFMT) == S_IFBLK
+    }
+}
+
+/// Turns a device error during an operation into a runtime CLI error that names a fix.
+func runtimeFailure(_ what: String, _ e: DeviceError) -> CLIError {
+    let fix: String
+    switch e.kind {
+    case .tooManyOpenZones: fix = "Close or finish an open zone first (`zbdfs zone close|finish`)."
+    case .tooManyActiveZones: fix = "Finish or reset an active zone first (`zbdfs zone finish|reset`)."
+    case .io: fix = "The zone may be read-only, offline or full; check `zbdfs zones`."
+    case .invalidArgument: fix = "Zone management applies to sequential zones only; check the zone's type with `zbdfs zones`."
+    default: fix = "Check `zbdfs zones` for the zone's state."
+    }
+    return .runtime("\(what) failed: \(e). \(fix)")
+}

@@ -1,0 +1,60 @@
+// The zbdfs command line: the only place a backend meets the rest of the program.
+//
+// Exit status (documented in README.md and --help):
+//   0 success; 1 a runtime failure (the device refused, IO failed); 2 bad usage (unparseable or
+//   inconsistent arguments, a path of the wrong kind, a zone index out of range). Every failure is
+//   one line on stderr that names the cause and the fix — never a Swift crash trace — and bad
+//   usage is detected before anything is written.
+
+import ArgumentParser
+import Foundation
+
+@main
+struct ZBDFS: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "zbdfs",
+        abstract: "A storage engine and file system for zoned block devices.",
+        discussion: """
+        zbdfs works on host-managed SMR drives, NVMe ZNS namespaces, null_blk zoned devices, and on
+        emulated zoned devices kept in a regular file (the default for trying it out):
+
+          zbdfs emulate create dev.zimg --size 1G --zone-size 64M --max-active 8
+          zbdfs zones dev.zimg
+          zbdfs zone finish dev.zimg 3
+
+        Exit status: 0 success, 1 runtime failure, 2 bad usage.
+        """,
+        version: "zbdfs \(versionString)",
+        subcommands: [Emulate.self, Zones.self, ZoneCommand.self]
+    )
+
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let e as CLIError {
+            FileHandle.standardError.write(Data("zbdfs: \(e.message)\n".utf8))
+            Foundation.exit(e.status)
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                print(fullMessage(for: error))
+                Foundation.exit(0)
+            }
+            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+            // ArgumentParser reports usage errors as EX_USAGE (64); we promise 2.
+            Foundation.exit(code == .validationFailure ? 2 : code.rawValue)
+        }
+    }
+}
+
+let versionString = "0.1.0"
+
+/// A failure the user can act on: one line naming the cause and the fix.
+struct CLIError: Error {
+    var message: String
+    var status: Int32
+
+    static func usage(_ message: String) -> CLIError { CLIError(message: message, status: 2) }
+    static func runtime(_ message: String) -> CLIError { CLIError(message: message, status: 1) }
+}

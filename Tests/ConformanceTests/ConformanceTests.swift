@@ -1,0 +1,118 @@
+// Runs the one device conformance suite (Sources/ZonedConformance) against every backend this
+// machine can reach: emulated images in several limit profiles and conventional mode on the host;
+// a kernel zoned block device when ZBDFS_TEST_KERNEL_DEVICE names one (the QEMU guest sets it).
+// Each profile lists the checks it expects to skip, so a backend cannot pass by skipping.
+
+import Foundation
+import Testing
+import ZonedBackendFile
+import ZonedBackendKernel
+import ZonedConformance
+import ZonedCore
+
+struct Profile: Sendable, CustomTestStringConvertible {
+    var name: String
+    var make: @Sendable (String) throws -> any ZonedDevice
+    var reopen: @Sendable (String) throws -> any ZonedDevice
+    var expectedSkips: Set<String>
+    var testDescription: String { name }
+
+    static func emulated(_ name: String, _ g: DeviceGeometry, skips: Set<String>) -> Profile {
+        Profile(name: name,
+                make: { path in try EmulatedZonedDevice.create(path: path, geometry: g, overwrite: true) },
+                reopen: { path in try EmulatedZonedDevice.open(path: path) },
+                expectedSkips: skips)
+    }
+
+    static let sequentialOnly: Set<String> = ["conventional-random-writes", "conventional-management"]
+
+    static let all: [Profile] = {
+        var p: [Profile] = [
+            .emulated("emulated-limits", DeviceGeometry(
+                zoneCount: 16, zoneSize: .mib(1), zoneCapacity: .kib(768), maxOpenZones: 3, maxActiveZones: 5,
+                maxWriteBytes: .kib(128), maxAppendBytes: .kib(64), conventionalZoneCount: 2), skips: []),
+            .emulated("emulated-no-limits", DeviceGeometry(
+                zoneCount: 8, zoneSize: .kib(512), maxWriteBytes: .kib(64)),
+                skips: sequentialOnly.union(["implicit-open-limit", "explicit-open-limit", "active-limit"])),
+            .emulated("emulated-open-equals-active", DeviceGeometry(
+                zoneCount: 12, zoneSize: .kib(256), zoneCapacity: .kib(192), logicalBlockSize: ByteCount(512),
+                maxOpenZones: 4, maxActiveZones: 4, maxWriteBytes: .kib(32), conventionalZoneCount: 1),
+                skips: ["implicit-open-limit"]),
+            Profile(name: "conventional",
+                    make: { path in try ConventionalDevice.create(path: path, size: .mib(8)); return try ConventionalDevice.open(path: path, zoneSize: .mib(1)) },
+                    reopen: { path in try ConventionalDevice.open(path: path, zoneSize: .mib(1)) },
+                    expectedSkips: Set(ConformanceSuite.checks.map(\.name)).subtracting(
+                        ["geometry", "report-range", "alignment", "conventional-random-writes", "conventional-management"])),
+        ]
+        if let dev = ProcessInfo.processInfo.environment["ZBDFS_TEST_KERNEL_DEVICE"], !dev.isEmpty {
+            p.append(Profile(name: "kernel \(dev)",
+                             make: { _ in try KernelZonedDevice.open(path: dev) },
+                             reopen: { _ in try KernelZonedDevice.open(path: dev) },
+                             expectedSkips: []))
+        }
+        return p
+    }()
+}
+
+func scratchPath(_ tag: String) -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("zbdfs-tests-\(getpid())")
+    try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    return dir.appendingPathComponent("\(tag)-\(UUID().uuidString).img").path
+}
+
+@Suite("Device conformance")
+struct ConformanceTests {
+    @Test("each rule holds", arguments: Profile.all, ConformanceSuite.checks.map(\.name))
+    func rule(profile: Profile, checkName: String) throws {
+        let check = try #require(ConformanceSuite.checks.first { $0.name == checkName })
+        let path = scratchPath(profile.name)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let target = ConformanceTarget(device: try profile.make(path), reopen: { try profile.reopen(path) })
+        defer { target.device.close() }
+        let outcome = check.run(on: target)
+        switch outcome {
+        case .passed:
+            #expect(!profile.expectedSkips.contains(checkName), "\(checkName) ran on \(profile.name) but was expected to skip; update the profile")
+        case .skipped(let why):
+            #expect(profile.expectedSkips.contains(checkName), "\(checkName) skipped on \(profile.name): \(why)")
+        case .failed(let why):
+            Issue.record("\(checkName) failed on \(profile.name): \(why)")
+        }
+    }
+
+    /// The suite must be able to fail: a device that breaks a rule is caught.
+    @Test("a device that ignores the write pointer fails the suite")
+    func brokenDeviceFails() throws {
+        let path = scratchPath("broken")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let inner = try EmulatedZonedDevice.create(path: path, geometry: DeviceGeometry(zoneCount: 4, zoneSize: .kib(256), maxWriteBytes: .kib(64)), overwrite: true)
+        let broken = WritesAnywhere(inner)
+        defer { broken.close() }
+        let check = try #require(ConformanceSuite.checks.first { $0.name == "write-off-write-pointer" })
+        guard case .failed = check.run(on: ConformanceTarget(device: broken)) else {
+            Issue.record("the write-pointer check passed on a device that accepts writes off the write pointer")
+            return
+        }
+    }
+}
+
+/// A deliberately broken device: writes off the write pointer are silently accepted (dropped).
+final class WritesAnywhere: ZonedDevice, @unchecked Sendable {
+    let inner: any ZonedDevice
+    init(_ inner: any ZonedDevice) { self.inner = inner }
+    var geometry: DeviceGeometry { inner.geometry }
+    var kind: DeviceKind { inner.kind }
+    var path: String { inner.path }
+    func reportZones(from first: ZoneID, count: Int) throws(DeviceError) -> [Zone] { try inner.reportZones(from: first, count: count) }
+    func reset(_ zone: ZoneID) throws(DeviceError) { try inner.reset(zone) }
+    func openZone(_ zone: ZoneID) throws(DeviceError) { try inner.openZone(zone) }
+    func closeZone(_ zone: ZoneID) throws(DeviceError) { try inner.closeZone(zone) }
+    func finish(_ zone: ZoneID) throws(DeviceError) { try inner.finish(zone) }
+    func write(_ data: UnsafeRawBufferPointer, at offset: DeviceOffset) throws(DeviceError) {
+        do { try inner.write(data, at: offset) } catch where error.kind == .io { /* swallowed: the bug */ }
+    }
+    func append(_ data: UnsafeRawBufferPointer, to zone: ZoneID) throws(DeviceError) -> DeviceOffset { try inner.append(data, to: zone) }
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: DeviceOffset) throws(DeviceError) { try inner.read(into: buffer, at: offset) }
+    func flush() throws(DeviceError) { try inner.flush() }
+    func close() { inner.close() }
+}
