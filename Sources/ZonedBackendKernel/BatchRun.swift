@@ -14,6 +14,12 @@
 //   caller's buffers (and our bounce buffers) must outlive the IO.
 // - Completions are reported in the order the kernel completed the IOs; an IO split in pieces
 //   completes when its last piece does, with the first error any piece saw.
+// - A write refused with ETOOMANYREFS is retried once, in place (its lane stays blocked, so
+//   order holds), when `makeRoom` managed to close an implicitly open zone: Linux 6.1's null_blk
+//   refuses to reopen a closed zone when both the open and the active limits are reached, even
+//   though it could close an implicitly open zone; the contract says the device does that.
+// - A read planned with `zeroFrom` gets zeros from there on: those bytes lie past the zone's
+//   write pointer, and the kernel fills them with its own pattern (0xFF on null_blk 6.1).
 
 import ZonedCore
 #if canImport(Glibc)
@@ -35,6 +41,10 @@ struct PlannedIO {
     var bounce: AlignedBuffer?
     /// For a bounced read: where the bytes go once the read succeeded.
     var copyBack: UnsafeMutableRawBufferPointer?
+    /// For a read: offset in the buffer from which the bytes lie past the write pointer.
+    var zeroFrom: Int?
+    /// The zone's write-pointer floor when the IO was planned (sequential zones, contract checks).
+    var floorSeen: WPFloor?
     /// Largest piece the kernel gets (reads are split to it; writes were checked against it).
     var pieceLimit: Int
     /// For messages: "write of 4096 B at 0x4000000 (zone 1)".
@@ -66,6 +76,9 @@ struct BatchRun {
 
     private let fd: Int32
     private let ring: URing
+    /// Closes an implicitly open zone other than the given one; true when it did.
+    private let makeRoom: ((ZoneID) -> Bool)?
+    private var retried: Set<Int> = []
     private var pieces: [Piece] = []
     private var owners: [Owner] = []
     private var reads: [Int] = []
@@ -82,9 +95,11 @@ struct BatchRun {
     private(set) var ringBroken = false
 
     /// `items[i]` is `.success(plan)` to run, or `.failure(e)` for an IO validation refused.
-    init(fd: Int32, ring: URing, items: [Result<PlannedIO, DeviceError>]) {
+    init(fd: Int32, ring: URing, items: [Result<PlannedIO, DeviceError>],
+         makeRoom: ((ZoneID) -> Bool)? = nil) {
         self.fd = fd
         self.ring = ring
+        self.makeRoom = makeRoom
         for (i, item) in items.enumerated() {
             switch item {
             case .failure(let e):
@@ -229,6 +244,12 @@ struct BatchRun {
         if piece.write {
             let l = laneIndex(ofPiece: id)
             lanes[l].busy = false
+            if res == -ETOOMANYREFS, !retried.contains(id), let makeRoom, makeRoom(plan.zone) {
+                // The in-flight piece is the one just before the lane's cursor: step back.
+                retried.insert(id)
+                lanes[l].next -= 1
+                return
+            }
             if failure != nil && lanes[l].sequential { cancelRest(ofLane: l, after: plan.what) }
         }
         if let f = failure, owners[owner].error == nil { owners[owner].error = f }
@@ -274,6 +295,10 @@ struct BatchRun {
         let p = o.planned!
         if let dst = p.copyBack, let src = p.bounce {
             dst.copyMemory(from: UnsafeRawBufferPointer(start: src.base, count: p.length))
+        }
+        if let from = p.zeroFrom, from < p.length {
+            let dst = p.copyBack?.baseAddress ?? p.address
+            (dst + from).initializeMemory(as: UInt8.self, repeating: 0, count: p.length - from)
         }
         completions.append(IOCompletion(index: owner, result: .success(p.offset)))
     }

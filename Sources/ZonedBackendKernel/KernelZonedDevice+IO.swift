@@ -12,6 +12,13 @@
 //   copied through an aligned bounce buffer (O_DIRECT needs aligned memory; the contract does not
 //   ask callers for it).
 // - Synchronous `write`/`read` are one-element batches: one code path for every data IO.
+// - Reads past a sequential zone's write pointer give zeros (the contract), although the kernel
+//   fills them with its own pattern (0xFF from null_blk on 6.1, see Emulation/README.md): a read
+//   ending above the zone's write-pointer floor takes a one-zone report BEFORE the IO, and the
+//   bytes from that write pointer on are zeroed after it. Reporting first makes the answer the
+//   zone's state at report time; data a concurrent write adds later reads as not yet written.
+//   So a batch's reads do not see the same batch's writes past the floor either (BatchRun does
+//   not order reads after writes anyway).
 
 #if canImport(Glibc)
 import Glibc
@@ -47,12 +54,25 @@ extension KernelZonedDevice {
         guard !batch.isEmpty else { return [] }
         do throws(DeviceError) {
             return try withLease(.write, ring: true) { ring throws(DeviceError) -> ([IOCompletion], ringBroken: Bool) in
-                var run = BatchRun(fd: dataFD, ring: ring!, items: batch.map(plan))
+                let plans = batch.map(plan)
+                let makeRoom: ((ZoneID) -> Bool)? = checks == .contract
+                    ? { [self] zone in closeOneImplicitlyOpenZone(except: zone) } : nil
+                var run = BatchRun(fd: dataFD, ring: ring!, items: plans, makeRoom: makeRoom)
                 let completions = run.run()
+                noteWrites(completions, plans)
                 return (completions, run.ringBroken)
             }
         } catch {
             return batch.indices.map { IOCompletion(index: $0, result: .failure(error)) }
+        }
+    }
+
+    /// Raises the write-pointer floor of every zone a write of the batch completed in.
+    private func noteWrites(_ completions: [IOCompletion], _ plans: [Result<PlannedIO, DeviceError>]) {
+        for c in completions {
+            guard case .success = c.result, case .success(let p) = plans[c.index],
+                  p.direction == .write, let seen = p.floorSeen else { continue }
+            raiseWPFloor(p.zone, to: p.offset + ByteCount(p.length), since: seen)
         }
     }
 
@@ -90,10 +110,21 @@ extension KernelZonedDevice {
         guard let base, count > 0 else {
             return .failure(.invalid(op, "\(what): empty buffer"))
         }
+        let sequential = !geometry.isConventional(zone)
         var p = PlannedIO(direction: write ? .write : .read, zone: zone,
-                          sequential: !geometry.isConventional(zone), address: base, length: count,
-                          offset: offset, bounce: nil, copyBack: nil,
+                          sequential: sequential, address: base, length: count,
+                          offset: offset, bounce: nil, copyBack: nil, zeroFrom: nil, floorSeen: nil,
                           pieceLimit: checks == .contract ? geometry.maxWriteBytes.int : count, what: what)
+        if checks == .contract && sequential {
+            let floor = wpFloor(zone)
+            p.floorSeen = floor
+            if !write {
+                switch bytesPastWritePointer(zone: zone, from: offset, length: length, floor: floor) {
+                case .success(let from): p.zeroFrom = from
+                case .failure(let e): return .failure(e)
+                }
+            }
+        }
         if UInt(bitPattern: base) % UInt(geometry.logicalBlockSize.bytes) != 0 {
             let bounce = AlignedBuffer(count: count)
             if write {
@@ -105,6 +136,25 @@ extension KernelZonedDevice {
             p.address = bounce.base
         }
         return .success(p)
+    }
+
+    /// For a read of `length` bytes at `offset`: the buffer offset from which the bytes lie past
+    /// the zone's write pointer, or nil when none do. Asks the device only when the read ends
+    /// above the floor.
+    private func bytesPastWritePointer(zone: ZoneID, from offset: DeviceOffset, length: ByteCount,
+                                       floor: WPFloor) -> Result<Int?, DeviceError> {
+        let end = offset + length
+        if end.bytes <= floor.offset { return .success(nil) }
+        let zones: [Zone]
+        do throws(DeviceError) {
+            zones = try Self.reportRaw(zbdFD: zbdFD, from: zone, count: 1, zoneSize: geometry.zoneSize)
+        } catch {
+            return .failure(error)
+        }
+        guard let z = zones.first else { return .failure(.io(.read, "no report for \(zone)")) }
+        raiseWPFloor(zone, to: z.writePointer, since: floor)
+        if end <= z.writePointer { return .success(nil) }
+        return .success(z.writePointer <= offset ? 0 : (z.writePointer - offset).int)
     }
 
     /// Why the contract refuses this IO before the kernel sees it, or nil.

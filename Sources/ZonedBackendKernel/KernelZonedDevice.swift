@@ -14,6 +14,11 @@
 // - `close()` is idempotent. The descriptors are closed when the last lease ends, so an IO in
 //   flight on another thread finishes on a valid descriptor; calls after close fail with EBADF.
 // - libzbd's errno and io_uring's -errno both become DeviceError through DeviceError(errno:…).
+// - `wpFloor[z]` is at or below zone z's write pointer whenever no reset of z is in flight: it
+//   starts from the report at open, rises with every write that completes through this object
+//   and with reports taken for reads, and drops to the zone start around a reset (bumping the
+//   zone's reset count, so a write or report that raced the reset cannot raise it again). Reads ending at or below it need no zone report
+//   (see KernelZonedDevice+IO.swift, reads past the write pointer).
 
 #if canImport(Glibc)
 import Glibc
@@ -55,9 +60,11 @@ public final class KernelZonedDevice: ZonedDevice {
         var descriptorsClosed = false
     }
     private let leases = Mutex(Leases())
+    /// Per zone: an absolute offset known to be at or below the write pointer.
+    let wpFloor: Mutex<[WPFloor]>
 
     private init(path: String, sys: SysBlockDevice, model: String, zbdFD: Int32, dataFD: Int32,
-                 geometry: DeviceGeometry, checks: Checks, firstRing: URing) {
+                 geometry: DeviceGeometry, zones: [Zone], checks: Checks, firstRing: URing) {
         self.path = path
         self.kernelName = sys.kernelName
         self.zonedModel = model
@@ -65,6 +72,7 @@ public final class KernelZonedDevice: ZonedDevice {
         self.dataFD = dataFD
         self.geometry = geometry
         self.checks = checks
+        wpFloor = Mutex(zones.map { WPFloor(offset: $0.writePointer.bytes, resets: 0) })
         leases.withLock { $0.idle.append(firstRing) }
     }
 
@@ -102,10 +110,10 @@ public final class KernelZonedDevice: ZonedDevice {
                 : "open(\(path), O_RDWR|O_DIRECT\(exclusive ? "|O_EXCL" : "")) failed")
         }
         do throws(DeviceError) {
-            let geometry = try readGeometry(zbdFD: zbdFD, info: info, sys: sys, path: path)
+            let (geometry, zones) = try readGeometry(zbdFD: zbdFD, info: info, sys: sys, path: path)
             let ring = try URing(entries: ringEntries)
             return KernelZonedDevice(path: path, sys: sys, model: model, zbdFD: zbdFD, dataFD: dataFD,
-                                     geometry: geometry, checks: checks, firstRing: ring)
+                                     geometry: geometry, zones: zones, checks: checks, firstRing: ring)
         } catch {
             _ = Glibc.close(dataFD)
             closeManagement(zbdFD)
@@ -151,7 +159,7 @@ public final class KernelZonedDevice: ZonedDevice {
     /// Geometry from zbd_info, the zone report (conventional zones, zone capacity) and sysfs
     /// (max IO size), validated.
     private static func readGeometry(zbdFD: Int32, info: zbd_info, sys: SysBlockDevice,
-                                     path: String) throws(DeviceError) -> DeviceGeometry {
+                                     path: String) throws(DeviceError) -> (DeviceGeometry, [Zone]) {
         let zoneSize = ByteCount(UInt64(info.zone_size))
         let count = Int(info.nr_zones)
         guard zoneSize.bytes > 0, count > 0 else {
@@ -180,24 +188,29 @@ public final class KernelZonedDevice: ZonedDevice {
         if let problem = g.problem() {
             throw .invalid(.open, "\(path): \(problem)")
         }
-        return g
+        guard zones.count == count else {
+            throw .io(.open, "\(path): the zone report gave \(zones.count) of \(count) zones")
+        }
+        return (g, zones)
     }
 
     /// libzbd gives 0 for "no limit" and UINT_MAX for "unknown" (no sysfs attribute); we can
     /// only treat unknown as no limit, and the device will still refuse with its own errno.
     private static func zoneLimit(_ raw: UInt32) -> Int { raw == UInt32.max ? 0 : Int(raw) }
 
-    /// Zones `from ..< from + count` straight from libzbd (no lease: used by open and by
+    /// Zones `from ..< from + count` (or the first `count` matching `filter` among `span`
+    /// zones) straight from libzbd (no lease: used by open and by
     /// `reportZones` under its lease).
-    static func reportRaw(zbdFD: Int32, from first: ZoneID, count: Int,
-                          zoneSize: ByteCount) throws(DeviceError) -> [Zone] {
+    static func reportRaw(zbdFD: Int32, from first: ZoneID, count: Int, zoneSize: ByteCount,
+                          only filter: zbd_report_option = ZBD_RO_ALL,
+                          within span: Int? = nil) throws(DeviceError) -> [Zone] {
         guard count > 0 else { return [] }
         var raw = [zbd_zone](repeating: zbd_zone(), count: count)
         var got = UInt32(count)
         let start = off_t(UInt64(first.index) * zoneSize.bytes)
-        let length = off_t(UInt64(count) * zoneSize.bytes)
+        let length = off_t(UInt64(span ?? count) * zoneSize.bytes)
         let rc = raw.withUnsafeMutableBufferPointer {
-            zbd_report_zones(zbdFD, start, length, ZBD_RO_ALL, $0.baseAddress, &got)
+            zbd_report_zones(zbdFD, start, length, filter, $0.baseAddress, &got)
         }
         guard rc == 0 else {
             throw DeviceError(errno: currentErrno(), .report, "report of \(count) zones from \(first)")
