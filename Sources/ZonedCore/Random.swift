@@ -43,16 +43,27 @@ public struct SeededRandom: RandomNumberGenerator, Sendable {
         return Double(next() >> 11) / Double(UInt64(1) << 53) < p
     }
 
-    /// Fills `buffer` with random bytes.
+    /// Fills `buffer` with random bytes, a word at a time.
     public mutating func fill(_ buffer: UnsafeMutableRawBufferPointer) {
+        guard let base = buffer.baseAddress else { return }
         var i = 0
-        while i < buffer.count {
-            var w = next()
-            let n = min(8, buffer.count - i)
+        while buffer.count - i >= 8 {
+            base.storeBytes(of: next().littleEndian, toByteOffset: i, as: UInt64.self)
+            i += 8
+        }
+        if i < buffer.count {
+            var w = next().littleEndian
             withUnsafeBytes(of: &w) { src in
-                for j in 0..<n { buffer[i + j] = src[j] }
+                for j in 0..<(buffer.count - i) { base.storeBytes(of: src[j], toByteOffset: i + j, as: UInt8.self) }
             }
-            i += n
+        }
+    }
+
+    /// `count` random bytes.
+    public mutating func bytes(_ count: Int) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: count) { buf, initialized in
+            fill(UnsafeMutableRawBufferPointer(buf))
+            initialized = count
         }
     }
 }

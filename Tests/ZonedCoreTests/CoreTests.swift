@@ -158,3 +158,12 @@ import Glibc
         #expect(s.nowNanoseconds <= s.nowNanoseconds)
     }
 }
+
+@Suite struct RandomFillTests {
+    @Test func fillIsSeededAndCoversOddLengths() {
+        var a = SeededRandom(seed: 5), b = SeededRandom(seed: 5), c = SeededRandom(seed: 6)
+        let x = a.bytes(13), y = b.bytes(13), z = c.bytes(13)
+        #expect(x == y && x != z && x.count == 13)
+        #expect(Set(x).count > 4, "13 random bytes are not all alike")
+    }
+}

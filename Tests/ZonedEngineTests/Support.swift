@@ -32,7 +32,7 @@ final class Scratch {
 
 func bytes(_ n: Int, seed: UInt64) -> [UInt8] {
     var r = SeededRandom(seed: seed)
-    return (0..<n).map { _ in UInt8(truncatingIfNeeded: r.next()) }
+    return r.bytes(n)
 }
 
 extension Engine {
