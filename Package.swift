@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "ZonedEngine", targets: ["ZonedEngine"]),
         .executable(name: "zbdfs", targets: ["zbdfs"]),
         .executable(name: "zbdfs-conformance", targets: ["zbdfs-conformance"]),
+        .executable(name: "zbdfs-bench", targets: ["zbdfs-bench"]),
         .executable(name: "zbdfs-kernel-smoke", targets: ["zbdfs-kernel-smoke"]),
     ],
     dependencies: [
@@ -46,6 +47,8 @@ let package = Package(
             "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedMonitor",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // tools/bench: the engine next to fio on the same kind of backing file.
+        .executableTarget(name: "zbdfs-bench", dependencies: ["ZonedCore", "ZonedBackendFile", "ZonedAllocator", "ZonedEngine"]),
         // Runs the conformance suite against a device outside `swift test` (the QEMU guest).
         .executableTarget(name: "zbdfs-conformance", dependencies: [
             "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedConformance",

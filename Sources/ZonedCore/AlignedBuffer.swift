@@ -2,7 +2,8 @@
 //
 // Invariants: the base address is aligned to `AlignedBuffer.alignment` (4096, enough for every
 // logical block size up to 4096 and for O_DIRECT on the file systems we run on); the memory is
-// zero-filled at allocation and freed exactly once, in deinit.
+// zero-filled at allocation unless the caller says it will overwrite it (`zeroed: false`, for hot
+// paths), and freed exactly once, in deinit.
 
 #if canImport(Glibc)
 import Glibc
@@ -17,14 +18,24 @@ public final class AlignedBuffer: @unchecked Sendable {
     public let count: Int
     public let base: UnsafeMutableRawPointer
 
-    public init(count: Int) {
+    public init(count: Int, zeroed: Bool = true) {
         precondition(count >= 0, "buffer size cannot be negative")
         var p: UnsafeMutableRawPointer?
         let rc = posix_memalign(&p, AlignedBuffer.alignment, max(count, 1))
         precondition(rc == 0 && p != nil, "out of memory allocating \(count) aligned bytes")
         base = p!
         self.count = count
-        base.initializeMemory(as: UInt8.self, repeating: 0, count: max(count, 1))
+        if zeroed {
+            base.initializeMemory(as: UInt8.self, repeating: 0, count: max(count, 1))
+        } else {
+            base.bindMemory(to: UInt8.self, capacity: max(count, 1))
+        }
+    }
+
+    /// Whether `p` may be handed to O_DIRECT IO as it is.
+    public static func isAligned(_ p: UnsafeRawPointer?) -> Bool {
+        guard let p else { return false }
+        return Int(bitPattern: p) % alignment == 0
     }
 
     /// A buffer holding a copy of `bytes`.

@@ -135,7 +135,11 @@ extension Engine {
     private func submitPieces(_ inode: Inode, _ oe: OrderedExtent, _ grant: ZoneGrant, _ data: UnsafeRawBufferPointer,
                               sizeLimit: UInt64) -> (written: Int, failure: DeviceError?) {
         let maxPiece = pieceLimit(grant.zone)
-        let buffer = AlignedBuffer(count: min(maxPiece, data.count))
+        // Aligned caller memory (O_DIRECT users) goes to the device as it is; anything else is
+        // copied through a pooled scratch buffer.
+        let zeroCopy = AlignedBuffer.isAligned(data.baseAddress)
+        let buffer = zeroCopy ? nil : buffers.take(min(maxPiece, data.count))
+        defer { if let buffer { buffers.give(buffer) } }
         var written = 0
         while written < data.count {
             let n = min(maxPiece, data.count - written)
@@ -146,11 +150,17 @@ extension Engine {
             } else {
                 pieceOE = oe
             }
-            let piece = buffer.slice(0, n)
-            piece.copyMemory(from: UnsafeRawBufferPointer(rebasing: data[written..<(written + n)]))
+            let source = UnsafeRawBufferPointer(rebasing: data[written..<(written + n)])
+            let piece: UnsafeRawBufferPointer
+            if let buffer {
+                buffer.slice(0, n).copyMemory(from: source)
+                piece = UnsafeRawBufferPointer(buffer.slice(0, n))
+            } else {
+                piece = source
+            }
             let at: DeviceOffset
             do {
-                at = try allocator.append(grant, UnsafeRawBufferPointer(piece))
+                at = try allocator.append(grant, piece)
             } catch {
                 inode.state.withLock {
                     inode.finishOrdered(pieceOE, ok: false)
@@ -203,7 +213,8 @@ extension Engine {
         inode.state.withLock { inode.addOrdered(oe) }
         inode.ranges.unlock(pos, pos + UInt64(data.count))
         let maxPiece = device.geometry.maxWriteBytes.int
-        let buffer = AlignedBuffer(count: min(maxPiece, len))
+        let buffer = buffers.take(min(maxPiece, len))
+        defer { buffers.give(buffer) }
         var written = 0
         var failure: DeviceError?
         while written < len {

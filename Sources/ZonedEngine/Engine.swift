@@ -57,6 +57,7 @@ public final class Engine: @unchecked Sendable {
     /// True when the device has no sequential zones (conventional mode): NOCOW/prealloc allowed.
     public let isConventionalMode: Bool
 
+    let buffers = BufferPool()
     private let tableLock = ConditionLock()
     private var inodes: [InodeNumber: Inode] = [:]
     private var nextInode: InodeNumber = 1

@@ -55,12 +55,23 @@ extension Engine {
         defer { inode.ranges.unlock(s, e) }
         let ranges = inode.state.withLock { inode.map.lookup(s, e - s) }
         if nowait, ranges.count > 1 { throw eagain(.read, "[\(s), \(e)) spans \(ranges.count) extents") }
-        let blocks = AlignedBuffer(count: Int(e - s))
+        // Whole aligned blocks into aligned caller memory: read in place. Otherwise via scratch.
+        let direct = from == s && UInt64(out.count) == e - s && AlignedBuffer.isAligned(out.baseAddress)
+        let scratch = direct ? nil : buffers.take(Int(e - s))
+        defer { if let scratch { buffers.give(scratch) } }
+        let blocks = scratch?.slice(0, Int(e - s)) ?? out
         for r in ranges {
-            guard case .extent(let x) = r, x.kind == .data else { continue }  // holes, prealloc: zeros
-            try readDevice(x.device, into: blocks.slice(Int(x.fileOffset - s), Int(x.length)))
+            let at = Int(r.fileOffset - s), n = Int(r.length)
+            let dst = UnsafeMutableRawBufferPointer(rebasing: blocks[at..<(at + n)])
+            if case .extent(let x) = r, x.kind == .data {
+                try readDevice(x.device, into: dst)
+            } else {
+                dst.initializeMemory(as: UInt8.self, repeating: 0)  // holes and prealloc read as zeros
+            }
         }
-        out.copyMemory(from: UnsafeRawBufferPointer(rebasing: blocks.readOnly[Int(from - s)..<(Int(from - s) + out.count)]))
+        if let scratch {
+            out.copyMemory(from: UnsafeRawBufferPointer(rebasing: scratch.readOnly[Int(from - s)..<(Int(from - s) + out.count)]))
+        }
     }
 
     /// Device reads in pieces the device takes.

@@ -1,0 +1,251 @@
+// zbdfs-bench: the engine's throughput next to fio's on the same kind of backing file, measured in
+// the same run. Prints one table (or JSON with --json).
+//
+//   zbdfs-bench [--dir /dev/shm] [--size 1G] [--json] [--no-fio]
+//
+// Workloads (each on a fresh device image in --dir):
+//   seq-write-1M-qd1   one writer, 1 MiB direct writes, sequential
+//   seq-write-1M-qd8   eight writers (own files), 1 MiB direct writes — the engine's "queue depth"
+//                      is its number of concurrent callers; fio uses iodepth=8 on one file
+//   rand-write-4K-qd1  one writer, 4 KiB direct writes at random aligned offsets of a preallocated span
+//   seq-read-1M-qd1    one reader over what seq-write-1M-qd1 wrote
+//   rand-read-4K-qd1   one reader, 4 KiB at random offsets
+// Devices: an emulated zoned device (64 MiB zones, max active 14, 1 MiB max write) and conventional
+// mode, both files in --dir, preallocated as fio preallocates its own file. fio: direct=1,
+// ioengine=io_uring, same block sizes, on a file in --dir.
+
+import Dispatch
+import Foundation
+import ZonedAllocator
+import ZonedBackendFile
+import ZonedCore
+import ZonedEngine
+
+struct Options {
+    var dir = "/dev/shm"
+    var size = ByteCount.gib(1)
+    var json = false
+    var fio = true
+}
+
+func parseOptions() -> Options {
+    var o = Options()
+    var args = Array(CommandLine.arguments.dropFirst())
+    func die(_ m: String) -> Never { FileHandle.standardError.write(Data("zbdfs-bench: \(m)\n".utf8)); exit(2) }
+    while !args.isEmpty {
+        let a = args.removeFirst()
+        switch a {
+        case "--dir":
+            guard !args.isEmpty else { die("--dir needs a folder") }
+            o.dir = args.removeFirst()
+        case "--size":
+            guard !args.isEmpty, let v = ByteCount(parsing: args.removeFirst()), v >= .mib(64) else { die("--size needs a size of at least 64M") }
+            o.size = v
+        case "--json": o.json = true
+        case "--no-fio": o.fio = false
+        case "-h", "--help":
+            print("usage: zbdfs-bench [--dir /dev/shm] [--size 1G] [--json] [--no-fio]")
+            exit(0)
+        default: die("unknown argument \(a); see --help")
+        }
+    }
+    return o
+}
+
+enum Workload: String, CaseIterable {
+    case seqWrite1 = "seq-write-1M-qd1", seqWrite8 = "seq-write-1M-qd8", randWrite = "rand-write-4K-qd1"
+    case seqRead = "seq-read-1M-qd1", randRead = "rand-read-4K-qd1"
+
+    var blockSize: Int { self == .randWrite || self == .randRead ? 4096 : 1 << 20 }
+    var threads: Int { self == .seqWrite8 ? 8 : 1 }
+    var isIOPS: Bool { blockSize == 4096 }
+}
+
+struct Measurement: Codable {
+    var bytes: UInt64
+    var ops: UInt64
+    var seconds: Double
+    var mbPerSecond: Double { Double(bytes) / seconds / 1_000_000 }
+    var iops: Double { Double(ops) / seconds }
+}
+
+func now() -> Double { Double(SystemClock().nowNanoseconds) / 1e9 }
+
+final class BenchDevice: @unchecked Sendable {
+    let path: String
+    let engine: Engine
+    init(kind: String, dir: String, size: ByteCount) throws {
+        path = "\(dir)/zbdfs-bench-\(kind)-\(getpid()).img"
+        let device: any ZonedDevice
+        // Room for the data plus garbage from rewrites: twice the workload size.
+        let deviceSize = size * 2 + .gib(1)
+        if kind == "zoned" {
+            let zone = ByteCount.mib(64)
+            let g = DeviceGeometry(zoneCount: Int(deviceSize.bytes / zone.bytes), zoneSize: zone, maxOpenZones: 14,
+                                   maxActiveZones: 14, maxWriteBytes: .mib(1))
+            device = try EmulatedZonedDevice.create(path: path, geometry: g, overwrite: true)
+        } else {
+            try ConventionalDevice.create(path: path, size: deviceSize, overwrite: true)
+            device = try ConventionalDevice.open(path: path, zoneSize: .mib(64), maxWriteBytes: .mib(1))
+        }
+        // fio fallocates its file before writing (fallocate=native); do the same, so both sides
+        // measure the IO path and not tmpfs allocating pages on first touch.
+        let fd = open(path, O_RDWR)
+        if fd >= 0 {
+            var st = stat()
+            fstat(fd, &st)
+            _ = posix_fallocate(fd, 0, st.st_size)
+            close(fd)
+        }
+        engine = try Engine(device: device)
+    }
+    deinit {
+        engine.device.close()
+        unlink(path)
+    }
+}
+
+/// Runs the engine side of every workload on one device kind.
+func benchEngine(kind: String, o: Options) throws -> [Workload: Measurement] {
+    var out: [Workload: Measurement] = [:]
+    let total = Int(o.size.bytes)
+    // Sequential writes at QD1, then reads of the same file.
+    do {
+        let d = try BenchDevice(kind: kind, dir: o.dir, size: o.size)
+        let f = d.engine.createFile()
+        let buf = AlignedBuffer(count: 1 << 20)
+        var rng = SeededRandom(seed: 1)
+        rng.fill(buf.mutable)
+        let t0 = now()
+        var off = 0
+        while off < total {
+            _ = try d.engine.write(f, at: UInt64(off), buf.readOnly)
+            off += 1 << 20
+        }
+        out[.seqWrite1] = Measurement(bytes: UInt64(total), ops: UInt64(total >> 20), seconds: now() - t0)
+        let t1 = now()
+        off = 0
+        while off < total {
+            _ = try d.engine.read(f, at: UInt64(off), into: buf.mutable)
+            off += 1 << 20
+        }
+        out[.seqRead] = Measurement(bytes: UInt64(total), ops: UInt64(total >> 20), seconds: now() - t1)
+        // Random 4 KiB reads and writes within the written file.
+        let small = AlignedBuffer(count: 4096)
+        let n = 20_000
+        let blocks = UInt64(total / 4096)
+        let t2 = now()
+        for _ in 0..<n { _ = try d.engine.read(f, at: (rng.next() % blocks) * 4096, into: small.mutable) }
+        out[.randRead] = Measurement(bytes: UInt64(n * 4096), ops: UInt64(n), seconds: now() - t2)
+        let t3 = now()
+        for _ in 0..<n { _ = try d.engine.write(f, at: (rng.next() % blocks) * 4096, small.readOnly) }
+        out[.randWrite] = Measurement(bytes: UInt64(n * 4096), ops: UInt64(n), seconds: now() - t3)
+    }
+    // Eight concurrent sequential writers.
+    do {
+        let d = try BenchDevice(kind: kind, dir: o.dir, size: o.size)
+        let files = (0..<8).map { _ in d.engine.createFile() }
+        let per = total / 8
+        let failure = NSLock()
+        nonisolated(unsafe) var error: (any Error)?
+        let t0 = now()
+        DispatchQueue.concurrentPerform(iterations: 8) { w in
+            let buf = AlignedBuffer(count: 1 << 20)
+            buf.fill(UInt8(w))
+            var off = 0
+            do {
+                while off < per {
+                    _ = try d.engine.write(files[w], at: UInt64(off), buf.readOnly)
+                    off += 1 << 20
+                }
+            } catch let e { failure.withLock { error = e } }
+        }
+        if let error { throw error }
+        out[.seqWrite8] = Measurement(bytes: UInt64(per * 8), ops: UInt64(per * 8 >> 20), seconds: now() - t0)
+    }
+    return out
+}
+
+/// fio on a plain file in the same folder, same block sizes and depths.
+func benchFio(o: Options) throws -> [Workload: Measurement] {
+    let file = "\(o.dir)/zbdfs-bench-fio-\(getpid()).dat"
+    defer { unlink(file) }
+    var out: [Workload: Measurement] = [:]
+    let jobs: [(Workload, String, String, Int, String)] = [
+        (.seqWrite1, "write", "1M", 1, o.size.description),
+        (.seqWrite8, "write", "1M", 8, o.size.description),
+        (.seqRead, "read", "1M", 1, o.size.description),
+        (.randWrite, "randwrite", "4k", 1, "80M"),
+        (.randRead, "randread", "4k", 1, "80M"),
+    ]
+    for (w, rw, bs, depth, amount) in jobs {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["fio", "--name=\(w.rawValue)", "--filename=\(file)", "--size=\(o.size.bytes)",
+                       "--io_size=\(amount.replacingOccurrences(of: " ", with: "").replacingOccurrences(of: "iB", with: ""))",
+                       "--rw=\(rw)", "--bs=\(bs)", "--direct=1", "--ioengine=io_uring", "--iodepth=\(depth)",
+                       "--numjobs=1", "--randrepeat=1", "--output-format=json"]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0,
+              let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let job = (obj["jobs"] as? [[String: Any]])?.first,
+              let side = job[rw.contains("write") ? "write" : "read"] as? [String: Any],
+              let bytes = side["io_bytes"] as? Double ?? (side["io_bytes"] as? Int).map(Double.init),
+              let ios = side["total_ios"] as? Double ?? (side["total_ios"] as? Int).map(Double.init),
+              let runtimeMs = side["runtime"] as? Double ?? (side["runtime"] as? Int).map(Double.init), runtimeMs > 0
+        else { throw BenchError.fio("fio \(w.rawValue) failed (status \(p.terminationStatus))") }
+        out[w] = Measurement(bytes: UInt64(bytes), ops: UInt64(ios), seconds: runtimeMs / 1000)
+    }
+    return out
+}
+
+enum BenchError: Error { case fio(String) }
+
+let o = parseOptions()
+do {
+    let zoned = try benchEngine(kind: "zoned", o: o)
+    let conv = try benchEngine(kind: "conventional", o: o)
+    let fio = o.fio ? try benchFio(o: o) : [:]
+    if o.json {
+        var rows: [[String: Any]] = []
+        for w in Workload.allCases {
+            var r: [String: Any] = ["workload": w.rawValue]
+            for (name, m) in [("zoned", zoned[w]), ("conventional", conv[w]), ("fio", fio[w])] {
+                if let m { r[name] = ["mb_per_second": m.mbPerSecond, "iops": m.iops, "bytes": m.bytes, "seconds": m.seconds] }
+            }
+            rows.append(r)
+        }
+        let data = try JSONSerialization.data(withJSONObject: ["dir": o.dir, "size_bytes": o.size.bytes, "results": rows], options: [.prettyPrinted, .sortedKeys])
+        print(String(decoding: data, as: UTF8.self))
+    } else {
+        func fmt(_ m: Measurement?, _ w: Workload) -> String {
+            guard let m else { return "-" }
+            return w.isIOPS ? String(format: "%.0f IOPS", m.iops) : String(format: "%.0f MB/s", m.mbPerSecond)
+        }
+        func ratio(_ a: Measurement?, _ b: Measurement?, _ w: Workload) -> String {
+            guard let a, let b else { return "-" }
+            return String(format: "%.2f", w.isIOPS ? a.iops / b.iops : a.mbPerSecond / b.mbPerSecond)
+        }
+        print("zbdfs-bench: engine API vs fio (direct=1, io_uring), files in \(o.dir), \(o.size) per sequential workload")
+        let header = ["workload", "engine zoned", "engine conv", "fio", "zoned/fio", "conv/fio"]
+        let widths = [20, 14, 14, 14, 10, 9]
+        func line(_ c: [String]) -> String {
+            zip(c, widths).enumerated().map { i, p in
+                i == 0 ? p.0.padding(toLength: p.1, withPad: " ", startingAt: 0)
+                       : String(repeating: " ", count: max(0, p.1 - p.0.count)) + p.0
+            }.joined(separator: " ")
+        }
+        print(line(header))
+        for w in Workload.allCases {
+            print(line([w.rawValue, fmt(zoned[w], w), fmt(conv[w], w), fmt(fio[w], w), ratio(zoned[w], fio[w], w), ratio(conv[w], fio[w], w)]))
+        }
+    }
+} catch {
+    FileHandle.standardError.write(Data("zbdfs-bench: \(error)\n".utf8))
+    exit(1)
+}
