@@ -106,6 +106,13 @@ extension Engine {
             if error.kind == .wouldBlock { count { $0.eagainReturns += 1 } }
             throw error
         }
+        // NOWAIT never does part of a write: a grant cut short at a zone's end would need a second
+        // extent, so give it back and say EAGAIN (the seed's "len < length" NOWAIT check).
+        if nowait, grant.length.bytes < want {
+            allocator.complete(grant, written: .zero)
+            inode.ranges.unlock(pos, pos + want)
+            throw eagain(.write, "a NOWAIT write of \(want) bytes would span several extents")
+        }
         reservation.use(grant.length)
         hint = grant.zone
         // Step 7: the ordered extent stands for the range from here on.

@@ -141,6 +141,27 @@ struct SeedBehaviourTests {
         #expect(e.stats.zoneFinishWaits == 1)
     }
 
+    @Test func nowaitWriteThatWouldSpanSeveralExtentsIsEAGAIN() throws {
+        // No empty zone left to activate: a write larger than what the active zone has left would
+        // get a short grant and need a second extent.
+        let g = DeviceGeometry(zoneCount: 3, zoneSize: .kib(128), maxWriteBytes: .kib(16))
+        let s = Scratch()
+        let e = try Engine(device: try s.emulated(g))
+        let f = e.createFile()
+        try e.write(f, 0, bytes(128 << 10, seed: 1))          // zone 0 full
+        try e.write(f, 128 << 10, bytes(80 << 10, seed: 2))   // zone 1: 48 KiB left
+        try e.write(f, 256 << 10, bytes(96 << 10, seed: 3))   // zone 2: 32 KiB left; 80 KiB free in all
+        let g2 = e.createFile()
+        do {
+            try e.write(g2, 0, bytes(64 << 10, seed: 4), [.direct, .nowait])
+            Issue.record("a NOWAIT write spanning extents succeeded")
+        } catch let err as DeviceError { #expect(err.errno == EAGAIN) }
+        #expect(try e.size(g2) == 0, "nothing of the refused write is visible")
+        #expect(try e.write(g2, 0, bytes(64 << 10, seed: 4)) == 64 << 10, "without NOWAIT it spans two extents")
+        #expect(try e.extents(g2).count == 2)
+        #expect(e.allocator.problem() == nil)
+    }
+
     @Test func nocowAndPreallocOverwriteInPlaceOnlyInConventionalMode() throws {
         let s = Scratch()
         let conv = try Engine(device: try s.conventional(size: .mib(4), zoneSize: .mib(1)))
