@@ -97,22 +97,8 @@ struct ConformanceTests {
 }
 
 /// A deliberately broken device: writes off the write pointer are silently accepted (dropped).
-final class WritesAnywhere: ZonedDevice, @unchecked Sendable {
-    let inner: any ZonedDevice
-    init(_ inner: any ZonedDevice) { self.inner = inner }
-    var geometry: DeviceGeometry { inner.geometry }
-    var kind: DeviceKind { inner.kind }
-    var path: String { inner.path }
-    func reportZones(from first: ZoneID, count: Int) throws(DeviceError) -> [Zone] { try inner.reportZones(from: first, count: count) }
-    func reset(_ zone: ZoneID) throws(DeviceError) { try inner.reset(zone) }
-    func openZone(_ zone: ZoneID) throws(DeviceError) { try inner.openZone(zone) }
-    func closeZone(_ zone: ZoneID) throws(DeviceError) { try inner.closeZone(zone) }
-    func finish(_ zone: ZoneID) throws(DeviceError) { try inner.finish(zone) }
-    func write(_ data: UnsafeRawBufferPointer, at offset: DeviceOffset) throws(DeviceError) {
+final class WritesAnywhere: ForwardingDevice, @unchecked Sendable {
+    override func write(_ data: UnsafeRawBufferPointer, at offset: DeviceOffset) throws(DeviceError) {
         do { try inner.write(data, at: offset) } catch where error.kind == .io { /* swallowed: the bug */ }
     }
-    func append(_ data: UnsafeRawBufferPointer, to zone: ZoneID) throws(DeviceError) -> DeviceOffset { try inner.append(data, to: zone) }
-    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: DeviceOffset) throws(DeviceError) { try inner.read(into: buffer, at: offset) }
-    func flush() throws(DeviceError) { try inner.flush() }
-    func close() { inner.close() }
 }

@@ -49,14 +49,11 @@ extension Engine {
 
 /// A device whose writes can be parked: `arm()` makes the next write wait, mid-IO, until `release()`.
 /// Lets tests hold an ordered extent pending and see what other writers do meanwhile.
-final class GatedDevice: ZonedDevice, @unchecked Sendable {
-    let inner: any ZonedDevice
+final class GatedDevice: ForwardingDevice, @unchecked Sendable {
     private let cond = ConditionLock()
     private var armed = false
     private var parked = false
     private var open = true
-
-    init(_ inner: any ZonedDevice) { self.inner = inner }
 
     func arm() { cond.withLock { armed = true; open = false } }
     /// Waits until an armed write has parked.
@@ -74,22 +71,10 @@ final class GatedDevice: ZonedDevice, @unchecked Sendable {
         }
     }
 
-    var geometry: DeviceGeometry { inner.geometry }
-    var kind: DeviceKind { inner.kind }
-    var path: String { inner.path }
-    func reportZones(from first: ZoneID, count: Int) throws(DeviceError) -> [Zone] { try inner.reportZones(from: first, count: count) }
-    func reset(_ zone: ZoneID) throws(DeviceError) { try inner.reset(zone) }
-    func openZone(_ zone: ZoneID) throws(DeviceError) { try inner.openZone(zone) }
-    func closeZone(_ zone: ZoneID) throws(DeviceError) { try inner.closeZone(zone) }
-    func finish(_ zone: ZoneID) throws(DeviceError) { try inner.finish(zone) }
-    func write(_ data: UnsafeRawBufferPointer, at offset: DeviceOffset) throws(DeviceError) {
+    override func write(_ data: UnsafeRawBufferPointer, at offset: DeviceOffset) throws(DeviceError) {
         gate()
         try inner.write(data, at: offset)
     }
-    func append(_ data: UnsafeRawBufferPointer, to zone: ZoneID) throws(DeviceError) -> DeviceOffset { try inner.append(data, to: zone) }
-    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: DeviceOffset) throws(DeviceError) { try inner.read(into: buffer, at: offset) }
-    func flush() throws(DeviceError) { try inner.flush() }
-    func close() { inner.close() }
 }
 
 /// Runs `body` on another thread; `join()` waits for it and rethrows.
