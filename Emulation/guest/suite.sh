@@ -106,21 +106,26 @@ detail_conformance() {
 }
 
 # Self-test steps (Emulation/selftest): they prove the harness reports what happens.
-# A block written at the write pointer of the last zone (always sequential): must pass.
+# Four KiB written at the write pointer of the last zone (always sequential): must pass.
 step_selftest_at_wp() { dd_last_zone 0; }
-# A block written 8 blocks past the write pointer, expecting success: a deliberately broken step,
+# Four KiB written 32 KiB past the write pointer, expecting success: a deliberately broken step;
 # the kernel refuses it with EIO, so it must show as FAIL.
 step_selftest_off_wp() { dd_last_zone 8; }
 # Crashes the kernel: the suite never finishes, the host must notice.
 step_selftest_panic() { echo "selftest: crashing the kernel on purpose"; echo c > /proc/sysrq-trigger; sleep 5; }
 
+detail_selftest_at_wp() { dd_detail; }
+detail_selftest_off_wp() { dd_detail; }
+dd_detail() { grep -m 1 '^dd: ' "$OUT" || grep 'records out' "$OUT" | tail -n 1; }
+
+# dd_last_zone K: one 4 KiB write at the last zone's start + K x 4 KiB. busybox dd falls back to
+# buffered IO when O_DIRECT refuses its (unaligned) buffer, and the page cache then writes whole
+# 4 KiB pages: so 4 KiB units only, and fsync so a failed writeback still fails the command.
 dd_last_zone() {
   q=/sys/block/${DEV#/dev/}/queue
-  lbs=$(cat $q/logical_block_size)
-  zone_sectors=$(cat $q/chunk_sectors)
-  start_block=$(( ($(cat $q/nr_zones) - 1) * zone_sectors * 512 / lbs ))
-  echo "selftest: writing 1 block at zone start + $1 blocks (block $((start_block + $1)) of $lbs bytes)"
-  timeout -s KILL "$STEP_TIMEOUT" dd if=/dev/zero of="$DEV" bs="$lbs" count=1 seek=$((start_block + $1)) oflag=direct conv=notrunc 2>&1
+  start=$(( ($(cat $q/nr_zones) - 1) * $(cat $q/chunk_sectors) / 8 ))
+  echo "selftest: writing 4 KiB at 4 KiB block $((start + $1)) (last zone start + $1 blocks)"
+  timeout -s KILL "$STEP_TIMEOUT" dd if=/dev/zero of="$DEV" bs=4096 count=1 seek=$((start + $1)) oflag=direct conv=notrunc,fsync 2>&1
 }
 
 # ---------------------------------------------------------------- runner
