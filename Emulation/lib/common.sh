@@ -34,7 +34,7 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 resolve_kernel_package() {
   if ! apt-cache show "linux-image-$KVER" >/dev/null 2>&1; then
     echo "guest: apt does not know linux-image-$KVER; running apt-get update" >&2
-    timeout 300 as_root apt-get update -qq >/dev/null || die "apt-get update failed"
+    as_root timeout 300 apt-get update -qq >/dev/null || die "apt-get update failed"
   fi
   apt-cache show "linux-image-$KVER" >/dev/null 2>&1 && return 0
   [ -z "${ZBDFS_GUEST_KVER:-}" ] || die "linux-image-$KVER (ZBDFS_GUEST_KVER) is not in the archive"
