@@ -1,0 +1,198 @@
+#!/bin/sh
+# suite.sh: the guest side of Emulation/run-suite (busybox sh). For each profile it creates a zoned
+# device, runs each step against it, removes it, and prints one machine-readable line per
+# profile x step:
+#
+#   ZBDFS-RESULT profile=NAME step=STEP result=PASS|FAIL|SKIP rc=N seconds=S.SS detail=TEXT
+#
+# followed at the end by "ZBDFS-SUITE-DONE failures=N". The host parses only these lines.
+#
+#   in the guest:  suite.sh run "PROFILE..." "STEP..."
+#   on the host:   sh suite.sh profiles | steps | describe PROFILE   (listing only; no devices)
+#
+# Profiles: create_NAME sets DEV (the block device) and REMOVE (the command that undoes it);
+# describe_NAME prints one line. Steps: step_NAME runs against $DEV and returns its status; its
+# output goes to the console; detail_NAME (optional) turns that output (in $OUT) into the result's
+# detail. skip_NAME (optional) prints a reason when the step does not apply to the profile.
+# Adding a step (zbdfs format / mount / write-verify / fsck ...) is one more step_NAME function.
+#
+# Invariants:
+# - Every step runs under `timeout` (STEP_TIMEOUT seconds), so a stuck step fails and the suite
+#   goes on; only a kernel hang or panic stops it, and the host notices the missing DONE line.
+# - Profiles run one after another on a fresh device; the previous one is removed first.
+
+STEP_TIMEOUT=${STEP_TIMEOUT:-240}
+CONFORMANCE=${CONFORMANCE:-/test/zbdfs-conformance}
+PROFILES_ALL="conv4 maxopen maxactive smalllimits zonecap seqonly nvme"
+OUT=/tmp/step.out
+
+# ---------------------------------------------------------------- profiles
+# null_blk: memory-backed (reads must return what was written), 16 MiB zones, 512 KiB max IO
+# (max_sectors=1024; the default 255 splits larger writes), 1 GiB = 64 zones unless said otherwise.
+NULLB_COMMON="nr_devices=1 zoned=1 memory_backed=1 gb=1 zone_size=16 max_sectors=1024"
+
+describe_conv4() { echo "null_blk (module params): 64 x 16 MiB zones, 4 conventional, no open/active limits, 4 KiB blocks"; }
+create_conv4() { nullb_module "$NULLB_COMMON bs=4096 zone_nr_conv=4"; }
+
+describe_maxopen() { echo "null_blk (module params): 64 x 16 MiB zones, all sequential, max open 8, no active limit"; }
+create_maxopen() { nullb_module "$NULLB_COMMON bs=4096 zone_nr_conv=0 zone_max_open=8"; }
+
+describe_maxactive() { echo "null_blk (module params): 64 x 16 MiB zones, all sequential, max active 8, no open limit"; }
+create_maxactive() { nullb_module "$NULLB_COMMON bs=4096 zone_nr_conv=0 zone_max_active=8"; }
+
+describe_smalllimits() { echo "null_blk (module params): 64 x 16 MiB zones, 2 conventional, max open 3, max active 4"; }
+create_smalllimits() { nullb_module "$NULLB_COMMON bs=4096 zone_nr_conv=2 zone_max_open=3 zone_max_active=4"; }
+
+describe_zonecap() { echo "null_blk (configfs): 32 x 16 MiB zones with 12 MiB capacity, 2 conventional, max open 6, max active 8"; }
+create_zonecap() {
+  nullb_configfs nullb0 "size=512 blocksize=4096 memory_backed=1 zoned=1 zone_size=16 zone_capacity=12 zone_nr_conv=2 zone_max_open=6 zone_max_active=8 max_sectors=1024"
+}
+
+describe_seqonly() { echo "null_blk (module params): 64 x 16 MiB zones, sequential only, no limits, 512-byte blocks"; }
+create_seqonly() { nullb_module "$NULLB_COMMON bs=512 zone_nr_conv=0"; }
+
+describe_nvme() { echo "QEMU NVMe ZNS namespace: 32 x 16 MiB zones, 12 MiB capacity, max open/active 14, zasl=5 (128 KiB append), mq-deadline"; }
+create_nvme() {
+  modprobe nvme || return 1
+  wait_for_block /dev/nvme0n1 || return 1
+  # Linux picks no IO scheduler for ZNS; regular writes at QD>1 need mq-deadline to stay ordered.
+  echo mq-deadline > /sys/block/nvme0n1/queue/scheduler || return 1
+  DEV=/dev/nvme0n1
+  REMOVE=true  # the namespace belongs to QEMU; its zones are reset by the steps themselves
+}
+
+wait_for_block() {
+  i=0
+  while [ ! -b "$1" ]; do
+    i=$((i + 1))
+    [ $i -le 100 ] || { echo "no $1 after 10 s"; return 1; }
+    sleep 0.1
+  done
+}
+
+nullb_module() {
+  REMOVE="rmmod null_blk"
+  # shellcheck disable=SC2086  # the parameters are words on purpose
+  modprobe null_blk $1 || return 1
+  wait_for_block /dev/nullb0 || return 1
+  DEV=/dev/nullb0
+}
+
+# nullb_configfs NAME "attr=value ...": one device through /sys/kernel/config/nullb/NAME (disk NAME).
+nullb_configfs() {
+  REMOVE="rmmod null_blk"
+  modprobe null_blk nr_devices=0 || return 1
+  grep -q configfs /proc/mounts || mount -t configfs none /sys/kernel/config || return 1
+  d=/sys/kernel/config/nullb/$1
+  mkdir "$d" || return 1
+  REMOVE="echo 0 > $d/power; rmdir $d && rmmod null_blk"
+  for kv in $2; do
+    [ -e "$d/${kv%%=*}" ] || { echo "configfs has no attribute ${kv%%=*} (features: $(cat /sys/kernel/config/nullb/features))"; return 1; }
+    echo "${kv#*=}" > "$d/${kv%%=*}" || { echo "cannot set ${kv%%=*}=${kv#*=}"; return 1; }
+  done
+  echo 1 > "$d/power" || return 1
+  # Linux 6.1 names the disk after the configfs directory; later kernels may use nullbINDEX.
+  DEV=/dev/$1
+  [ -e "/sys/block/$1" ] || DEV=/dev/nullb$(cat "$d/index")
+  wait_for_block "$DEV" || { echo "power=$(cat $d/power) index=$(cat $d/index) blocks: $(ls /sys/block)"; dmesg | tail -n 5; return 1; }
+}
+
+# ---------------------------------------------------------------- steps
+step_conformance() { timeout -s KILL "$STEP_TIMEOUT" "$CONFORMANCE" "$DEV" --backend kernel; }
+detail_conformance() {
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$OUT" | tail -1)
+  failed=$(sed -n 's/^FAIL \([^:]*\):.*/\1/p' "$OUT" | tr '\n' ' ')
+  echo "${line:-no summary line}${failed:+; FAILED: $failed}"
+}
+
+# Self-test steps (Emulation/selftest): they prove the harness reports what happens.
+# Four KiB written at the write pointer of the last zone (always sequential): must pass.
+step_selftest_at_wp() { dd_last_zone 0; }
+# Four KiB written 32 KiB past the write pointer, expecting success: a deliberately broken step;
+# the kernel refuses it with EIO, so it must show as FAIL.
+step_selftest_off_wp() { dd_last_zone 8; }
+# Crashes the kernel: the suite never finishes, the host must notice.
+step_selftest_panic() { echo "selftest: crashing the kernel on purpose"; echo c > /proc/sysrq-trigger; sleep 5; }
+
+detail_selftest_at_wp() { dd_detail; }
+detail_selftest_off_wp() { dd_detail; }
+dd_detail() { grep -m 1 '^dd: ' "$OUT" || grep 'records out' "$OUT" | tail -n 1; }
+
+# dd_last_zone K: one 4 KiB write at the last zone's start + K x 4 KiB. busybox dd falls back to
+# buffered IO when O_DIRECT refuses its (unaligned) buffer, and the page cache then writes whole
+# 4 KiB pages: so 4 KiB units only, and fsync so a failed writeback still fails the command.
+dd_last_zone() {
+  q=/sys/block/${DEV#/dev/}/queue
+  start=$(( ($(cat $q/nr_zones) - 1) * $(cat $q/chunk_sectors) / 8 ))
+  echo "selftest: writing 4 KiB at 4 KiB block $((start + $1)) (last zone start + $1 blocks)"
+  timeout -s KILL "$STEP_TIMEOUT" dd if=/dev/zero of="$DEV" bs=4096 count=1 seek=$((start + $1)) oflag=direct conv=notrunc,fsync 2>&1
+}
+
+# ---------------------------------------------------------------- runner
+now() { cut -d' ' -f1 /proc/uptime; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+
+# result PROFILE STEP RESULT RC T0 DETAIL
+result() {
+  echo "ZBDFS-RESULT profile=$1 step=$2 result=$3 rc=$4 seconds=$(elapsed "$5" "$(now)") detail=$6"
+  [ "$3" != FAIL ] || FAILURES=$((FAILURES + 1))
+}
+
+sysfs_summary() {
+  q=/sys/block/${1#/dev/}/queue
+  echo "$1 $(cat $q/zoned) nr_zones=$(cat $q/nr_zones) zone_sectors=$(cat $q/chunk_sectors) lbs=$(cat $q/logical_block_size) max_open=$(cat $q/max_open_zones) max_active=$(cat $q/max_active_zones) max_sectors_kb=$(cat $q/max_sectors_kb) scheduler=$(sed 's/.*\[\(.*\)\].*/\1/' $q/scheduler)"
+}
+
+run_profile() {
+  p=$1
+  echo "ZBDFS-PROFILE $p: $(describe_"$p")"
+  t0=$(now) DEV="" REMOVE=""
+  create_"$p" > "$OUT" 2>&1
+  rc=$?
+  cat "$OUT"
+  if [ $rc -ne 0 ] || [ -z "$DEV" ]; then
+    result "$p" setup FAIL "$rc" "$t0" "could not create the device: $(tail -n 1 "$OUT")"
+    for s in $STEPS; do result "$p" "$s" SKIP - "$(now)" "device setup failed"; done
+    t0=$(now)
+    if [ -z "$REMOVE" ] || sh -c "$REMOVE" > "$OUT" 2>&1; then
+      result "$p" teardown PASS 0 "$t0" "${REMOVE:-nothing to undo}"
+    else
+      result "$p" teardown FAIL 1 "$t0" "$REMOVE: $(tail -n 1 "$OUT")"
+    fi
+    return
+  fi
+  result "$p" setup PASS 0 "$t0" "$(sysfs_summary "$DEV")"
+  for s in $STEPS; do
+    f=$(echo "$s" | tr '-' '_')
+    t0=$(now)
+    if command -v skip_"$f" >/dev/null && why=$(skip_"$f") && [ -n "$why" ]; then
+      result "$p" "$s" SKIP - "$t0" "$why"
+      continue
+    fi
+    echo "ZBDFS-STEP $p $s: start"
+    # The step's output goes to the console as it comes and into $OUT for the detail.
+    { step_"$f"; echo $? > /tmp/step.rc; } 2>&1 | tee "$OUT"
+    rc=$(cat /tmp/step.rc)
+    if command -v detail_"$f" >/dev/null; then detail=$(detail_"$f"); else detail=$(grep -v '^\[' "$OUT" | tail -n 1); fi
+    [ "$rc" -eq 137 ] && detail="killed after ${STEP_TIMEOUT}s; $detail"
+    if [ "$rc" -eq 0 ]; then result "$p" "$s" PASS 0 "$t0" "$detail"; else result "$p" "$s" FAIL "$rc" "$t0" "$detail"; fi
+  done
+  t0=$(now)
+  if sh -c "$REMOVE" > "$OUT" 2>&1; then
+    result "$p" teardown PASS 0 "$t0" "$REMOVE"
+  else
+    result "$p" teardown FAIL 1 "$t0" "$REMOVE: $(tail -n 1 "$OUT")"
+  fi
+}
+
+case "${1:-}" in
+  profiles) echo "$PROFILES_ALL" ;;
+  steps) sed -n 's/^step_\([a-z0-9_]*\)().*/\1/p' "$0" | tr '_' '-' ;;
+  describe) describe_"$2" ;;
+  run)
+    PROFILES=$2 STEPS=$3 FAILURES=0
+    for p in $PROFILES; do run_profile "$p"; done
+    echo "ZBDFS-SUITE-DONE failures=$FAILURES"
+    ;;
+  *) echo "usage: suite.sh run \"PROFILES\" \"STEPS\" | profiles | steps | describe PROFILE" >&2; exit 2 ;;
+esac
