@@ -165,6 +165,8 @@ extension Engine {
             } else {
                 piece = source
             }
+            // Checksums of what is sent, taken before the device sees it.
+            let crcs = config.dataChecksums ? ChecksumStore.compute(piece, block: Int(block)) : []
             let at: DeviceOffset
             do {
                 at = try allocator.append(grant, piece)
@@ -176,9 +178,11 @@ extension Engine {
                 return (written, error)
             }
             let fileOffset = pieceOE.fileOffset
+            let kind: FileExtent.Kind = crcs.isEmpty ? .unchecked : .data
+            let change = FileChange.mapped(FileExtent(fileOffset: fileOffset, length: UInt64(n), device: at, kind: kind),
+                                           checksums: crcs, sizeAtLeast: min(fileOffset + UInt64(n), sizeLimit))
             let replaced = inode.state.withLock {
-                let old = inode.map.insert(FileExtent(fileOffset: fileOffset, length: UInt64(n), device: at))
-                inode.size = max(inode.size, min(fileOffset + UInt64(n), sizeLimit))
+                let old = apply(inode, change)
                 inode.finishOrdered(pieceOE, ok: true)
                 return old
             }
@@ -233,11 +237,12 @@ extension Engine {
             written += n
         }
         inode.state.withLock {
-            if written > 0, target.kind == .prealloc {
-                // Same device space, now holding data: not garbage.
-                _ = inode.map.insert(FileExtent(fileOffset: pos, length: UInt64(written), device: target.device, kind: .data))
+            if written > 0 {
+                // Same device space, now holding unchecksummed data (its old checksums, if any,
+                // no longer match): not garbage.
+                let e = FileExtent(fileOffset: pos, length: UInt64(written), device: target.device, kind: .unchecked)
+                _ = apply(inode, .mapped(e, checksums: [], sizeAtLeast: min(pos + UInt64(written), sizeLimit)))
             }
-            if written > 0 { inode.size = max(inode.size, min(pos + UInt64(written), sizeLimit)) }
             inode.finishOrdered(oe, ok: failure == nil)
         }
         count {

@@ -37,15 +37,20 @@ public struct EngineCounters: Sendable, Equatable {
     public var userBytesRead: UInt64 = 0
     public var zoneFinishWaits: UInt64 = 0
     public var zoneFinishWaitNanoseconds: UInt64 = 0
+    /// Reads refused because a block did not match its checksum.
+    public var checksumErrors: UInt64 = 0
 }
 
 public struct EngineConfig: Sendable {
     /// Largest piece of one read iteration (the seed caps a DIO read's extent lookup).
     public var maxReadChunk: ByteCount = .mib(1)
     public var allocator = AllocatorConfig()
-    public init(maxReadChunk: ByteCount = .mib(1), allocator: AllocatorConfig = AllocatorConfig()) {
+    /// CRC-32C per block on copy-on-write data, checked on read.
+    public var dataChecksums = true
+    public init(maxReadChunk: ByteCount = .mib(1), allocator: AllocatorConfig = AllocatorConfig(), dataChecksums: Bool = true) {
         self.maxReadChunk = maxReadChunk
         self.allocator = allocator
+        self.dataChecksums = dataChecksums
     }
 }
 
@@ -58,17 +63,23 @@ public final class Engine: @unchecked Sendable {
     public let isConventionalMode: Bool
 
     let buffers = BufferPool()
+    let checksums: ChecksumStore
+    /// Gets every layout change (the metadata log). Set once, before the first IO.
+    public var recorder: (any ChangeRecorder)?
     private let tableLock = ConditionLock()
     private var inodes: [InodeNumber: Inode] = [:]
     private var nextInode: InodeNumber = 1
     private let countersLock = ConditionLock()
     private var counters = EngineCounters()
 
+    /// `roles`: the role of each zone already in use (a mounted file system's superblock, metadata
+    /// and data zones); the caller then reconciles the allocator's accounts with what it knows.
     public init(device: any ZonedDevice, config: EngineConfig = EngineConfig(),
-                clock: any EngineClock = SystemClock()) throws(DeviceError) {
+                clock: any EngineClock = SystemClock(), roles: [ZoneID: ZoneRole] = [:]) throws(DeviceError) {
         self.device = device
         self.config = config
-        self.allocator = try ZoneAllocator(device: device, config: config.allocator, clock: clock)
+        self.checksums = ChecksumStore(geometry: device.geometry)
+        self.allocator = try ZoneAllocator(device: device, roles: roles, config: config.allocator, clock: clock)
         self.block = device.geometry.logicalBlockSize.bytes
         self.isConventionalMode = device.geometry.sequentialZoneCount == 0
     }
@@ -80,9 +91,45 @@ public final class Engine: @unchecked Sendable {
         tableLock.withLock {
             let n = nextInode
             nextInode += 1
-            inodes[n] = Inode(number: n, nocow: nocow, zoneSize: device.geometry.zoneSize.bytes)
+            inodes[n] = Inode(number: n, nocow: nocow, layout: FileLayout(zoneSize: device.geometry.zoneSize.bytes))
             return n
         }
+    }
+
+    /// Creates (or, at mount, restores) file `n` with `layout`; numbers are the caller's (the
+    /// file system's inode numbers). Device space the layout maps must already be accounted live.
+    public func openFile(_ n: InodeNumber, layout: FileLayout? = nil, nocow: Bool = false) {
+        tableLock.withLock {
+            inodes[n] = Inode(number: n, nocow: nocow, layout: layout ?? FileLayout(zoneSize: device.geometry.zoneSize.bytes))
+            nextInode = max(nextInode, n + 1)
+        }
+    }
+
+    /// Forgets file `n` once its last ordered extent is done; its space becomes garbage.
+    public func removeFile(_ n: InodeNumber) {
+        guard let i = tableLock.withLock({ inodes[n] }) else { return }
+        _ = i.lock.lock(.exclusive)
+        defer { i.lock.unlock() }
+        _ = waitForOrdered(i, 0, UInt64.max, nowait: false)
+        let dropped = i.state.withLock { i.map.extents }
+        tableLock.withLock { inodes[n] = nil }
+        discard(dropped)
+    }
+
+    /// The file's size and map.
+    public func layout(_ n: InodeNumber) throws(DeviceError) -> FileLayout {
+        let i = try inode(n)
+        return i.state.withLock { i.layout }
+    }
+
+    /// Applies a layout change and records it, under the inode's state lock. Returns the device
+    /// ranges that stopped being referenced (to be accounted as garbage once the lock is dropped).
+    func apply(_ inode: Inode, _ change: FileChange) -> [FileExtent] {
+        if case .mapped(let e, let crcs, _) = change, e.kind == .data, !crcs.isEmpty { checksums.set(e.device, crcs) }
+        let dropped = inode.layout.apply(change, block: block)
+        if case .mapped(let e, _, _) = change, e.kind == .prealloc { inode.hasPrealloc = true }
+        recorder?.record(inode.number, change)
+        return dropped
     }
 
     func inode(_ n: InodeNumber) throws(DeviceError) -> Inode {

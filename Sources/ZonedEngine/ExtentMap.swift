@@ -14,8 +14,11 @@ import ZonedCore
 
 public struct FileExtent: Hashable, Sendable, CustomStringConvertible {
     public enum Kind: Hashable, Sendable {
-        /// Written data.
+        /// Written data, copy on write, with a CRC-32C per block.
         case data
+        /// Data written in place (a NOCOW file or a prealloc range, conventional mode only): no
+        /// checksums, as btrfs keeps none for nodatacow (an in-place rewrite would outdate them).
+        case unchecked
         /// Allocated but never written (fallocate, conventional mode): reads as zeros.
         case prealloc
     }
@@ -33,6 +36,8 @@ public struct FileExtent: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var fileEnd: UInt64 { fileOffset + length }
+    /// True for extents whose bytes come from the device (prealloc reads as zeros).
+    public var holdsData: Bool { kind != .prealloc }
     public var deviceEnd: DeviceOffset { device + ByteCount(length) }
 
     /// The part of this extent inside [start, end), with its device address moved along.
@@ -42,7 +47,7 @@ public struct FileExtent: Hashable, Sendable, CustomStringConvertible {
         return FileExtent(fileOffset: s, length: e - s, device: device + ByteCount(s - fileOffset), kind: kind)
     }
 
-    public var description: String { "[\(fileOffset), +\(length)) → \(device)\(kind == .prealloc ? " prealloc" : "")" }
+    public var description: String { "[\(fileOffset), +\(length)) → \(device)\(kind == .data ? "" : " \(kind)")" }
 }
 
 /// A piece of a lookup: either mapped space or a hole.

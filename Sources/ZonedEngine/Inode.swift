@@ -1,7 +1,7 @@
 // A file's in-memory state: size, extent map, ordered extents, and its locks.
 //
 // Invariants:
-// - `size`, `map`, `ordered`, `nocow`, `hasPrealloc` change only under `state` (a ConditionLock whose broadcast
+// - `layout` (size and map), `ordered`, `nocow`, `hasPrealloc` change only under `state` (a ConditionLock whose broadcast
 //   also wakes threads waiting for an ordered extent of this inode).
 // - Every pending ordered extent covers file bytes whose new data is in flight; nothing reads or
 //   overwrites those bytes until it finishes (the seed's lock_extent_direct loop).
@@ -47,17 +47,21 @@ final class Inode: @unchecked Sendable {
     let lock = InodeLock()
     let ranges = RangeLock()
     let state = ConditionLock()
-    var size: UInt64 = 0
+    /// Size and extent map; changed only through `Engine.apply(_:_:)` so the recorder sees it all.
+    var layout: FileLayout
     var nocow: Bool
     /// Set once the file got a preallocated extent (fallocate, conventional mode).
     var hasPrealloc = false
-    var map: ExtentMap
     var ordered: [OrderedExtent] = []
 
-    init(number: InodeNumber, nocow: Bool, zoneSize: UInt64) {
+    var size: UInt64 { layout.size }
+    var map: ExtentMap { layout.map }
+
+    init(number: InodeNumber, nocow: Bool, layout: FileLayout) {
         self.number = number
         self.nocow = nocow
-        self.map = ExtentMap(zoneSize: zoneSize)
+        self.layout = layout
+        self.hasPrealloc = layout.map.extents.contains { $0.kind == .prealloc }
     }
 
     /// A pending ordered extent overlapping [s, e), under `state`.

@@ -3,7 +3,7 @@
 // Invariants:
 // - A read returns exactly min(count, size - offset) bytes: never short except at EOF. It works in
 //   chunks of at most `config.maxReadChunk` (the seed caps one lookup), looping until done.
-// - Holes and preallocated ranges read as zeros.
+// - Holes and preallocated ranges read as zeros; checksummed blocks are verified (EIO on mismatch).
 // - A read never sees a range with a pending ordered extent: it waits for it (EAGAIN under NOWAIT),
 //   with the range unlocked while it waits.
 // - Under NOWAIT a chunk that maps to more than one extent (or a mix of extents and holes) is EAGAIN:
@@ -63,8 +63,9 @@ extension Engine {
         for r in ranges {
             let at = Int(r.fileOffset - s), n = Int(r.length)
             let dst = UnsafeMutableRawBufferPointer(rebasing: blocks[at..<(at + n)])
-            if case .extent(let x) = r, x.kind == .data {
+            if case .extent(let x) = r, x.holdsData {
                 try readDevice(x.device, into: dst)
+                if x.kind == .data { try verify(x.device, UnsafeRawBufferPointer(dst), inode: inode.number, fileOffset: x.fileOffset) }
             } else {
                 dst.initializeMemory(as: UInt8.self, repeating: 0)  // holes and prealloc read as zeros
             }

@@ -20,10 +20,8 @@ extension Engine {
         let old = inode.state.withLock { inode.size }
         if newSize < old {
             if newSize % block != 0 { try zeroInBlock(inode, newSize, roundUp(newSize)) }
-            let dropped = inode.state.withLock { inode.map.truncate(to: newSize, block: block) }
-            discard(dropped)
         }
-        inode.state.withLock { inode.size = newSize }
+        discard(inode.state.withLock { apply(inode, .truncated(to: newSize)) })
     }
 
     /// Deallocates [offset, offset+length): reads as zeros afterwards; the size does not change.
@@ -42,8 +40,7 @@ extension Engine {
         if offset < fullStart { try zeroInBlock(inode, offset, fullStart) }
         if fullEnd < end { try zeroInBlock(inode, fullEnd, end) }
         if fullStart < fullEnd {
-            let dropped = inode.state.withLock { inode.map.remove(fullStart, fullEnd - fullStart) }
-            discard(dropped)
+            discard(inode.state.withLock { apply(inode, .punched(at: fullStart, length: fullEnd - fullStart)) })
         }
     }
 
@@ -69,15 +66,11 @@ extension Engine {
                 reservation.use(grant.length)
                 let dev = allocator.claim(grant, grant.length)
                 allocator.complete(grant, written: grant.length)
-                inode.state.withLock {
-                    _ = inode.map.insert(FileExtent(fileOffset: at, length: grant.length.bytes, device: dev, kind: .prealloc))
-                }
+                let e = FileExtent(fileOffset: at, length: grant.length.bytes, device: dev, kind: .prealloc)
+                inode.state.withLock { _ = apply(inode, .mapped(e, checksums: [], sizeAtLeast: 0)) }
                 at += grant.length.bytes
             }
         }
-        inode.state.withLock {
-            inode.size = max(inode.size, offset + length)
-            inode.hasPrealloc = inode.hasPrealloc || !holes.isEmpty
-        }
+        inode.state.withLock { _ = apply(inode, .extended(to: offset + length)) }
     }
 }
