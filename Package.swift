@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "ZonedMonitor", targets: ["ZonedMonitor"]),
         .library(name: "ZonedAllocator", targets: ["ZonedAllocator"]),
         .library(name: "ZonedEngine", targets: ["ZonedEngine"]),
+        .library(name: "ZonedFS", targets: ["ZonedFS"]),
         .executable(name: "zbdfs", targets: ["zbdfs"]),
         .executable(name: "zbdfs-conformance", targets: ["zbdfs-conformance"]),
         .executable(name: "zbdfs-bench", targets: ["zbdfs-bench"]),
@@ -43,6 +44,8 @@ let package = Package(
         .target(name: "ZonedMonitor", dependencies: ["ZonedCore"]),
         .target(name: "ZonedAllocator", dependencies: ["ZonedCore"]),
         .target(name: "ZonedEngine", dependencies: ["ZonedCore", "ZonedAllocator"]),
+        // The file system: on-device format, metadata log, namespace, mount, fsck.
+        .target(name: "ZonedFS", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedEngine"]),
         .executableTarget(name: "zbdfs", dependencies: [
             "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedMonitor",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -64,6 +67,7 @@ let package = Package(
         ]),
         .testTarget(name: "ZonedAllocatorTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedBackendFile"]),
         .testTarget(name: "ZonedEngineTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedEngine", "ZonedBackendFile"]),
+        .testTarget(name: "ZonedFSTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedEngine", "ZonedFS", "ZonedBackendFile"]),
         .testTarget(name: "ZonedMonitorTests", dependencies: ["ZonedCore", "ZonedMonitor"]),
         .testTarget(name: "CLITests", dependencies: ["ZonedCore"]),
     ],

@@ -26,7 +26,13 @@ import ZonedCore
 public struct AllocatorConfig: Sendable {
     /// Active zones data may not use, kept for metadata and reclaim.
     public var reservedActiveZones: Int = 2
-    public init(reservedActiveZones: Int = 2) { self.reservedActiveZones = reservedActiveZones }
+    /// Empty zones data may not take, kept for the metadata log to roll over into (0 when the
+    /// engine runs without a file system).
+    public var reservedEmptyZones: Int = 0
+    public init(reservedActiveZones: Int = 2, reservedEmptyZones: Int = 0) {
+        self.reservedActiveZones = reservedActiveZones
+        self.reservedEmptyZones = reservedEmptyZones
+    }
 }
 
 /// Promised capacity in one zone. `length` may be less than what was asked (end of zone).
@@ -153,11 +159,92 @@ public final class ZoneAllocator: @unchecked Sendable {
     }
 
     private func reservableLocked() -> ByteCount {
-        let free = zones.reduce(ByteCount.zero) { acc, z in
+        var free = zones.reduce(ByteCount.zero) { acc, z in
             (z.role == .data || z.role == .free) && !z.finishRequested ? acc + z.free : acc
         }
+        // The empty zones held back for the metadata log are not data space.
+        let held = zones.filter { $0.phase == .empty && $0.role == .free }.suffix(reservedEmptyZonesLeft())
+        free = held.reduce(free) { acc, z in acc > z.free ? acc - z.free : .zero }
         return free > outstandingReservation ? free - outstandingReservation : .zero
     }
+
+    /// How many free empty zones data must leave alone: the configured reserve, less the empty
+    /// zones already set aside for metadata.
+    private func reservedEmptyZonesLeft() -> Int {
+        let setAside = zones.reduce(0) { $0 + ($1.phase == .empty && $1.role == .metadata ? 1 : 0) }
+        return max(0, config.reservedEmptyZones - setAside)
+    }
+
+    // MARK: Mount and metadata support
+
+    /// Mount: states what the file system knows about a zone. `written` is taken for conventional
+    /// zones (no write pointer: the end of the last live extent); sequential zones keep the
+    /// device's write pointer. Everything written but not live is garbage.
+    public func adopt(_ id: ZoneID, role: ZoneRole, live: ByteCount, written: ByteCount? = nil) {
+        lock.withLock {
+            var z = zones[id.int]
+            z.role = role
+            if z.isConventional, let written {
+                z.written = written
+                z.phase = written.bytes > 0 ? .active : .empty
+            }
+            z.live = min(live, z.written)
+            z.garbage = z.written - z.live
+            zones[id.int] = z
+            lock.broadcast()
+        }
+    }
+
+    /// Sets an empty free zone aside for `role` (the metadata log's next zone) without activating it.
+    public func setAsideEmptyZone(for role: ZoneRole) -> ZoneID? {
+        lock.withLock {
+            guard let i = zones.indices.first(where: { zones[$0].phase == .empty && zones[$0].role == .free && !zones[$0].finishRequested }) else { return nil }
+            zones[i].role = role
+            return zones[i].id
+        }
+    }
+
+    /// Resets `id` if it holds no live data and no grants; false (and nothing done) otherwise.
+    /// Afterwards the zone is free for any role.
+    @discardableResult
+    public func resetIfUnused(_ id: ZoneID) throws(DeviceError) -> Bool {
+        let go: Bool = lock.withLock {
+            let z = zones[id.int]
+            guard z.live.bytes == 0, z.grants == 0, z.reserved.bytes == 0, z.phase != .unavailable, !z.finishRequested,
+                  !finishing.contains(id.int) else { return false }
+            zones[id.int].finishRequested = true
+            return true
+        }
+        guard go else { return false }
+        var failure: DeviceError?
+        if !conventional[id.int] {
+            do { try device.reset(id) } catch { failure = error }
+        }
+        lock.withLock {
+            var z = zones[id.int]
+            z.finishRequested = false
+            if failure == nil {
+                z = ZoneAccount(id: z.id, start: z.start, capacity: z.capacity, isConventional: z.isConventional,
+                                role: z.role == .superblock ? .superblock : .free, phase: .empty)
+                counters.zonesReset += 1
+            }
+            zones[id.int] = z
+            lock.broadcast()
+        }
+        if let failure { try resync(id); throw failure }
+        return true
+    }
+
+    /// Makes every written byte of `id` garbage (a metadata zone a newer checkpoint replaced).
+    public func discardAll(_ id: ZoneID) {
+        lock.withLock {
+            zones[id.int].garbage = zones[id.int].garbage + zones[id.int].live
+            zones[id.int].live = .zero
+        }
+    }
+
+    /// Believe the device about `id` (after writing it outside the allocator, e.g. a superblock).
+    public func refresh(_ id: ZoneID) throws(DeviceError) { try resync(id) }
 
     // MARK: Grants
 
@@ -287,12 +374,20 @@ public final class ZoneAllocator: @unchecked Sendable {
         if let h = hint, h.int < zones.count, usable(h.int, role), zones[h.int].free.bytes > 0 {
             return .granted(issue(h.int, min(bytes, zones[h.int].free)))
         }
+        // An empty zone set aside for this role (the metadata log's next zone) is activated on request.
+        if let h = hint, h.int < zones.count, zones[h.int].phase == .empty, zones[h.int].role == role, role != .data,
+           !zones[h.int].finishRequested, zones[h.int].isConventional || activeCount(role) < budget(role) {
+            zones[h.int].phase = .active
+            return .granted(issue(h.int, min(bytes, zones[h.int].free)))
+        }
         let fitting = zones.indices.filter { usable($0, role) && zones[$0].free >= bytes }
         let tightest = { (c: [Int]) in c.min(by: { (self.zones[$0].free, $0) < (self.zones[$1].free, $1) }) }
         if let idle = tightest(fitting.filter { zones[$0].grants == 0 }) {
             return .granted(issue(idle, bytes))
         }
-        let empties = zones.indices.filter { zones[$0].phase == .empty && (zones[$0].role == role || zones[$0].role == .free) && !zones[$0].finishRequested }
+        var empties = zones.indices.filter { zones[$0].phase == .empty && (zones[$0].role == role || zones[$0].role == .free) && !zones[$0].finishRequested }
+        // Data never takes the last empty zones: the metadata log needs them to roll over.
+        if role == .data { empties = Array(empties.dropLast(min(empties.count, reservedEmptyZonesLeft()))) }
         if let e = empties.first(where: { zones[$0].isConventional || activeCount(role) < budget(role) }) {
             zones[e].role = role
             zones[e].phase = .active

@@ -19,6 +19,8 @@ import Darwin
 public enum DeviceOperation: String, Sendable, Hashable, CaseIterable {
     case open, report, reset, openZone = "open-zone", closeZone = "close-zone", finish
     case read, write, append, flush, close, create
+    // File system operations (ZonedFS), named for messages.
+    case format, mount, fsck, lookup, namespace
 }
 
 public struct DeviceError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -46,6 +48,18 @@ public struct DeviceError: Error, Sendable, Equatable, CustomStringConvertible {
         case notFound
         /// EACCES.
         case permissionDenied
+        /// EEXIST.
+        case exists
+        /// ENOTDIR.
+        case notDirectory
+        /// EISDIR.
+        case isDirectory
+        /// ENOTEMPTY.
+        case notEmpty
+        /// ENAMETOOLONG.
+        case nameTooLong
+        /// EUCLEAN: on-device structures contradict each other (the file system is damaged).
+        case corrupted
         /// Anything else; `errno` says what.
         case other
     }
@@ -73,6 +87,12 @@ public struct DeviceError: Error, Sendable, Equatable, CustomStringConvertible {
         case EBUSY: kind = .busy
         case ENOENT, ENXIO, ENODEV: kind = .notFound
         case EACCES, EPERM: kind = .permissionDenied
+        case EEXIST: kind = .exists
+        case ENOTDIR: kind = .notDirectory
+        case EISDIR: kind = .isDirectory
+        case ENOTEMPTY: kind = .notEmpty
+        case ENAMETOOLONG: kind = .nameTooLong
+        case EUCLEAN: kind = .corrupted
         default: kind = .other
         }
     }
@@ -85,6 +105,7 @@ public struct DeviceError: Error, Sendable, Equatable, CustomStringConvertible {
     public static func noSpace(_ op: DeviceOperation, _ detail: String) -> DeviceError { DeviceError(errno: ENOSPC, op, detail) }
     public static func wouldBlock(_ op: DeviceOperation, _ detail: String) -> DeviceError { DeviceError(errno: EAGAIN, op, detail) }
     public static func notSupported(_ op: DeviceOperation, _ detail: String) -> DeviceError { DeviceError(errno: EOPNOTSUPP, op, detail) }
+    public static func corrupted(_ op: DeviceOperation, _ detail: String) -> DeviceError { DeviceError(errno: EUCLEAN, op, detail) }
 
     /// The error for the calling thread's current errno.
     public static func lastErrno(_ op: DeviceOperation, _ detail: String = "") -> DeviceError {
@@ -125,6 +146,11 @@ public struct DeviceError: Error, Sendable, Equatable, CustomStringConvertible {
         case EEXIST: return "EEXIST"
         case EISDIR: return "EISDIR"
         case ENOTDIR: return "ENOTDIR"
+        case ENOTEMPTY: return "ENOTEMPTY"
+        case ENAMETOOLONG: return "ENAMETOOLONG"
+        case EUCLEAN: return "EUCLEAN"
+        case EXDEV: return "EXDEV"
+        case ELOOP: return "ELOOP"
         default: return "errno \(code)"
         }
     }

@@ -1,0 +1,170 @@
+// A zbdfs file system on one zoned (or conventional) device: the namespace and metadata log on
+// top of the direct-IO engine.
+//
+// Invariants:
+// - Every namespace change is a batch of log records, applied to `namespace` and buffered in the
+//   journal under `nsLock`, so the journal's order is the order the namespace saw.
+// - File layout changes reach the journal from the engine (`Engine.recorder`), under the inode's
+//   state lock, after their IO completed.
+// - Operations run under `fsLock` shared; a checkpoint takes it exclusively (Journal.quiesce), so
+//   it sees no operation half done. No code path commits while holding `fsLock`.
+// - Attribute-only updates that come with data IO (mtime/ctime of a write) are kept in memory and
+//   logged at the next commit (`dirty`); everything else is logged with its operation.
+// - A read-only file system never writes the device.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import ZonedAllocator
+import ZonedCore
+import ZonedEngine
+
+public struct MountOptions: Sendable {
+    public var readOnly = false
+    public var engine = EngineConfig()
+    /// Buffered log bytes that trigger a (non-durable) commit.
+    public var commitThreshold = 256 << 10
+    public init(readOnly: Bool = false) { self.readOnly = readOnly }
+}
+
+/// What `stat` says about an inode.
+public struct FileStat: Sendable, Equatable {
+    public var attributes: InodeAttributes
+    public var size: UInt64
+    /// Bytes of device space the file maps (data and prealloc).
+    public var allocated: UInt64
+    public var number: InodeNumber { attributes.number }
+    public var kind: InodeKind { attributes.kind }
+}
+
+public struct DirectoryEntry: Sendable, Equatable {
+    public var name: EntryName
+    public var inode: InodeNumber
+    public var kind: InodeKind
+}
+
+public final class FileSystem: @unchecked Sendable {
+    public let device: any ZonedDevice
+    public let engine: Engine
+    public let readOnly: Bool
+    let journal: Journal
+    let clock: any EngineClock
+    let options: MountOptions
+    let fsLock = InodeLock()
+    let nsLock = ConditionLock()
+    var namespace: Namespace
+    var dirty = Set<InodeNumber>()
+    /// Open handles per inode: an unlinked inode lives on until its last one is released.
+    var openCount: [InodeNumber: Int] = [:]
+    /// What mount found and did (for tools and tests).
+    public internal(set) var mountReport = MountReport()
+
+    init(device: any ZonedDevice, engine: Engine, journal: Journal, namespace: Namespace, options: MountOptions,
+         clock: any EngineClock) {
+        self.device = device
+        self.engine = engine
+        self.journal = journal
+        self.namespace = namespace
+        self.options = options
+        self.readOnly = options.readOnly
+        self.clock = clock
+        journal.quiesce = { [unowned self] body throws(DeviceError) in
+            _ = fsLock.lock(.exclusive)
+            defer { fsLock.unlock() }
+            try body()
+        }
+        journal.snapshot = { [unowned self] in checkpointBatches() }
+        if !readOnly { engine.recorder = journal }
+    }
+
+    public var superblock: Superblock { journal.superblock }
+    public var journalCounters: JournalCounters { journal.counters }
+
+    var now: Timestamp { Timestamp(truncatingIfNeeded: clock.nowNanoseconds) }
+
+    // MARK: Helpers for operations
+
+    /// Runs `body` as an operation (fsLock shared), then commits if the log buffer grew large.
+    func operation<T>(_ body: () throws(DeviceError) -> T) throws(DeviceError) -> T {
+        _ = fsLock.lock(.shared)
+        let result: T
+        do throws(DeviceError) {
+            result = try body()
+        } catch {
+            fsLock.unlock()
+            throw error
+        }
+        fsLock.unlock()
+        if !readOnly, journal.pendingBytes >= options.commitThreshold { try commit(durable: false) }
+        return result
+    }
+
+    func requireWritable(_ op: DeviceOperation) throws(DeviceError) {
+        if readOnly { throw DeviceError(errno: EROFS, op, "the file system is mounted read-only") }
+    }
+
+    /// Applies a batch to the namespace and buffers it in the log (under `nsLock`).
+    func log(_ batch: [LogRecord]) throws(DeviceError) {
+        for r in batch {
+            do { try namespace.apply(r) } catch {
+                throw DeviceError.corrupted(.namespace, "internal: a checked operation produced a record that does not fit: \(error)")
+            }
+        }
+        journal.append(batch)
+    }
+
+    /// Writes the log; `durable` also flushes.
+    public func commit(durable: Bool) throws(DeviceError) {
+        guard !readOnly else { return }
+        nsLock.withLock {
+            let batch = dirty.sorted().compactMap { namespace.attributes($0) }.map { LogRecord.inode($0) }
+            dirty.removeAll()
+            if !batch.isEmpty { journal.append(batch) }
+        }
+        try journal.commit(durable: durable)
+    }
+
+    /// Makes everything written so far durable.
+    public func sync() throws(DeviceError) { try commit(durable: true) }
+
+    /// Syncs and closes the device. The file system must not be used afterwards.
+    public func unmount() throws(DeviceError) {
+        if !readOnly { try sync() }
+        device.close()
+    }
+
+    /// The whole state as batches (checkpoint): inodes, then entries, then file layouts.
+    func checkpointBatches() -> (nextInode: InodeNumber, batches: [[LogRecord]]) {
+        nsLock.withLock {
+            var out: [[LogRecord]] = []
+            let numbers = namespace.inodes.keys.sorted()
+            for n in numbers { out.append([.inode(namespace.inodes[n]!)]) }
+            for d in namespace.entries.keys.sorted() {
+                for (name, n) in namespace.entries[d]!.sorted(by: { $0.key < $1.key }) { out.append([.link(parent: d, name: name, inode: n)]) }
+            }
+            for n in numbers where namespace.inodes[n]!.kind == .file {
+                guard let layout = try? engine.layout(n) else { continue }
+                for e in layout.map.extents {
+                    out.append([.file(n, .mapped(e, checksums: engine.checksums(of: e), sizeAtLeast: 0))])
+                }
+                if layout.size > 0 { out.append([.file(n, .extended(to: layout.size))]) }
+            }
+            dirty.removeAll()  // the checkpoint carries the newest attributes
+            return (namespace.nextInode, out)
+        }
+    }
+}
+
+/// What mount found and did.
+public struct MountReport: Sendable, Equatable {
+    public var superblockGeneration: UInt64 = 0
+    public var logZones: [Int] = []
+    public var framesReplayed = 0
+    public var recordsReplayed = 0
+    public var logEnd = ""
+    public var zonesReset: [Int] = []
+    public var garbageBytes: UInt64 = 0
+    public var orphansRemoved = 0
+}

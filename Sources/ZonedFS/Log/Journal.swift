@@ -1,0 +1,284 @@
+// The metadata log writer.
+//
+// Records are buffered in memory as whole batches (one batch = one operation, or one engine layout
+// change) and reach the device in frames when the file system commits (fsync, sync, unmount, or
+// when the buffer grows). Log zones form a chain: each starts with a `zoneHeader` frame, and a full
+// zone ends with a `next` frame naming the following one. The superblock names the zone where the
+// newest complete checkpoint begins; replay starts there.
+//
+// Invariants (the crash-safety argument):
+// - Before any frame is written, the device is flushed: a record never becomes durable before the
+//   data it points at.
+// - A batch never spans two frames, and a frame is atomic (checksummed), so an operation is
+//   replayed whole or not at all.
+// - Every log zone keeps one block free for its `next` frame, so a zone can always be chained.
+// - A checkpoint is written only while the file system is quiesced (no operation in flight, the
+//   buffer empty), so it describes exactly the state at its position in the log.
+// - The superblock moves to a new checkpoint only after that checkpoint is durable, and log zones
+//   before it are reset only after that superblock is durable. Data zones whose last reference was
+//   dropped are reset only after a durable commit that holds the records dropping it.
+// - After a device error the journal refuses every later commit (EIO): the file system is then
+//   read-only in effect, and remounting replays what was durable.
+
+import ZonedAllocator
+import ZonedCore
+import ZonedEngine
+
+final class Journal: ChangeRecorder, @unchecked Sendable {
+    let device: any ZonedDevice
+    let allocator: ZoneAllocator
+    let block: Int
+    private(set) var superblock: Superblock
+    /// Index (0/1) of the superblock zone holding the newest copy.
+    private var newestSuperblockSlot: Int
+
+    // Buffer (under `bufferLock`).
+    private let bufferLock = ConditionLock()
+    private var pending = ByteWriter()
+    private var batchEnds: [Int] = []
+
+    // Writer (under `commitLock`).
+    private let commitLock = ConditionLock()
+    private(set) var zone: ZoneID?
+    /// Log zones from the superblock's log start to `zone`.
+    private(set) var chain: [ZoneID] = []
+    private(set) var nextSequence: UInt64
+    private var bytesSinceCheckpoint = 0
+    private var lastCheckpointBytes = 0
+    private var failure: DeviceError?
+    private(set) var counters = JournalCounters()
+
+    /// Runs its argument with every file system operation excluded (set by the file system).
+    var quiesce: (() throws(DeviceError) -> Void) throws(DeviceError) -> Void = { body throws(DeviceError) in try body() }
+    /// The whole state as record batches, for a checkpoint (called while quiesced).
+    var snapshot: () -> (nextInode: InodeNumber, batches: [[LogRecord]]) = { (rootInode + 1, []) }
+
+    /// Largest frame payload: a quarter zone, so a rollover wastes little.
+    private var maxPayload: Int { max(block * 4, Int(device.geometry.zoneCapacity.bytes) / 4 - LogFrameHeader.size) }
+
+    init(device: any ZonedDevice, allocator: ZoneAllocator, superblock: Superblock, newestSlot: Int,
+         nextSequence: UInt64) {
+        self.device = device
+        self.allocator = allocator
+        self.block = Int(device.geometry.logicalBlockSize.bytes)
+        self.superblock = superblock
+        self.newestSuperblockSlot = newestSlot
+        self.nextSequence = nextSequence
+    }
+
+    // MARK: Buffering (never does IO)
+
+    func record(_ inode: InodeNumber, _ change: FileChange) { append([.file(inode, change)]) }
+
+    /// Buffers one batch: it will be replayed whole or not at all.
+    func append(_ batch: [LogRecord]) {
+        bufferLock.withLock {
+            for r in batch { r.encode(into: &pending) }
+            batchEnds.append(pending.count)
+        }
+    }
+
+    var pendingBytes: Int { bufferLock.withLock { pending.count } }
+
+    private func takePending() -> (bytes: [UInt8], ends: [Int]) {
+        bufferLock.withLock {
+            let out = (pending.bytes, batchEnds)
+            pending = ByteWriter()
+            batchEnds = []
+            return out
+        }
+    }
+
+    // MARK: Committing
+
+    /// Writes what is buffered; `durable` also flushes the device and then resets data zones that
+    /// nothing references any more.
+    func commit(durable: Bool) throws(DeviceError) {
+        try commitLock.withLock { () throws(DeviceError) in
+            if let failure { throw DeviceError.io(.write, "the metadata log failed earlier (\(failure)); remount to recover") }
+            do throws(DeviceError) {
+                let reclaimable = reclaimableDataZones()
+                if needsCheckpoint() {
+                    try quiesce { () throws(DeviceError) in
+                        try writePending(takePending())
+                        try rollOver(chain: true, checkpoint: true)
+                    }
+                } else {
+                    try writePending(takePending())
+                }
+                if durable {
+                    try device.flush()
+                    counters.durableCommits += 1
+                    for z in reclaimable { if try allocator.resetIfUnused(z) { counters.dataZonesReset += 1 } }
+                }
+            } catch {
+                failure = error
+                throw error
+            }
+        }
+    }
+
+    /// Starts the log afresh in a new zone with a checkpoint, moves the superblock there and resets
+    /// the old log zones (format and mount). The caller has quiesced the file system.
+    func startFresh() throws(DeviceError) {
+        try commitLock.withLock { () throws(DeviceError) in
+            do throws(DeviceError) {
+                try writePending(takePending())
+                try rollOver(chain: false, checkpoint: true)
+            } catch {
+                failure = error
+                throw error
+            }
+        }
+    }
+
+    /// Adopts the chain replay found (mount), so its zones are reset once a new checkpoint lands.
+    func adopt(chain: [ZoneID]) { commitLock.withLock { self.chain = chain } }
+
+    /// Full data zones with no live bytes, noted before the buffer is taken: every record that
+    /// dropped their last reference was buffered before their live count reached zero.
+    private func reclaimableDataZones() -> [ZoneID] {
+        bufferLock.withLock {
+            allocator.accounts.filter { $0.role == .data && $0.phase == .full && $0.live.bytes == 0 && $0.written.bytes > 0 }.map(\.id)
+        }
+    }
+
+    private func needsCheckpoint() -> Bool {
+        guard let zone else { return true }
+        let room = roomLeft(zone)
+        // Checkpoint when the buffer would not fit, unless the state is so large that the log since
+        // the last checkpoint is still smaller than a checkpoint (then plain chaining is cheaper).
+        return room < pendingBytes + LogFrameHeader.size + maxPayload / 8 && bytesSinceCheckpoint >= lastCheckpointBytes
+    }
+
+    private func roomLeft(_ z: ZoneID) -> Int {
+        let a = allocator.account(z)
+        guard a.phase == .active || a.phase == .empty else { return 0 }
+        return max(0, Int(a.free.bytes) - block)  // one block stays for the `next` frame
+    }
+
+    /// Writes buffered batches as frames, cutting only between batches.
+    private func writePending(_ taken: (bytes: [UInt8], ends: [Int])) throws(DeviceError) {
+        guard !taken.bytes.isEmpty else { return }
+        try device.flush()  // the data these records point at is durable first
+        var start = 0
+        var cut = 0
+        for end in taken.ends {
+            if end - start > maxPayload, cut > start {
+                try writeFrame(Array(taken.bytes[start..<cut]))
+                start = cut
+            }
+            cut = end
+        }
+        if cut > start { try writeFrame(Array(taken.bytes[start..<cut])) }
+    }
+
+    private func writeFrame(_ payload: [UInt8]) throws(DeviceError) {
+        let size = LogFrameHeader(fsid: 0, sequence: 0, payloadLength: UInt32(payload.count), payloadCRC: 0).frameBytes(block: block)
+        if zone == nil || roomLeft(zone!) < size { try rollOver(chain: zone != nil, checkpoint: false) }
+        guard roomLeft(zone!) >= size else {
+            throw DeviceError.noSpace(.write, "a metadata frame of \(size) B does not fit in an empty zone")
+        }
+        try put(payload, in: zone!)
+        bytesSinceCheckpoint += size
+    }
+
+    /// Writes one frame at the zone's write pointer (the journal is the zone's only writer).
+    private func put(_ payload: [UInt8], in z: ZoneID) throws(DeviceError) {
+        let frame = LogFrame.encode(fsid: superblock.fsid, sequence: nextSequence, payload: payload, block: block)
+        let grant = try allocator.grant(ByteCount(frame.count), role: .metadata, hint: z)
+        guard grant.zone == z, grant.length.int == frame.count else {
+            allocator.complete(grant, written: .zero)
+            throw DeviceError.io(.write, "metadata zone \(z) could not take a frame of \(frame.count) B")
+        }
+        var done = 0
+        let piece = max(block, min(device.geometry.maxWriteBytes.int, device.geometry.supportsZoneAppend ? device.geometry.maxAppendBytes.int : Int.max))
+        var failure: DeviceError?
+        let buffer = AlignedBuffer(count: frame.count)
+        frame.withUnsafeBytes { buffer.slice(0, frame.count).copyMemory(from: $0) }
+        while done < frame.count {
+            let n = min(piece, frame.count - done)
+            do { _ = try allocator.append(grant, UnsafeRawBufferPointer(buffer.slice(done, n))) } catch { failure = error; break }
+            done += n
+        }
+        allocator.complete(grant, written: ByteCount(done))
+        if let failure { throw failure }
+        nextSequence += 1
+        counters.frames += 1
+        counters.bytes += UInt64(frame.count)
+    }
+
+    /// Moves the log to a new zone. `chain`: the current zone gets a `next` frame first.
+    /// `checkpoint`: the new zone starts with a checkpoint, the superblock moves to it, and the
+    /// zones before it are reset (the file system must be quiesced).
+    private func rollOver(chain linkIt: Bool, checkpoint: Bool) throws(DeviceError) {
+        guard let next = allocator.setAsideEmptyZone(for: .metadata) else {
+            throw DeviceError.noSpace(.write, "no empty zone left for the metadata log")
+        }
+        let previous = zone
+        if linkIt, let previous {
+            try put(LogFrame.payload([.next(zone: next)]), in: previous)
+        }
+        if let previous { try allocator.finish(previous) }  // frees its active-zone resource first
+        zone = next
+        self.chain.append(next)
+        let headerSequence = nextSequence
+        try put(LogFrame.payload([.zoneHeader(previous: linkIt ? previous : nil)]), in: next)
+        counters.zonesUsed += 1
+        guard checkpoint else { return }
+        try writeCheckpoint()
+        try device.flush()
+        var sb = superblock
+        sb.generation += 1
+        sb.logStartZone = next
+        sb.logStartSequence = headerSequence
+        try writeSuperblock(sb)
+        // Zones before the checkpoint are no longer needed by any replay.
+        let obsolete = self.chain.prefix { $0 != next }
+        self.chain.removeFirst(obsolete.count)
+        for z in obsolete {
+            allocator.discardAll(z)
+            try allocator.resetIfUnused(z)
+        }
+    }
+
+    private func writeCheckpoint() throws(DeviceError) {
+        let s = snapshot()
+        let before = counters.bytes
+        var batches: [[LogRecord]] = [[.checkpointBegin(nextInode: s.nextInode)]]
+        batches.append(contentsOf: s.batches)
+        batches.append([.checkpointEnd])
+        var w = ByteWriter()
+        var ends: [Int] = []
+        for b in batches {
+            for r in b { r.encode(into: &w) }
+            ends.append(w.count)
+        }
+        try writePending((w.bytes, ends))
+        counters.checkpoints += 1
+        lastCheckpointBytes = Int(counters.bytes - before)
+        bytesSinceCheckpoint = 0
+    }
+
+    // MARK: Superblock
+
+    func writeSuperblock(_ sb: Superblock) throws(DeviceError) {
+        let slot = 1 - newestSuperblockSlot
+        let z = slot == 0 ? sb.superblockZones.0 : sb.superblockZones.1
+        try SuperblockIO.write(sb, zone: z, device: device)
+        try? allocator.refresh(z)
+        superblock = sb
+        newestSuperblockSlot = slot
+        counters.superblockWrites += 1
+    }
+}
+
+public struct JournalCounters: Sendable, Equatable {
+    public var frames: UInt64 = 0
+    public var bytes: UInt64 = 0
+    public var checkpoints: UInt64 = 0
+    public var zonesUsed: UInt64 = 0
+    public var superblockWrites: UInt64 = 0
+    public var durableCommits: UInt64 = 0
+    public var dataZonesReset: UInt64 = 0
+}

@@ -1,0 +1,241 @@
+// Format and mount.
+//
+// Mount, in order (the first four steps only read):
+//   1. the newest valid superblock copy; its geometry must be this device's
+//   2. replay the log from the superblock's log start (Replay.swift); damage refuses the mount
+//   3. every extent must lie below its zone's write pointer and inside its capacity; one that does
+//      not means the device lost data the log relies on: corruption, mount refuses
+//   4. zone roles and live bytes from the replayed state: written-but-unrecorded space is garbage
+//   5. (read-write) zones with no live data are reset, orphans (nlink 0) removed, and the log
+//      starts afresh with a checkpoint in a new zone; the superblock then moves there and the old
+//      log zones are reset. Every step before the superblock write leaves the durable state as it
+//      was, so a mount that crashes midway and runs again ends the same.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import ZonedAllocator
+import ZonedCore
+import ZonedEngine
+
+public struct FormatOptions: Sendable {
+    public var label = ""
+    /// 16 bytes; random when nil (tests pass one for determinism).
+    public var uuid: [UInt8]?
+    public var uid: UInt32 = 0
+    public var gid: UInt32 = 0
+    /// Called with (zones reset so far, zones to reset) while formatting.
+    public var progress: (@Sendable (Int, Int) -> Void)?
+    public init(label: String = "", uuid: [UInt8]? = nil) {
+        self.label = label
+        self.uuid = uuid
+    }
+}
+
+/// What `format` made.
+public struct FormatReport: Sendable {
+    public var superblock: Superblock
+    public var geometry: DeviceGeometry
+    /// Space for file data: every zone's capacity except the superblock zones and the zones kept
+    /// for the metadata log.
+    public var dataCapacity: ByteCount
+    public var metadataZones: Int
+}
+
+/// What a zbdfs file system needs from a device.
+public enum FormatRequirements {
+    public static let minZones = 8
+    public static let minZoneCapacity = ByteCount.kib(64)
+    /// Active zones: one for data, one for the metadata log, one for a superblock write.
+    public static let minActiveZones = 3
+    /// Empty zones data never takes (the metadata log rolls over into them).
+    public static let reservedEmptyZones = 2
+
+    /// Why `g` cannot hold a zbdfs file system, or nil.
+    public static func problem(_ g: DeviceGeometry) -> String? {
+        if g.zoneCount < minZones {
+            return "the device has \(g.zoneCount) zones; zbdfs needs at least \(minZones) (2 superblock, 3 metadata, the rest data): use a larger device or smaller zones"
+        }
+        if g.zoneCapacity < minZoneCapacity || g.zoneCapacity < g.logicalBlockSize * 16 {
+            return "zone capacity \(g.zoneCapacity) is too small for the metadata log; zbdfs needs at least \(minZoneCapacity) and 16 blocks per zone"
+        }
+        if g.maxActiveZones > 0, g.maxActiveZones < minActiveZones {
+            return "the device allows \(g.maxActiveZones) active zones; zbdfs needs at least \(minActiveZones) (data, metadata log, superblock update)"
+        }
+        if g.maxOpenZones > 0, g.maxOpenZones < minActiveZones {
+            return "the device allows \(g.maxOpenZones) open zones; zbdfs needs at least \(minActiveZones) (data, metadata log, superblock update)"
+        }
+        return nil
+    }
+}
+
+extension FileSystem {
+    static func engineConfig(_ base: EngineConfig) -> EngineConfig {
+        var c = base
+        c.allocator.reservedEmptyZones = FormatRequirements.reservedEmptyZones
+        c.allocator.reservedActiveZones = max(c.allocator.reservedActiveZones, 2)
+        return c
+    }
+
+    // MARK: Format
+
+    /// Resets every zone and writes an empty file system. Checks for existing file systems are the
+    /// caller's (`Signatures.detect`): format destroys whatever the device holds.
+    @discardableResult
+    public static func format(device: any ZonedDevice, options: FormatOptions = FormatOptions(),
+                              clock: any EngineClock = SystemClock()) throws(DeviceError) -> FormatReport {
+        let g = device.geometry
+        if let p = FormatRequirements.problem(g) { throw DeviceError.invalid(.format, p) }
+        guard options.label.utf8.count <= Superblock.maxLabelBytes else {
+            throw DeviceError.invalid(.format, "the label is \(options.label.utf8.count) bytes; at most \(Superblock.maxLabelBytes)")
+        }
+        let uuid = options.uuid ?? (0..<16).map { _ in UInt8.random(in: 0...255) }
+        guard uuid.count == 16 else { throw DeviceError.invalid(.format, "a uuid has 16 bytes") }
+        // Wipe: reset sequential zones; zero the superblock slots of conventional ones.
+        let sequential = (0..<g.zoneCount).filter { !g.isConventional(ZoneID($0)) }
+        for (i, z) in sequential.enumerated() {
+            let info = try device.zone(ZoneID(z))
+            if info.condition != .empty, info.condition != .readOnly, info.condition != .offline { try device.reset(ZoneID(z)) }
+            if i % 64 == 0 || i == sequential.count - 1 { options.progress?(i + 1, sequential.count) }
+        }
+        let sbZones = SuperblockIO.zones(for: g)
+        for z in [sbZones.0, sbZones.1] where g.isConventional(z) {
+            let zeros = AlignedBuffer(count: Superblock.copySize(block: g.logicalBlockSize.bytes))
+            try device.write(zeros.readOnly, at: g.zoneStart(z))
+        }
+        let sb = Superblock(generation: 0, uuid: uuid, label: options.label, geometry: g, superblockZones: sbZones,
+                            logStartZone: ZoneID(2), logStartSequence: 1, createdNanoseconds: clock.nowNanoseconds)
+        let engine = try Engine(device: device, config: engineConfig(EngineConfig()), clock: clock,
+                                roles: [sbZones.0: .superblock, sbZones.1: .superblock])
+        let journal = Journal(device: device, allocator: engine.allocator, superblock: sb, newestSlot: 1, nextSequence: 1)
+        var ns = Namespace()
+        let t = Timestamp(truncatingIfNeeded: clock.nowNanoseconds)
+        let root = InodeAttributes(number: rootInode, kind: .directory, mode: 0o755, uid: options.uid, gid: options.gid, nlink: 2, time: t)
+        do { try ns.apply(.inode(root)) } catch { throw DeviceError.corrupted(.format, error.what) }
+        let fs = FileSystem(device: device, engine: engine, journal: journal, namespace: ns, options: MountOptions(), clock: clock)
+        try fs.journal.startFresh()
+        try device.flush()
+        let metadataZones = 1 + FormatRequirements.reservedEmptyZones
+        let dataZones = g.zoneCount - 2 - metadataZones
+        let capacity = g.isConventional(ZoneID(g.zoneCount - 1)) ? g.zoneSize : g.zoneCapacity
+        return FormatReport(superblock: fs.journal.superblock, geometry: g, dataCapacity: capacity * UInt64(max(0, dataZones)),
+                            metadataZones: metadataZones)
+    }
+
+    // MARK: Mount
+
+    public static func mount(device: any ZonedDevice, options: MountOptions = MountOptions(),
+                             clock: any EngineClock = SystemClock()) throws(DeviceError) -> FileSystem {
+        let g = device.geometry
+        let found = try SuperblockIO.newest(device: device)
+        guard let (sb, slot) = found.best else {
+            throw DeviceError(errno: EINVAL, .mount, "no zbdfs file system here: neither superblock zone holds a valid copy (zone 0: \(describe(found.copies[0])); zone 1: \(describe(found.copies[1]))); make one with `zbdfs format`, or run `zbdfs fsck` if it should be there")
+        }
+        if let m = sb.geometryMismatch(g) {
+            throw DeviceError.invalid(.mount, "this zbdfs file system was made on another geometry: the device has \(m)")
+        }
+        let replay = try LogReplay.read(device: device, superblock: sb)
+        if let d = replay.damage.first {
+            throw DeviceError.corrupted(.mount, "the metadata log is damaged: \(d)\(replay.damage.count > 1 ? " (and \(replay.damage.count - 1) more)" : ""); run `zbdfs fsck` for the full list")
+        }
+        let zones = try device.reportAllZones()
+        let usage = try ZoneUsage(state: replay.state, zones: zones, geometry: g)
+        var roles: [ZoneID: ZoneRole] = [sb.superblockZones.0: .superblock, sb.superblockZones.1: .superblock]
+        for z in replay.chain { roles[z] = .metadata }
+        for z in usage.live.keys where roles[z] == nil { roles[z] = .data }
+
+        let config = engineConfig(options.engine)
+        let engine = try Engine(device: device, config: config, clock: clock, roles: roles)
+        for (n, layout) in replay.state.layouts {
+            let nocow = (replay.state.namespace.inodes[n]?.flags ?? 0) & InodeAttributes.nocowFlag != 0
+            engine.openFile(n, layout: layout, nocow: nocow)
+            for e in layout.map.extents where e.kind == .data { engine.restoreChecksums(at: e.device, replay.state.checksums(of: e)) }
+        }
+        let journal = Journal(device: device, allocator: engine.allocator, superblock: sb, newestSlot: slot,
+                              nextSequence: replay.nextSequence)
+        journal.adopt(chain: replay.chain)
+        let fs = FileSystem(device: device, engine: engine, journal: journal, namespace: replay.state.namespace,
+                            options: options, clock: clock)
+        var report = MountReport()
+        report.superblockGeneration = sb.generation
+        report.logZones = replay.chain.map(\.int)
+        report.framesReplayed = replay.frames
+        report.recordsReplayed = replay.records
+        report.logEnd = replay.end
+        // Accounts: live bytes per zone from the replayed extents; the rest below the pointer is garbage.
+        let allocator = engine.allocator
+        for z in zones {
+            let role = roles[z.id] ?? .free
+            switch role {
+            case .superblock: continue
+            case .metadata:
+                let w = z.type.isSequential ? z.writePointer - z.start : g.zoneSize
+                allocator.adopt(z.id, role: .metadata, live: w, written: w)
+            default:
+                let live = usage.live[z.id] ?? .zero
+                allocator.adopt(z.id, role: live.bytes > 0 ? .data : .free, live: live, written: usage.end[z.id].map { $0 - z.start } ?? .zero)
+                report.garbageBytes += allocator.account(z.id).garbage.bytes
+            }
+        }
+        fs.mountReport = report
+        guard !options.readOnly else { return fs }
+
+        // Read-write from here on: reset unused zones, drop orphans, restart the log.
+        for z in zones where (roles[z.id] ?? .free) == .free && z.type.isSequential && z.writePointer > z.start
+            && z.condition != .readOnly && z.condition != .offline {
+            if try allocator.resetIfUnused(z.id) { fs.mountReport.zonesReset.append(z.id.int) }
+        }
+        for z in replay.chain { try allocator.finish(z) }
+        let orphans = replay.state.namespace.inodes.values.filter { $0.nlink == 0 }.map(\.number).sorted()
+        for n in orphans {
+            try fs.log([.removeInode(n)])
+            engine.removeFile(n)
+        }
+        fs.mountReport.orphansRemoved = orphans.count
+        try journal.startFresh()
+        return fs
+    }
+
+    static func describe(_ c: SuperblockIO.Copy) -> String {
+        switch c {
+        case .valid(let sb): return "generation \(sb.generation)"
+        case .empty: return "empty"
+        case .invalid(let why): return why
+        }
+    }
+}
+
+/// Live bytes and the end of the last extent per zone, from a replayed state; checks that every
+/// extent lies below its zone's write pointer and inside its capacity.
+struct ZoneUsage {
+    var live: [ZoneID: ByteCount] = [:]
+    var end: [ZoneID: DeviceOffset] = [:]
+
+    init(state: ReplayState, zones: [Zone], geometry g: DeviceGeometry) throws(DeviceError) {
+        for (n, layout) in state.layouts {
+            for e in layout.map.extents {
+                if let p = ZoneUsage.problem(e, inode: n, zones: zones, geometry: g) { throw DeviceError.corrupted(.mount, p + "; run `zbdfs fsck`") }
+                let z = g.zone(containing: e.device)!
+                live[z, default: .zero] = live[z, default: .zero] + ByteCount(e.length)
+                end[z] = max(end[z] ?? e.deviceEnd, e.deviceEnd)
+            }
+        }
+    }
+
+    /// Why extent `e` cannot be trusted, or nil.
+    static func problem(_ e: FileExtent, inode n: InodeNumber, zones: [Zone], geometry g: DeviceGeometry) -> String? {
+        guard let z = g.zone(containing: e.device), z.int < zones.count else {
+            return "inode \(n): extent \(e) lies outside the device"
+        }
+        let zone = zones[z.int]
+        let capacityEnd = zone.start + (zone.type.isSequential ? zone.capacity : g.zoneSize)
+        if e.deviceEnd > capacityEnd { return "inode \(n): extent \(e) runs past the capacity of zone \(z.int)" }
+        if zone.type.isSequential, e.deviceEnd > zone.writePointer, zone.condition != .full {
+            return "inode \(n): extent \(e) lies past the write pointer of zone \(z.int) (\(zone.writePointer)): the device lost data the log records"
+        }
+        if zone.condition == .offline { return "inode \(n): extent \(e) lies in offline zone \(z.int)" }
+        return nil
+    }
+}

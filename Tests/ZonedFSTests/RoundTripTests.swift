@@ -1,0 +1,74 @@
+// Format → write → unmount → mount → read gives the same bytes, on the emulated zoned device and on
+// conventional mode; the namespace (directories, symlinks, hard links, renames) survives too.
+
+import Testing
+import ZonedBackendFile
+import ZonedCore
+import ZonedEngine
+@testable import ZonedFS
+
+@Suite("File system round trip")
+struct RoundTripTests {
+    func workload(_ fs: FileSystem) throws -> [String: [UInt8]] {
+        var expected: [String: [UInt8]] = [:]
+        try fs.makeDirectory("/d")
+        try fs.makeDirectory("/d/e")
+        let a = try fs.createFile("/d/a")
+        expected["/d/a"] = bytes(300_000, seed: 1)
+        try fs.write(a, at: 0, bytes: expected["/d/a"]!, direct: true)
+        let b = try fs.createFile("/b")
+        expected["/b"] = bytes(5000, seed: 2)
+        try fs.write(b, at: 0, bytes: expected["/b"]!)  // unaligned: buffered path
+        _ = try fs.link(b, into: try fs.resolve("/d/e"), as: try EntryName("b-link"))
+        expected["/d/e/b-link"] = expected["/b"]
+        _ = try fs.create(rootInode, try EntryName("sym"), kind: .symlink, mode: 0o777, uid: 0, gid: 0, target: Array("/d/a".utf8))
+        let c = try fs.createFile("/c")
+        try fs.write(c, at: 0, bytes: bytes(8192, seed: 3), direct: true)
+        try fs.rename(rootInode, try EntryName("c"), to: try fs.resolve("/d"), try EntryName("c2"))
+        expected["/d/c2"] = bytes(8192, seed: 3)
+        try fs.truncate(a, to: 100_000)
+        expected["/d/a"] = Array(expected["/d/a"]![0..<100_000])
+        let gone = try fs.createFile("/gone")
+        try fs.write(gone, at: 0, bytes: bytes(4096, seed: 9), direct: true)
+        try fs.unlink(rootInode, try EntryName("gone"))
+        return expected
+    }
+
+    func check(_ fs: FileSystem, _ expected: [String: [UInt8]]) throws {
+        for (path, want) in expected {
+            #expect(try fs.readAll(try fs.resolve(path)) == want, "\(path)")
+        }
+        #expect(try fs.readLink(try fs.resolve("/sym")) == Array("/d/a".utf8))
+        #expect(try fs.stat(try fs.resolve("/b")).attributes.nlink == 2)
+        #expect(try fs.stat(try fs.resolve("/d")).attributes.nlink == 3)
+        #expect((try? fs.resolve("/gone")) == nil)
+        #expect(try fs.walk().map(\.path) == ["/b", "/d/", "/d/a", "/d/c2", "/d/e/", "/d/e/b-link", "/sym"])
+    }
+
+    @Test func emulatedZoned() throws {
+        let s = Scratch()
+        let dev = try EmulatedZonedDevice.create(path: s.path("img"), geometry: smallZoned(zones: 24))
+        try FileSystem.format(device: dev, options: FormatOptions(label: "t", uuid: testUUID))
+        let fs = try FileSystem.mount(device: dev)
+        let expected = try workload(fs)
+        try check(fs, expected)
+        try fs.unmount()
+        let again = try FileSystem.mount(device: try EmulatedZonedDevice.open(path: s.path("img")))
+        try check(again, expected)
+        #expect(again.engine.allocator.problem() == nil)
+        try again.unmount()
+    }
+
+    @Test func conventionalMode() throws {
+        let s = Scratch()
+        try ConventionalDevice.create(path: s.path("conv"), size: .mib(8))
+        let zoned = try ConventionalDevice.open(path: s.path("conv"), zoneSize: .kib(512))
+        try FileSystem.format(device: zoned, options: FormatOptions(uuid: testUUID))
+        let fs = try FileSystem.mount(device: zoned)
+        let expected = try workload(fs)
+        try fs.unmount()
+        let again = try FileSystem.mount(device: try ConventionalDevice.open(path: s.path("conv"), zoneSize: .kib(512)))
+        try check(again, expected)
+        try again.unmount()
+    }
+}
