@@ -98,23 +98,3 @@ public struct FaultPlan: Sendable, Equatable {
         }
     }
 }
-
-extension SeededRandom {
-    /// Uniform in 0..<n (n > 0); modulo bias is irrelevant at these sizes.
-    mutating func below(_ n: UInt64) -> UInt64 {
-        precondition(n > 0)
-        return next() % n
-    }
-
-    /// A permutation of `items` (Fisher–Yates, our own so the order never depends on the
-    /// standard library's shuffle algorithm).
-    mutating func permuted<T>(_ items: [T]) -> [T] {
-        var a = items
-        guard a.count > 1 else { return a }
-        for i in stride(from: a.count - 1, to: 0, by: -1) {
-            let j = Int(below(UInt64(i + 1)))
-            a.swapAt(i, j)
-        }
-        return a
-    }
-}

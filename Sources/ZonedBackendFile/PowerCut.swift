@@ -5,7 +5,8 @@
 //   durability model): a sequential zone keeps a seeded, block-aligned prefix of it (anything
 //   from nothing to everything), and its condition follows the kept write pointer (empty at the
 //   start, full at capacity, closed in between: a power cycle closes open zones). Read-only,
-//   offline and durably full zones are untouched.
+//   offline and full zones (durably, or by having been written to capacity) are untouched, so a
+//   cut never leaves more active zones than there were.
 // - With a torn last block, the last kept block of each zone that kept new data holds the new
 //   bytes up to a seeded cut point and seeded garbage after it.
 // - Conventional zones keep a seeded subset of their unflushed writes. A dropped write gets its
@@ -45,7 +46,10 @@ extension EmulatedZonedDevice {
         default: break
         }
         switch live.condition {
-        case .readOnly, .offline: return live
+        // A zone that reached full has given its resources back; it comes back full with all it
+        // holds (as after a finish). Rolling it back to closed could leave the device with more
+        // active zones than its limit, which a real device never reports.
+        case .readOnly, .offline, .full: return live
         default: break
         }
         let bs = geometry.logicalBlockSize

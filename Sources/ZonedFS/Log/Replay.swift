@@ -5,7 +5,8 @@
 //   checksum, file system id or sequence number) — the end of the log.
 // - On a sequential zone a bad frame is a torn write only when it is the last thing below the
 //   write pointer (a power cut keeps a prefix of what was sent, so a torn frame has nothing after
-//   it). A bad frame with valid-looking writes after it is damage, reported in `damage`.
+//   it). A bad frame with valid-looking writes after it is damage, reported in `damage` — except in
+//   a full zone, whose write pointer may come from a finish rather than from writes.
 // - A checkpoint replaces the state only once its `checkpointEnd` is read; a torn checkpoint leaves
 //   the state it would have replaced.
 // - A record that does not fit the state (a link to a missing inode, ...) is damage, not a trap.
@@ -51,7 +52,9 @@ public struct LogReplay: Sendable {
                 switch readFrame(device, at: at, limit: limit, block: block, fsid: sb.fsid, sequence: out.nextSequence) {
                 case .frame(let h, let rs): frame = (h, rs)
                 case .end(let why, let frameEnd):
-                    if sequential, frameEnd < limit {
+                    // A full zone may have been finished after its last frame (mount finishes the old
+                    // log zones), so its write pointer says nothing about where the frames end.
+                    if sequential, info.condition != .full, frameEnd < limit {
                         out.damage.append("log frame at \(at) in zone \(zone.int) is bad (\(why)) but the zone holds writes up to \(limit)")
                     }
                     out.end = "\(why) at \(at) (zone \(zone.int))"
