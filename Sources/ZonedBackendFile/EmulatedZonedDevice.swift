@@ -3,6 +3,8 @@
 // Invariants:
 // - It keeps every rule of the `ZonedDevice` header comment, strictly, with the errnos of a Linux
 //   zoned block device (the rules live in `ZoneTable`; the image layout in `ImageFormat`).
+//   Where ZBC and NVMe ZNS differ it follows ZBC, as null_blk does: its geometry's command set
+//   is always `.zbc`, and `create` refuses any other.
 // - Thread safety (why the class is Sendable): all mutable state sits in `state`, a Mutex; the
 //   other stored properties are immutable. Lock order is always zone lock → `state`, never the
 //   reverse. Each data IO holds its zone's lock from admission (under `state`) through its pwrite
@@ -81,6 +83,9 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
     public static func create(path: String, geometry: DeviceGeometry, overwrite: Bool = false,
                               faults: FaultPlan? = nil) throws(DeviceError) -> EmulatedZonedDevice {
         if let problem = geometry.problem() { throw .invalid(.create, problem) }
+        guard geometry.commandSet == .zbc else {
+            throw .invalid(.create, "the emulated device follows ZBC (as null_blk does); it cannot emulate \(geometry.commandSet.rawValue)")
+        }
         guard geometry.zoneCount <= Int(UInt32.max),
               geometry.zoneSize.bytes <= UInt64(Int64.max) / UInt64(geometry.zoneCount) / 2 else {
             throw .invalid(.create, "\(geometry.zoneCount) zones of \(geometry.zoneSize) do not fit in a file")

@@ -157,7 +157,7 @@ public final class KernelZonedDevice: ZonedDevice {
     // MARK: geometry
 
     /// Geometry from zbd_info, the zone report (conventional zones, zone capacity) and sysfs
-    /// (max IO size), validated.
+    /// (max IO size, NVMe ZNS or ZBC), validated.
     private static func readGeometry(zbdFD: Int32, info: zbd_info, sys: SysBlockDevice,
                                      path: String) throws(DeviceError) -> (DeviceGeometry, [Zone]) {
         let zoneSize = ByteCount(UInt64(info.zone_size))
@@ -184,7 +184,7 @@ public final class KernelZonedDevice: ZonedDevice {
                                maxOpenZones: zoneLimit(info.max_nr_open_zones),
                                maxActiveZones: zoneLimit(info.max_nr_active_zones),
                                maxWriteBytes: ByteCount(maxIO), maxAppendBytes: .zero,
-                               conventionalZoneCount: conventional)
+                               conventionalZoneCount: conventional, commandSet: sys.zoneCommandSet)
         if let problem = g.problem() {
             throw .invalid(.open, "\(path): \(problem)")
         }

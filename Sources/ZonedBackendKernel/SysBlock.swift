@@ -40,6 +40,13 @@ struct SysBlockDevice: Sendable {
     /// `queue/zoned`: "none", "host-aware" or "host-managed"; nil when the attribute is missing.
     var zonedModel: String? { attribute("queue/zoned") }
 
+    /// Whose zone state machine a zoned device follows. An NVMe namespace's block device (and an
+    /// NVMe multipath head) has the namespace attributes (`nsid`, `wwid`…) next to `queue/`, and
+    /// the only zoned NVMe command set is ZNS; every other zoned block device Linux 6.1 exposes
+    /// (SCSI/ATA SMR, null_blk) follows ZBC. A device-mapper target stacked on a ZNS namespace is
+    /// not recognised and reads as ZBC.
+    var zoneCommandSet: ZoneCommandSet { attribute("nsid") != nil ? .zns : .zbc }
+
     /// `queue/max_sectors_kb` in bytes: the largest IO the kernel sends down unsplit.
     var maxIOBytes: UInt64? {
         guard let text = attribute("queue/max_sectors_kb"), let kib = UInt64(text) else { return nil }

@@ -1,6 +1,10 @@
 // The conformance harness: named checks, each run on a device whose sequential zones were reset.
 //
 // Invariants:
+// - Checks do not depend on their order: before each check every written, open or closed
+//   sequential zone is reset, and afterwards (whatever the outcome) again, after which no zone
+//   may still count as open or active. A check that leaves the device unable to give its zone
+//   resources back fails, even if its body passed.
 // - A check either returns (pass), throws `ConformanceFailure` (the device broke a rule of the
 //   ZonedDevice contract), or is skipped before it starts because the device lacks what it needs
 //   (e.g. no zone limits to exercise). A skip names the reason; nothing is skipped silently.
@@ -63,18 +67,41 @@ public enum ConformanceOutcome: Sendable, Equatable {
 }
 
 extension ConformanceCheck {
-    /// Resets the device's sequential zones, then runs the check.
+    /// Resets the device's sequential zones, runs the check, then releases every zone it left
+    /// holding an open or active resource.
     public func run(on target: ConformanceTarget) -> ConformanceOutcome {
         if let reason = skipReason(target.device.geometry) { return .skipped(reason) }
+        var outcome: ConformanceOutcome
         do {
             try resetSequentialZones(target.device)
             try body(target)
-            return .passed
+            outcome = .passed
         } catch let f as ConformanceFailure {
-            return .failed(f.message)
+            outcome = .failed(f.message)
         } catch {
-            return .failed("unexpected error: \(error)")
+            outcome = .failed("unexpected error: \(error)")
         }
+        // target.device, not a copy taken before the body: a check may have reopened it.
+        guard let problem = releaseZones(target.device) else { return outcome }
+        switch outcome {
+        case .failed(let why): return .failed("\(why); then \(problem)")
+        default: return .failed(problem)
+        }
+    }
+}
+
+/// Resets every sequential zone a check left written, open or closed and checks that no zone
+/// still holds an open or active resource. Returns what went wrong, or nil.
+func releaseZones(_ device: any ZonedDevice) -> String? {
+    do {
+        try resetSequentialZones(device)
+        let s = ZoneSummary(zones: try device.reportAllZones(), geometry: device.geometry)
+        if s.open > 0 || s.active > 0 {
+            return "cleanup: \(s.open) zone(s) still open and \(s.active) still active after resetting every zone"
+        }
+        return nil
+    } catch {
+        return "cleanup: cannot reset the zones the check used: \(error)"
     }
 }
 

@@ -6,6 +6,23 @@
 // - conventionalZoneCount <= zoneCount; conventional zones come first (as on SMR and null_blk).
 // - maxOpenZones <= maxActiveZones when both are set (0 means "no limit").
 // - maxWriteBytes and maxAppendBytes (0 = no zone append) are logical-block multiples.
+// - commandSet names the standard whose zone state machine the device follows where ZBC and
+//   NVMe ZNS differ; it does not change the shape, only which answers the contract accepts.
+
+/// The standard a device's zones follow, for the few transitions where ZBC and NVMe ZNS differ.
+public enum ZoneCommandSet: String, Sendable, Hashable, CaseIterable {
+    /// SCSI ZBC / ATA ZAC (host-managed SMR), and what Linux null_blk and the emulated device do:
+    /// closing an open zone whose write pointer is still at the zone start makes it empty, so it
+    /// gives back its open and its active resource.
+    case zbc
+    /// NVMe Zoned Namespaces: Close Zone takes an open zone to closed even when nothing was
+    /// written, so it keeps its active resource until it is reset or finished.
+    case zns
+
+    /// The condition a close gives an open zone with nothing written (only an explicit open
+    /// leaves a zone open with its write pointer at the start).
+    public var conditionAfterClosingUnwrittenZone: ZoneCondition { self == .zbc ? .empty : .closed }
+}
 
 public struct DeviceGeometry: Hashable, Sendable {
     public var zoneCount: Int
@@ -23,11 +40,13 @@ public struct DeviceGeometry: Hashable, Sendable {
     public var maxAppendBytes: ByteCount
     /// Leading zones that take random writes.
     public var conventionalZoneCount: Int
+    /// Whose zone state machine the device follows where ZBC and ZNS differ.
+    public var commandSet: ZoneCommandSet
 
     public init(zoneCount: Int, zoneSize: ByteCount, zoneCapacity: ByteCount? = nil,
                 logicalBlockSize: ByteCount = ByteCount(4096), maxOpenZones: Int = 0, maxActiveZones: Int = 0,
                 maxWriteBytes: ByteCount = .mib(1), maxAppendBytes: ByteCount = .zero,
-                conventionalZoneCount: Int = 0) {
+                conventionalZoneCount: Int = 0, commandSet: ZoneCommandSet = .zbc) {
         self.zoneCount = zoneCount
         self.zoneSize = zoneSize
         self.zoneCapacity = zoneCapacity ?? zoneSize
@@ -37,6 +56,7 @@ public struct DeviceGeometry: Hashable, Sendable {
         self.maxWriteBytes = maxWriteBytes
         self.maxAppendBytes = maxAppendBytes
         self.conventionalZoneCount = conventionalZoneCount
+        self.commandSet = commandSet
     }
 
     public var totalBytes: ByteCount { zoneSize * UInt64(zoneCount) }

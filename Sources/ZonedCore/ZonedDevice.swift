@@ -9,6 +9,9 @@
 //   ETOOMANYREFS only if every open zone is explicitly open. Activating a zone past max active
 //   zones fails with EOVERFLOW. A write that reaches capacity makes the zone full (no longer
 //   open nor active).
+// - Closing an open zone makes it closed and keeps it active, except that on a ZBC device
+//   (`geometry.commandSet == .zbc`) a zone with nothing written becomes empty instead. On NVMe
+//   ZNS an explicitly opened zone that is closed unwritten holds an active resource until reset.
 // - A write is at most `geometry.maxWriteBytes`; a zone append at most `geometry.maxAppendBytes`,
 //   and only when that is non-zero (EOPNOTSUPP otherwise).
 // - Zone management (reset, open, close, finish) on a conventional zone fails with EINVAL.

@@ -69,7 +69,7 @@ do {
 let g = target.device.geometry
 print("device \(path) (\(target.device.kind.rawValue)): \(g.zoneCount) zones × \(g.zoneSize), capacity \(g.zoneCapacity), "
     + "\(g.conventionalZoneCount) conventional, max open \(g.maxOpenZones), max active \(g.maxActiveZones), "
-    + "max write \(g.maxWriteBytes), append \(g.maxAppendBytes)")
+    + "max write \(g.maxWriteBytes), append \(g.maxAppendBytes), command set \(g.commandSet.rawValue)")
 
 var passed = 0, failed = 0, skipped = 0
 for check in ConformanceSuite.checks where only == nil || check.name == only {

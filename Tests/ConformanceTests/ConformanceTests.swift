@@ -96,6 +96,69 @@ struct ConformanceTests {
     }
 }
 
+extension ConformanceTests {
+    /// The close rule depends on the command set: a device that claims NVMe ZNS but empties an
+    /// unwritten zone on close (as ZBC does) is caught, and so is the ZBC device that keeps it.
+    @Test("explicit-open-close holds a device to its own command set")
+    func closeRuleFollowsCommandSet() throws {
+        let path = scratchPath("zns-claim")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let inner = try EmulatedZonedDevice.create(path: path, geometry: DeviceGeometry(zoneCount: 4, zoneSize: .kib(256), maxWriteBytes: .kib(64)), overwrite: true)
+        let check = try #require(ConformanceSuite.checks.first { $0.name == "explicit-open-close" })
+        #expect(check.run(on: ConformanceTarget(device: inner)) == .passed)
+        let claimsZNS = ClaimsCommandSet(inner, .zns)
+        defer { claimsZNS.close() }
+        guard case .failed(let why) = check.run(on: ConformanceTarget(device: claimsZNS)) else {
+            Issue.record("explicit-open-close passed on a ZNS device whose close empties an unwritten zone")
+            return
+        }
+        #expect(why.contains("should leave it closed"), "\(why)")
+    }
+
+    /// The harness releases what a check leaves behind, and fails a device that cannot.
+    @Test("a check that leaves zones active is cleaned up; a device whose reset keeps them fails")
+    func harnessReleasesZones() throws {
+        let path = scratchPath("cleanup")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let dev = try EmulatedZonedDevice.create(path: path, geometry: DeviceGeometry(zoneCount: 4, zoneSize: .kib(256), maxWriteBytes: .kib(64)), overwrite: true)
+        defer { dev.close() }
+        let leaves = ConformanceCheck("leaves-zones", "opens two zones and writes a third") { t in
+            try t.device.openZone(ZoneID(0))
+            try t.device.openZone(ZoneID(1))
+            try t.device.write(AlignedBuffer(count: 4096), at: t.device.geometry.zoneStart(ZoneID(2)))
+        }
+        #expect(leaves.run(on: ConformanceTarget(device: dev)) == .passed)
+        let after = ZoneSummary(zones: try dev.reportAllZones(), geometry: dev.geometry)
+        #expect(after.open == 0 && after.active == 0, "zones left open/active: \(after)")
+        try dev.write(AlignedBuffer(count: 4096), at: dev.geometry.zoneStart(ZoneID(3)))
+        let noop = ConformanceCheck("no-op", "does nothing") { _ in }
+        guard case .failed(let why) = noop.run(on: ConformanceTarget(device: ResetDoesNothing(dev))) else {
+            Issue.record("a device whose reset keeps zones active passed the harness cleanup")
+            return
+        }
+        #expect(why.contains("still active"), "\(why)")
+    }
+}
+
+/// Claims another command set than the device it forwards to follows.
+final class ClaimsCommandSet: ForwardingDevice, @unchecked Sendable {
+    let claimed: ZoneCommandSet
+    init(_ inner: any ZonedDevice, _ claimed: ZoneCommandSet) {
+        self.claimed = claimed
+        super.init(inner)
+    }
+    override var geometry: DeviceGeometry {
+        var g = inner.geometry
+        g.commandSet = claimed
+        return g
+    }
+}
+
+/// A deliberately broken device: reset succeeds but changes nothing.
+final class ResetDoesNothing: ForwardingDevice, @unchecked Sendable {
+    override func reset(_ zone: ZoneID) throws(DeviceError) {}
+}
+
 /// A deliberately broken device: writes off the write pointer are silently accepted (dropped).
 final class WritesAnywhere: ForwardingDevice, @unchecked Sendable {
     override func write(_ data: UnsafeRawBufferPointer, at offset: DeviceOffset) throws(DeviceError) {

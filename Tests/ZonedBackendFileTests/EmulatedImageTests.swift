@@ -77,6 +77,10 @@ import ZonedCore
         dev.close()
         let bad = DeviceGeometry(zoneCount: 4, zoneSize: ByteCount(3 << 20))
         #expect(failure { _ = try EmulatedZonedDevice.create(path: s.path("b.zimg"), geometry: bad) }?.kind == .invalidArgument)
+        // It follows ZBC (as null_blk does); it cannot pretend to be a ZNS namespace.
+        var zns = testGeometry
+        zns.commandSet = .zns
+        #expect(failure { _ = try EmulatedZonedDevice.create(path: s.path("c.zimg"), geometry: zns) }?.kind == .invalidArgument)
     }
 
     @Test func imageIsSparse() throws {
