@@ -37,7 +37,7 @@ let package = Package(
         // The one small C shim: only what Swift cannot call (ioctl request macros, libzbd macros).
         .target(name: "CZonedShim"),
 
-        .target(name: "ZonedCore"),
+        .target(name: "ZonedCore", dependencies: ["CZonedShim"]),
         .target(name: "ZonedBackendFile", dependencies: ["ZonedCore"]),
         .target(name: "ZonedBackendKernel", dependencies: ["ZonedCore", "CURing", "CZBD", "CZonedShim"]),
         .target(name: "ZonedConformance", dependencies: ["ZonedCore"]),

@@ -1,8 +1,14 @@
 // CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), the checksum of every on-device
-// structure and data block. Table-driven, slicing by 8; the tables are computed once, lazily.
+// structure and data block. The CPU's CRC-32C instruction when it has one (through the C shim:
+// an intrinsic Swift cannot call), else table-driven slicing by 8 (`software`).
 // Check value (RFC 3720 / iSCSI): crc32c("123456789") == 0xE3069283.
 
+import CZonedShim
+
 public enum CRC32C {
+    /// Whether `update` uses the CPU instruction.
+    public static let usesHardware = zbdfs_crc32c_hw_available() == 1
+
     private static let tables: [[UInt32]] = {
         var t = [[UInt32]](repeating: [UInt32](repeating: 0, count: 256), count: 8)
         for i in 0..<256 {
@@ -18,6 +24,12 @@ public enum CRC32C {
 
     /// Continues a running checksum (start with 0).
     public static func update(_ crc: UInt32, _ data: UnsafeRawBufferPointer) -> UInt32 {
+        guard usesHardware, let base = data.baseAddress else { return software(crc, data) }
+        return ~zbdfs_crc32c_hw(~crc, base, data.count)
+    }
+
+    /// The table-driven computation (what `update` does without the CPU instruction).
+    public static func software(_ crc: UInt32, _ data: UnsafeRawBufferPointer) -> UInt32 {
         var c = ~crc
         let t = tables
         var i = 0

@@ -20,7 +20,10 @@ public struct ByteWriter: Sendable {
     public mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
     public mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
     public mutating func raw<C: Collection>(_ b: C) where C.Element == UInt8 { bytes.append(contentsOf: b) }
-    public mutating func zeros(_ n: Int) { bytes.append(contentsOf: repeatElement(0, count: n)) }
+    public mutating func zeros(_ n: Int) {
+        guard n > 0 else { return }
+        bytes += [UInt8](repeating: 0, count: n)  // one optimized stdlib call, also in debug builds
+    }
     /// Pads with zeros up to `length` total bytes (no-op when already that long or longer).
     public mutating func pad(to length: Int) { if bytes.count < length { zeros(length - bytes.count) } }
     public var count: Int { bytes.count }

@@ -99,6 +99,18 @@ import Glibc
         #expect(CRC32C.checksum([UInt8](repeating: 0, count: 32)) == 0x8A91_36AA)
     }
 
+    @Test func crc32cHardwareAndSoftwareAgree() {
+        var rng = SeededRandom(seed: 77)
+        for n in [0, 1, 7, 8, 9, 63, 4096, 65_537] {
+            let b = rng.bytes(n)
+            b.withUnsafeBytes { raw in
+                #expect(CRC32C.update(0, raw) == CRC32C.software(0, raw), "\(n) bytes")
+                #expect(CRC32C.update(0x1234_5678, raw) == CRC32C.software(0x1234_5678, raw), "\(n) bytes, running")
+            }
+        }
+        #expect(Array("123456789".utf8).withUnsafeBytes { CRC32C.software(0, $0) } == 0xE306_9283)
+    }
+
     @Test func crc32cIncrementalEqualsWhole() {
         var rng = SeededRandom(seed: 9)
         let bytes = (0..<1000).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
