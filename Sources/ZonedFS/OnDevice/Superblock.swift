@@ -18,6 +18,8 @@ public struct Superblock: Sendable, Equatable {
     public static let magic: [UInt8] = Array("ZBDFS-SB".utf8)
     public static let version: UInt32 = 1
     public static let maxLabelBytes = 64
+    /// Where the CRC-32C over the fields sits (the fields are fixed-size).
+    public static let checksumOffset = 181
 
     public var generation: UInt64
     public var uuid: [UInt8]
@@ -103,6 +105,7 @@ public struct Superblock: Sendable, Equatable {
         w.u64(logStartSequence)
         w.u64(0)  // reserved
         w.u64(0)  // reserved
+        assert(w.count == Superblock.checksumOffset, "superblock fields moved: update checksumOffset")
         let crc = CRC32C.checksum(w.bytes)
         w.u32(crc)
         w.pad(to: copySize)
