@@ -1,16 +1,24 @@
-// The buffered path, taken by unaligned writes (and by writes without O_DIRECT).
+// The buffered path and its page cache, taken by unaligned writes and by writes without O_DIRECT.
 //
-// The seed falls back to buffered IO and then flushes and invalidates the range, so a later direct
-// read sees the new bytes. We do the same thing in one step: the enclosing blocks are read, the new
-// bytes merged in, and the whole blocks written through the direct path (copy on write, same
-// allocator) before the call returns. There is no page cache yet, so nothing can go stale.
+// A buffered write copies its bytes into cached whole blocks (reading a block's old bytes first
+// when the write covers only part of it) and returns; the cache is written back later through the
+// direct path — copy on write, the same allocator, ordered extents and checksums — when:
+//   - the file is fsync'd or the engine synced (`flushAll`),
+//   - an aligned direct write or a truncate / punch / fallocate touches the file (the seed flushes
+//     the page cache range before a direct write, so the device never holds older bytes than the
+//     cache once direct IO starts),
+//   - the file's cache grows past `EngineConfig.bufferedCacheBytes`.
 //
 // Invariants:
-// - Runs under the exclusive inode lock: two unaligned writers sharing a block would otherwise lose
-//   one another's bytes in the read-modify-write.
+// - `cache` and `cachedSize` change under the inode's state lock, and only with the inode lock
+//   held exclusively (buffered writers and write-back), so readers under the shared inode lock see
+//   either all of a buffered write or none of it.
+// - Reads overlay cached blocks on what the device holds, so a read (direct or not) always sees
+//   the newest bytes, including right after a buffered fallback.
 // - i_size grows to the end of the bytes written, never to the end of the enclosing block; bytes
-//   past EOF in the last block are always zero (truncate keeps that so), so a later extending write
-//   exposes zeros, not old data.
+//   past EOF in the last block are always zero (truncate keeps that so).
+// - A cached block leaves the cache only once write-back put it on the device; on a device error
+//   the unwritten blocks stay cached and the error is returned.
 
 import ZonedCore
 
@@ -18,29 +26,108 @@ extension Engine {
     func bufferedWrite(_ inode: Inode, _ offset: UInt64, _ data: UnsafeRawBufferPointer) throws(DeviceError) -> Int {
         _ = inode.lock.lock(.exclusive)
         defer { inode.lock.unlock() }
-        return try mergeAndWrite(inode, offset, data)
-    }
-
-    /// Read-modify-write of the blocks enclosing [offset, offset+len) with the inode lock held
-    /// exclusively. Returns the bytes of `data` that reached the device.
-    func mergeAndWrite(_ inode: Inode, _ offset: UInt64, _ data: UnsafeRawBufferPointer) throws(DeviceError) -> Int {
         let end = offset + UInt64(data.count)
-        let s = roundDown(offset), e = roundUp(end)
-        let blocks = AlignedBuffer(count: Int(e - s))
-        let size = inode.state.withLock { inode.size }
-        if offset > s, s < size { try readLocked(inode, s, blocks.slice(0, Int(min(block, size - s))), nowait: false) }
-        let tail = e - block
-        if end < e, tail < size, tail != s || offset == s {
-            try readLocked(inode, tail, blocks.slice(Int(tail - s), Int(min(block, size - tail))), nowait: false)
+        let first = offset / block, last = (end - 1) / block
+        // Pages to fill: read the blocks that are not cached yet (and hold old bytes) first.
+        var pages: [UInt64: [UInt8]] = [:]
+        for b in first...last {
+            if let cached = inode.state.withLock({ inode.cache[b] }) { pages[b] = cached; continue }
+            pages[b] = try readBlock(inode, b)
         }
-        blocks.slice(Int(offset - s), data.count).copyMemory(from: data)
-        let written = try writeLocked(inode, s, blocks.readOnly, nowait: false, sizeLimit: end)
-        // Bytes of `data` inside what was written.
-        let reached = s + UInt64(written)
-        return reached <= offset ? 0 : Int(min(reached, end) - offset)
+        for b in first...last {
+            let bs = b * block
+            let from = max(offset, bs), to = min(end, bs + block)
+            pages[b]!.withUnsafeMutableBytes { page in
+                UnsafeMutableRawBufferPointer(rebasing: page[Int(from - bs)..<Int(to - bs)])
+                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: data[Int(from - offset)..<Int(to - offset)]))
+            }
+        }
+        let overLimit = inode.state.withLock { () -> Bool in
+            for (b, p) in pages { inode.cache[b] = p }
+            inode.cachedSize = max(inode.size, end)
+            return UInt64(inode.cache.count) * block > config.bufferedCacheBytes.bytes
+        }
+        count {
+            $0.bufferedBytesCached += UInt64(data.count)
+            $0.userBytesWritten += UInt64(data.count)
+        }
+        if overLimit { try writeBack(inode) }
+        return data.count
     }
 
-    /// Zeroes [from, to) inside one block by rewriting the block (copy on write). A hole stays a hole.
+    /// The current bytes of block `b` (device, holes as zeros, cache overlaid), zero past EOF.
+    private func readBlock(_ inode: Inode, _ b: UInt64) throws(DeviceError) -> [UInt8] {
+        var page = [UInt8](repeating: 0, count: Int(block))
+        let size = inode.state.withLock { inode.size }
+        let bs = b * block
+        guard bs < size else { return page }
+        let n = Int(min(block, size - bs))
+        let buffer = AlignedBuffer(count: Int(block))
+        try readLocked(inode, bs, buffer.slice(0, n), nowait: false)
+        page.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(buffer.slice(0, Int(block)))) }
+        if n < Int(block) { page.replaceSubrange(n..<Int(block), with: repeatElement(0, count: Int(block) - n)) }
+        return page
+    }
+
+    /// Copies cached blocks over `out`, which holds the file's blocks [s, s + out.count). Under the
+    /// inode lock (shared or exclusive).
+    func overlayCache(_ inode: Inode, _ s: UInt64, _ out: UnsafeMutableRawBufferPointer) {
+        inode.state.withLock {
+            guard !inode.cache.isEmpty else { return }
+            let e = s + UInt64(out.count)
+            for b in (s / block)..<((e + block - 1) / block) {
+                guard let page = inode.cache[b] else { continue }
+                let bs = b * block
+                let from = max(s, bs), to = min(e, bs + block)
+                page.withUnsafeBytes { p in
+                    UnsafeMutableRawBufferPointer(rebasing: out[Int(from - s)..<Int(to - s)])
+                        .copyMemory(from: UnsafeRawBufferPointer(rebasing: p[Int(from - bs)..<Int(to - bs)]))
+                }
+            }
+        }
+    }
+
+    /// Writes the file's cached blocks to the device, in runs of consecutive blocks, with the inode
+    /// lock held exclusively by the caller.
+    func writeBack(_ inode: Inode) throws(DeviceError) {
+        let (pages, sizeLimit) = inode.state.withLock { (inode.cache, inode.size) }
+        guard !pages.isEmpty else { return }
+        let indices = pages.keys.sorted()
+        var runStart = 0
+        while runStart < indices.count {
+            var runEnd = runStart + 1
+            while runEnd < indices.count, indices[runEnd] == indices[runEnd - 1] + 1 { runEnd += 1 }
+            let run = indices[runStart..<runEnd]
+            let buffer = AlignedBuffer(count: run.count * Int(block))
+            for (i, b) in run.enumerated() {
+                pages[b]!.withUnsafeBytes { buffer.slice(i * Int(block), Int(block)).copyMemory(from: $0) }
+            }
+            let at = run.first! * block
+            let written = try writeLocked(inode, at, buffer.readOnly, nowait: false, sizeLimit: sizeLimit, user: false)
+            let done = written / Int(block)
+            inode.state.withLock { for b in run.prefix(done) { inode.cache[b] = nil } }
+            count { $0.writeBacks += 1 }
+            if done < run.count { throw DeviceError.io(.write, "write-back of inode \(inode.number) stopped at file offset \(at + UInt64(written))") }
+            runStart = runEnd
+        }
+        inode.state.withLock { if inode.cache.isEmpty { inode.cachedSize = 0 } }
+    }
+
+    /// Writes back the cache of file `n` (taking its inode lock).
+    func writeBack(_ n: InodeNumber) throws(DeviceError) {
+        let i = try inode(n)
+        _ = i.lock.lock(.exclusive)
+        defer { i.lock.unlock() }
+        try writeBack(i)
+    }
+
+    /// Writes back every file's cache (sync).
+    public func flushAll() throws(DeviceError) {
+        for n in allInodeNumbers() { try writeBack(n) }
+    }
+
+    /// Zeroes [from, to) inside one block by rewriting the block (copy on write). A hole stays a
+    /// hole. The file's cache must be written back already.
     func zeroInBlock(_ inode: Inode, _ from: UInt64, _ to: UInt64) throws(DeviceError) {
         let s = roundDown(from)
         precondition(to <= s + block && from < to, "zeroInBlock crosses a block")
@@ -50,7 +137,7 @@ extension Engine {
         let size = inode.state.withLock { inode.size }
         if s < size { try readLocked(inode, s, b.slice(0, Int(min(block, size - s))), nowait: false) }
         b.slice(Int(from - s), Int(to - from)).initializeMemory(as: UInt8.self, repeating: 0)
-        let written = try writeLocked(inode, s, b.readOnly, nowait: false, sizeLimit: 0)
+        let written = try writeLocked(inode, s, b.readOnly, nowait: false, sizeLimit: 0, user: false)
         if written < Int(block) { throw DeviceError.io(.write, "zeroing a block of inode \(inode.number) failed") }
     }
 }

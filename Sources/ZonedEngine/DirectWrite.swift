@@ -33,7 +33,19 @@ extension Engine {
             return try bufferedWrite(inode, offset, data)
         }
         let end = offset + UInt64(data.count)
-        try lockInode(inode, extendingTo: end, nowait: nowait)
+        // The page cache goes to the device before direct IO (the seed's flush of the range), and
+        // stays empty while the inode lock is held (buffered writers need it exclusively).
+        while true {
+            if inode.state.withLock({ !inode.cache.isEmpty }) {
+                if nowait { throw eagain(.write, "buffered data of inode \(n) must be written back first") }
+                _ = inode.lock.lock(.exclusive)
+                do { try writeBack(inode) } catch { inode.lock.unlock(); throw error }
+                inode.lock.unlock()
+            }
+            try lockInode(inode, extendingTo: end, nowait: nowait)
+            if inode.state.withLock({ inode.cache.isEmpty }) { break }
+            inode.lock.unlock()
+        }
         defer { inode.lock.unlock() }
         return try writeLocked(inode, offset, data, nowait: nowait, sizeLimit: end)
     }
@@ -56,7 +68,7 @@ extension Engine {
     /// `sizeLimit`: i_size grows to at most this (the buffered path writes whole blocks but only
     /// `sizeLimit` bytes of them belong to the file).
     func writeLocked(_ inode: Inode, _ offset: UInt64, _ data: UnsafeRawBufferPointer, nowait: Bool,
-                     sizeLimit: UInt64) throws(DeviceError) -> Int {
+                     sizeLimit: UInt64, user: Bool = true) throws(DeviceError) -> Int {
         var done = 0
         var hint: ZoneID?
         while done < data.count {
@@ -70,8 +82,8 @@ extension Engine {
                 break
             }
         }
-        if done < data.count { count { $0.shortWrites += 1 } }
-        count { $0.userBytesWritten += UInt64(done) }
+        if done < data.count, user { count { $0.shortWrites += 1 } }
+        if user { count { $0.userBytesWritten += UInt64(done) } }
         return done
     }
 

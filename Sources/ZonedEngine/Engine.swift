@@ -39,6 +39,9 @@ public struct EngineCounters: Sendable, Equatable {
     public var zoneFinishWaitNanoseconds: UInt64 = 0
     /// Reads refused because a block did not match its checksum.
     public var checksumErrors: UInt64 = 0
+    /// Bytes buffered writes put in the page cache, and the write-back runs that took them out.
+    public var bufferedBytesCached: UInt64 = 0
+    public var writeBacks: UInt64 = 0
 }
 
 public struct EngineConfig: Sendable {
@@ -47,10 +50,14 @@ public struct EngineConfig: Sendable {
     public var allocator = AllocatorConfig()
     /// CRC-32C per block on copy-on-write data, checked on read.
     public var dataChecksums = true
-    public init(maxReadChunk: ByteCount = .mib(1), allocator: AllocatorConfig = AllocatorConfig(), dataChecksums: Bool = true) {
+    /// A file's page cache is written back once it holds more than this.
+    public var bufferedCacheBytes: ByteCount = .mib(4)
+    public init(maxReadChunk: ByteCount = .mib(1), allocator: AllocatorConfig = AllocatorConfig(), dataChecksums: Bool = true,
+                bufferedCacheBytes: ByteCount = .mib(4)) {
         self.maxReadChunk = maxReadChunk
         self.allocator = allocator
         self.dataChecksums = dataChecksums
+        self.bufferedCacheBytes = bufferedCacheBytes
     }
 }
 
@@ -168,12 +175,16 @@ public final class Engine: @unchecked Sendable {
         return DeviceError(errno: EAGAIN, op, why)
     }
 
-    /// Waits until every ordered extent of the file has finished, then makes the device durable.
+    /// Writes back the file's cache, waits until every ordered extent of the file has finished,
+    /// then makes the device durable.
     public func fsync(_ n: InodeNumber) throws(DeviceError) {
         let i = try inode(n)
+        try writeBack(n)
         i.state.withLock { while !i.ordered.isEmpty { i.state.wait() } }
         try device.flush()
     }
+
+    func allInodeNumbers() -> [InodeNumber] { tableLock.withLock { inodes.keys.sorted() } }
 
     // MARK: Helpers shared by the IO paths
 

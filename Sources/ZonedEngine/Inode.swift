@@ -1,7 +1,7 @@
 // A file's in-memory state: size, extent map, ordered extents, and its locks.
 //
 // Invariants:
-// - `layout` (size and map), `ordered`, `nocow`, `hasPrealloc` change only under `state` (a ConditionLock whose broadcast
+// - `layout` (size and map), `cache`, `cachedSize`, `ordered`, `nocow`, `hasPrealloc` change only under `state` (a ConditionLock whose broadcast
 //   also wakes threads waiting for an ordered extent of this inode).
 // - Every pending ordered extent covers file bytes whose new data is in flight; nothing reads or
 //   overwrites those bytes until it finishes (the seed's lock_extent_direct loop).
@@ -54,7 +54,13 @@ final class Inode: @unchecked Sendable {
     var hasPrealloc = false
     var ordered: [OrderedExtent] = []
 
-    var size: UInt64 { layout.size }
+    /// Buffered writes not yet on the device (the page cache): block index → that block's bytes.
+    var cache: [UInt64: [UInt8]] = [:]
+    /// The size buffered writes gave the file; counts while the cache holds data past `layout.size`.
+    var cachedSize: UInt64 = 0
+
+    /// The size readers see: the layout's, or more while buffered writes past it are cached.
+    var size: UInt64 { max(layout.size, cachedSize) }
     var map: ExtentMap { layout.map }
 
     init(number: InodeNumber, nocow: Bool, layout: FileLayout) {

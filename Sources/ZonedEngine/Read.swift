@@ -3,7 +3,8 @@
 // Invariants:
 // - A read returns exactly min(count, size - offset) bytes: never short except at EOF. It works in
 //   chunks of at most `config.maxReadChunk` (the seed caps one lookup), looping until done.
-// - Holes and preallocated ranges read as zeros; checksummed blocks are verified (EIO on mismatch).
+// - Holes and preallocated ranges read as zeros; checksummed blocks are verified (EIO on mismatch);
+//   blocks in the page cache (buffered writes not yet written back) are read from there.
 // - A read never sees a range with a pending ordered extent: it waits for it (EAGAIN under NOWAIT),
 //   with the range unlocked while it waits.
 // - Under NOWAIT a chunk that maps to more than one extent (or a mix of extents and holes) is EAGAIN:
@@ -70,6 +71,7 @@ extension Engine {
                 dst.initializeMemory(as: UInt8.self, repeating: 0)  // holes and prealloc read as zeros
             }
         }
+        overlayCache(inode, s, blocks)
         if let scratch {
             out.copyMemory(from: UnsafeRawBufferPointer(rebasing: scratch.readOnly[Int(from - s)..<(Int(from - s) + out.count)]))
         }

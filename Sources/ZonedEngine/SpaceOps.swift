@@ -1,7 +1,8 @@
 // Truncate, punch hole and fallocate.
 //
 // Invariants:
-// - Each runs under the exclusive inode lock after every overlapping ordered extent has finished.
+// - Each runs under the exclusive inode lock, after writing back the file's page cache and after
+//   every overlapping ordered extent has finished.
 // - Device ranges that stop being referenced are accounted as garbage at once.
 // - Truncating to a size inside a block zeroes the rest of that block (copy on write), so bytes past
 //   EOF are zero and a later extending write or truncate-up exposes zeros.
@@ -16,6 +17,7 @@ extension Engine {
         let inode = try inode(n)
         _ = inode.lock.lock(.exclusive)
         defer { inode.lock.unlock() }
+        try writeBack(inode)
         _ = waitForOrdered(inode, 0, UInt64.max, nowait: false)
         let old = inode.state.withLock { inode.size }
         if newSize < old {
@@ -30,6 +32,7 @@ extension Engine {
         let inode = try inode(n)
         _ = inode.lock.lock(.exclusive)
         defer { inode.lock.unlock() }
+        try writeBack(inode)
         let end = offset + length
         _ = waitForOrdered(inode, roundDown(offset), roundUp(end), nowait: false)
         let fullStart = roundUp(offset), fullEnd = roundDown(end)
@@ -53,6 +56,7 @@ extension Engine {
         let inode = try inode(n)
         _ = inode.lock.lock(.exclusive)
         defer { inode.lock.unlock() }
+        try writeBack(inode)
         let s = roundDown(offset), e = roundUp(offset + length)
         _ = waitForOrdered(inode, s, e, nowait: false)
         let holes = inode.state.withLock { inode.map.lookup(s, e - s) }.compactMap { r -> (UInt64, UInt64)? in

@@ -126,8 +126,12 @@ public final class FileSystem: @unchecked Sendable {
         try journal.commit(durable: durable)
     }
 
-    /// Makes everything written so far durable.
-    public func sync() throws(DeviceError) { try commit(durable: true) }
+    /// Makes everything written so far durable (buffered data included).
+    public func sync() throws(DeviceError) {
+        guard !readOnly else { return }
+        try operation { () throws(DeviceError) in try engine.flushAll() }
+        try commit(durable: true)
+    }
 
     /// Syncs and closes the device. The file system must not be used afterwards.
     public func unmount() throws(DeviceError) {

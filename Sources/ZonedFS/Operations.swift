@@ -63,9 +63,8 @@ extension FileSystem {
         var size: UInt64 = 0, allocated: UInt64 = 0
         switch a.kind {
         case .file:
-            let l = try engine.layout(n)
-            size = l.size
-            allocated = l.map.mappedBytes
+            size = try engine.size(n)  // includes buffered writes not yet written back
+            allocated = try engine.layout(n).map.mappedBytes
         case .symlink: size = UInt64(a.target.count)
         case .directory: size = UInt64(nsLock.withLock { namespace.entries[n]?.count ?? 0 }) * 32
         }

@@ -30,6 +30,39 @@ struct SeedBehaviourTests {
         #expect(try e.read(f, 8192, 13) == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 7, 7])
     }
 
+    @Test func bufferedWritesAreCachedAndWrittenBackThroughTheAllocator() throws {
+        let s = Scratch()
+        let e = try Engine(device: try s.emulated(zoned))
+        let f = e.createFile()
+        try e.write(f, 0, bytes(16384, seed: 1))
+        let onDevice = e.stats.deviceBytesWritten
+        let patch = bytes(5000, seed: 2)
+        #expect(try e.write(f, 3000, patch, []) == 5000)
+        #expect(e.stats.deviceBytesWritten == onDevice, "a buffered write stays in the cache")
+        var expected = bytes(16384, seed: 1)
+        expected.replaceSubrange(3000..<8000, with: patch)
+        #expect(try e.read(f, 0, 16384) == expected, "reads see the cached bytes")
+        // A direct write elsewhere in the file first writes the cache back (the seed's range flush).
+        let grantsBefore = e.allocator.stats.grants
+        try e.write(f, 12288, bytes(4096, seed: 3))
+        #expect(e.stats.writeBacks == 1 && e.allocator.stats.grants >= grantsBefore + 2, "write-back went through the allocator")
+        #expect(e.stats.deviceBytesWritten == onDevice + 8192 + 4096, "two cached blocks and the direct block")
+        expected.replaceSubrange(12288..<16384, with: bytes(4096, seed: 3))
+        #expect(try e.read(f, 0, 16384) == expected)
+        // A later direct write over a cached block wins over the cache.
+        try e.write(f, 100, [1, 2, 3], [])
+        try e.write(f, 0, bytes(4096, seed: 4))
+        expected.replaceSubrange(0..<4096, with: bytes(4096, seed: 4))
+        #expect(try e.read(f, 0, 16384) == expected)
+        // fsync writes the cache back.
+        try e.write(f, 20000, [9], [])
+        #expect(try e.size(f) == 20001)
+        let wb = e.stats.writeBacks
+        try e.fsync(f)
+        #expect(e.stats.writeBacks == wb + 1 && e.stats.deviceBytesWritten > onDevice + 16384)
+        #expect(try e.read(f, 19999, 2) == [0, 9])
+    }
+
     @Test func writesInsideEOFShareTheInodeLockExtendingWritesExcludeThem() throws {
         let s = Scratch()
         let dev = GatedDevice(try s.emulated(zoned))

@@ -5,9 +5,9 @@
 //   - mount succeeds (a cut inside format may instead leave no file system: mount then says so);
 //   - fsck is clean;
 //   - every file that was durable (present in every state since the last fsync/sync) is there, and
-//     every block of every file equals that block in one of the states the model allows (its last
-//     durable content or a later one), so it never shows garbage, another file's bytes, or bytes
-//     that were never written to it.
+//     every block of every file equals that block in one of the contents the model allows for that
+//     file (its content at its own last fsync, or at the last sync, or a later one), so it never
+//     shows garbage, another file's bytes, or bytes that were never written to it.
 // ZBDFS_CRASH_SEEDS overrides the number of seeded workloads (default 4, over 1,000 crash points).
 
 import Foundation
@@ -32,6 +32,10 @@ struct CrashWorkload {
     let ops: Int
     var state = ModelState()
     var history: [ModelState] = [ModelState()]
+    /// Per file, the contents it may hold after a crash: its last durable one and every later one.
+    /// Data durability is per file (fsync of one file does not write back another's page cache);
+    /// the namespace is made durable by any fsync or sync (one log), which `history` models.
+    var fileHistory: [InodeNumber: [[UInt8]]] = [:]
     var rng: SeededRandom
     var step = 0
     /// What stopped the run (the power cut, or anything else: the uncut run must have none).
@@ -59,6 +63,7 @@ struct CrashWorkload {
 
     private mutating func intend(_ next: ModelState) {
         history.append(next)
+        for (n, c) in next.files where fileHistory[n]?.last != c { fileHistory[n, default: []].append(c) }
     }
 
     private mutating func one(_ fs: FileSystem) throws {
@@ -95,10 +100,12 @@ struct CrashWorkload {
             guard let path = pick(filePaths), let n = state.paths[path] else { return }
             try fs.fsync(n)
             history = [state]
+            fileHistory[n] = [state.files[n]!]
             return
         case 65..<68:
             try fs.sync()
             history = [state]
+            fileHistory = state.files.mapValues { [$0] }
             return
         case 68..<76:  // rename, sometimes over an existing file
             guard let from = pick(filePaths), let n = state.paths[from] else { return }
@@ -173,7 +180,7 @@ func sameBlock(_ got: [UInt8], _ c: [UInt8], at: Int) -> Bool {
 private let zeroBlock = [UInt8](repeating: 0, count: 1 << 16)
 
 /// Compares a recovered file system with the states a crash may leave. Returns what is wrong.
-func crashProblems(_ fs: FileSystem, history: [ModelState]) throws -> [String] {
+func crashProblems(_ fs: FileSystem, history: [ModelState], files: [InodeNumber: [[UInt8]]]) throws -> [String] {
     var problems: [String] = []
     let block = 4096
     var found: [InodeNumber: [String]] = [:]
@@ -183,13 +190,15 @@ func crashProblems(_ fs: FileSystem, history: [ModelState]) throws -> [String] {
         guard !states.isEmpty else { problems.append("inode \(n) at \(paths) was never a file in any allowed state"); continue }
         for p in paths where !states.contains(where: { $0.paths[p] == n }) { problems.append("inode \(n) is at \(p), which no allowed state has") }
         let content = try fs.readAll(n)
-        let sizes = states.map { $0.files[n]!.count }
+        let allowed = files[n] ?? []
+        guard !allowed.isEmpty else { problems.append("inode \(n) has no allowed contents"); continue }
+        let sizes = allowed.map(\.count)
         if content.count < sizes.min()! || content.count > sizes.max()! {
             problems.append("inode \(n) has size \(content.count), allowed \(sizes.min()!)...\(sizes.max()!)")
         }
         for b in stride(from: 0, to: content.count, by: block) {
             let got = Array(content[b..<min(b + block, content.count)])
-            let ok = states.contains { s in sameBlock(got, s.files[n]!, at: b) }
+            let ok = allowed.contains { c in sameBlock(got, c, at: b) }
             if !ok { problems.append("inode \(n) (\(paths[0])): block at \(b) matches no allowed state"); break }
         }
     }
@@ -264,7 +273,7 @@ struct CrashTests {
                 if cut.tornLastBlock { torn += 1 }
                 let report = try Fsck.check(device: dev, verifyData: k % 8 == 0)
                 if !report.clean { failures.append("seed \(seed) cut at IO \(k): fsck: \(report.problems)") }
-                let p = try crashProblems(fs, history: w.history)
+                let p = try crashProblems(fs, history: w.history, files: w.fileHistory)
                 if !p.isEmpty { failures.append("seed \(seed) cut at IO \(k): \(p.prefix(3))") }
                 tAll += Date().timeIntervalSince(t0)
                 if let a = fs.engine.allocator.problem() { failures.append("seed \(seed) cut at IO \(k): allocator: \(a)") }
