@@ -205,7 +205,7 @@ public final class ZoneAllocator: @unchecked Sendable {
     }
 
     /// Resets `id` if it holds no live data and no grants; false (and nothing done) otherwise.
-    /// Afterwards the zone is free for any role.
+    /// Afterwards the zone is free for any role (a superblock zone stays one).
     @discardableResult
     public func resetIfUnused(_ id: ZoneID) throws(DeviceError) -> Bool {
         let go: Bool = lock.withLock {
@@ -515,31 +515,11 @@ public final class ZoneAllocator: @unchecked Sendable {
         }
     }
 
-    /// Resets a zone that holds no live data, making all its capacity free again.
+    /// Resets a zone that holds no live data, making all its capacity free again (a caller's
+    /// promise: resetting live data is a bug, not an error).
     public func reset(_ id: ZoneID) throws(DeviceError) {
-        let ok: Bool = lock.withLock {
-            let z = zones[id.int]
-            guard z.live.bytes == 0, z.grants == 0, z.phase != .unavailable else { return false }
-            zones[id.int].finishRequested = true
-            return true
-        }
-        precondition(ok, "reset of \(id) that holds live data or grants")
-        var failure: DeviceError?
-        if !conventional[id.int] {
-            do { try device.reset(id) } catch { failure = error }
-        }
-        lock.withLock {
-            var z = zones[id.int]
-            z.finishRequested = false
-            if failure == nil {
-                z = ZoneAccount(id: z.id, start: z.start, capacity: z.capacity, isConventional: z.isConventional,
-                                role: z.role == .data ? .free : z.role, phase: .empty)
-                counters.zonesReset += 1
-            }
-            zones[id.int] = z
-            lock.broadcast()
-        }
-        if let failure { try resync(id); throw failure }
+        let done = try resetIfUnused(id)
+        precondition(done, "reset of \(id) that holds live data or grants")
     }
 
     /// After a device error, believe the device: its write pointer and condition.
