@@ -29,9 +29,12 @@ public struct AllocatorConfig: Sendable {
     /// Empty zones data may not take, kept for the metadata log to roll over into (0 when the
     /// engine runs without a file system).
     public var reservedEmptyZones: Int = 0
-    public init(reservedActiveZones: Int = 2, reservedEmptyZones: Int = 0) {
+    /// Empty zones only reclaim may take (to move live data out of a victim); 0 without reclaim.
+    public var reclaimReserveZones: Int = 0
+    public init(reservedActiveZones: Int = 2, reservedEmptyZones: Int = 0, reclaimReserveZones: Int = 0) {
         self.reservedActiveZones = reservedActiveZones
         self.reservedEmptyZones = reservedEmptyZones
+        self.reclaimReserveZones = reclaimReserveZones
     }
 }
 
@@ -172,7 +175,7 @@ public final class ZoneAllocator: @unchecked Sendable {
     /// zones already set aside for metadata.
     private func reservedEmptyZonesLeft() -> Int {
         let setAside = zones.reduce(0) { $0 + ($1.phase == .empty && $1.role == .metadata ? 1 : 0) }
-        return max(0, config.reservedEmptyZones - setAside)
+        return max(0, config.reservedEmptyZones - setAside) + config.reclaimReserveZones
     }
 
     // MARK: Mount and metadata support
@@ -263,13 +266,14 @@ public final class ZoneAllocator: @unchecked Sendable {
 
     /// Grants space, waiting for a zone finish when the active budget is spent (unless `nowait`,
     /// which answers EAGAIN instead). ENOSPC when no zone has room and none can be found.
+    /// `useReserve`: reclaim may take the empty zone kept for it (`AllocatorConfig.reclaimReserveZones`).
     public func grant(_ bytes: ByteCount, role: ZoneRole = .data, hint: ZoneID? = nil,
-                      nowait: Bool = false) throws(DeviceError) -> ZoneGrant {
+                      nowait: Bool = false, useReserve: Bool = false) throws(DeviceError) -> ZoneGrant {
         precondition(bytes.bytes > 0 && bytes.isMultiple(of: device.geometry.logicalBlockSize), "grant of \(bytes) is not a block multiple")
         var waitStart: UInt64?
         while true {
             let step: FinishStep = lock.withLock {
-                switch decide(bytes, role, hint) {
+                switch decide(bytes, role, hint, useReserve: useReserve) {
                 case .granted(let g):
                     if let t = waitStart { counters.zoneFinishWaitNanoseconds += clock.nowNanoseconds - t }
                     return .done(g)
@@ -370,7 +374,7 @@ public final class ZoneAllocator: @unchecked Sendable {
     /// 4. a busy active zone where the whole request fits (its writes are sequenced);
     /// 5. with no empty zone left at all, whatever an active zone still has (a short grant);
     /// otherwise a zone must be finished (active budget spent) or there is no space.
-    private func decide(_ bytes: ByteCount, _ role: ZoneRole, _ hint: ZoneID?) -> GrantOutcome {
+    private func decide(_ bytes: ByteCount, _ role: ZoneRole, _ hint: ZoneID?, useReserve: Bool = false) -> GrantOutcome {
         if let h = hint, h.int < zones.count, usable(h.int, role), zones[h.int].free.bytes > 0 {
             return .granted(issue(h.int, min(bytes, zones[h.int].free)))
         }
@@ -386,8 +390,12 @@ public final class ZoneAllocator: @unchecked Sendable {
             return .granted(issue(idle, bytes))
         }
         var empties = zones.indices.filter { zones[$0].phase == .empty && (zones[$0].role == role || zones[$0].role == .free) && !zones[$0].finishRequested }
-        // Data never takes the last empty zones: the metadata log needs them to roll over.
-        if role == .data { empties = Array(empties.dropLast(min(empties.count, reservedEmptyZonesLeft()))) }
+        // Data never takes the last empty zones: the metadata log needs them to roll over, and
+        // reclaim needs one to move live data into (which only reclaim may take).
+        if role == .data {
+            let held = max(0, reservedEmptyZonesLeft() - (useReserve ? config.reclaimReserveZones : 0))
+            empties = Array(empties.dropLast(min(empties.count, held)))
+        }
         if let e = empties.first(where: { zones[$0].isConventional || activeCount(role) < budget(role) }) {
             zones[e].role = role
             zones[e].phase = .active
@@ -477,6 +485,7 @@ public final class ZoneAllocator: @unchecked Sendable {
         a.reserved = a.reserved - n
         a.written = a.written + n
         a.live = a.live + n
+        a.lastWriteNanoseconds = clock.nowNanoseconds
         if a.written == a.capacity && !a.isConventional {
             a.phase = .full  // the device made it full at capacity
             counters.zonesFinished += 1

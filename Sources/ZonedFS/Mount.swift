@@ -52,11 +52,13 @@ public enum FormatRequirements {
     public static let minActiveZones = 3
     /// Empty zones data never takes (the metadata log rolls over into them).
     public static let reservedEmptyZones = 2
+    /// Empty zones only reclaim takes (to move live data out of a victim zone).
+    public static let reclaimReserveZones = 1
 
     /// Why `g` cannot hold a zbdfs file system, or nil.
     public static func problem(_ g: DeviceGeometry) -> String? {
         if g.zoneCount < minZones {
-            return "the device has \(g.zoneCount) zones; zbdfs needs at least \(minZones) (2 superblock, 3 metadata, the rest data): use a larger device or smaller zones"
+            return "the device has \(g.zoneCount) zones; zbdfs needs at least \(minZones) (2 superblock, 3 metadata, 1 reclaim reserve, the rest data): use a larger device or smaller zones"
         }
         if g.zoneCapacity < minZoneCapacity || g.zoneCapacity < g.logicalBlockSize * 16 {
             return "zone capacity \(g.zoneCapacity) is too small for the metadata log; zbdfs needs at least \(minZoneCapacity) and 16 blocks per zone"
@@ -75,6 +77,7 @@ extension FileSystem {
     static func engineConfig(_ base: EngineConfig) -> EngineConfig {
         var c = base
         c.allocator.reservedEmptyZones = FormatRequirements.reservedEmptyZones
+        c.allocator.reclaimReserveZones = FormatRequirements.reclaimReserveZones
         c.allocator.reservedActiveZones = max(c.allocator.reservedActiveZones, 2)
         return c
     }
@@ -118,7 +121,7 @@ extension FileSystem {
         try fs.journal.startFresh()
         try device.flush()
         let metadataZones = 1 + FormatRequirements.reservedEmptyZones
-        let dataZones = g.zoneCount - 2 - metadataZones
+        let dataZones = g.zoneCount - 2 - metadataZones - FormatRequirements.reclaimReserveZones
         let capacity = g.isConventional(ZoneID(g.zoneCount - 1)) ? g.zoneSize : g.zoneCapacity
         return FormatReport(superblock: fs.journal.superblock, geometry: g, dataCapacity: capacity * UInt64(max(0, dataZones)),
                             metadataZones: metadataZones)
@@ -195,6 +198,7 @@ extension FileSystem {
         }
         fs.mountReport.orphansRemoved = orphans.count
         try journal.startFresh()
+        if options.backgroundReclaim { fs.reclaimer.start(threshold: options.reclaimThreshold) }
         return fs
     }
 

@@ -318,11 +318,31 @@ extension FileSystem {
         }
     }
 
+    /// Writes `data` at `offset`. Without space while garbage exists, the writer waits for reclaim
+    /// (outside every lock) and retries: ENOSPC only when live data really fills the device.
     public func write(_ n: InodeNumber, at offset: UInt64, _ data: UnsafeRawBufferPointer, flags: IOFlags = [.direct]) throws(DeviceError) -> Int {
         try requireWritable(.write)
-        let written = try operation { () throws(DeviceError) -> Int in try engine.write(try fileNumber(n), at: offset, data, flags: flags) }
+        var written = 0
+        var attempts = 0
+        while true {
+            do throws(DeviceError) {
+                written = try operation { () throws(DeviceError) -> Int in try engine.write(try fileNumber(n), at: offset, data, flags: flags) }
+                break
+            } catch {
+                attempts += 1
+                guard error.kind == .noSpace, !flags.contains(.nowait), attempts <= 16,
+                      try reclaimer.makeSpace(ByteCount(UInt64(data.count))) else { throw error }
+            }
+        }
         if written > 0 { touch(n) }
+        if lowOnSpace { reclaimer.poke() }
         return written
+    }
+
+    /// Free space is under the background reclaim threshold.
+    var lowOnSpace: Bool {
+        let t = engine.allocator.totals
+        return Double(t.free.bytes) < options.reclaimThreshold * Double(max(1, t.capacity.bytes))
     }
 
     public func read(_ n: InodeNumber, at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer, flags: IOFlags = [.direct]) throws(DeviceError) -> Int {
