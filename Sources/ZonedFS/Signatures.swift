@@ -10,7 +10,8 @@
 //   a superblock log at the start of zones 0 and 1; f2fs 0xF2F52010 little-endian at 1024 and in
 //   its backup copy one 4 KiB block later; ext2/3/4 0xEF53 little-endian at 1024 + 56; xfs
 //   "XFSB" at byte 0).
-// - A valid zbdfs superblock copy owns its bytes: a foreign probe that lands inside one is not
+// - A valid zbdfs superblock copy owns its bytes — in a sequential zone the whole zone, which the
+//   superblock ring resets, writes and finishes — so a foreign probe that lands there is not
 //   reported (a label can hold any text, even "_BHRfS_M" at the btrfs offset).
 // - Results are in a fixed order (zbdfs first, then by kind and offset), never in Dictionary order.
 // - `erase` writes only zeros, only into conventional superblock zones (where every probe lands:
@@ -99,8 +100,11 @@ public enum Signatures {
                 let zone = i == 0 ? a : b
                 switch c {
                 case .valid:
+                    // A sequential superblock zone holds one copy and is then finished, so the
+                    // rest of it is ours too (and may read back as stale bytes of its earlier
+                    // life on a device that does not zero what a reset discarded).
                     let start = g.zoneStart(zone).bytes
-                    owned.append(start..<(start + copySize))
+                    owned.append(start..<(start + (g.isConventional(zone) ? copySize : g.zoneSize.bytes)))
                 case .invalid:
                     // A copy that starts with our magic but does not decode is still ours (damaged).
                     if let head = try read(device, at: g.zoneStart(zone).bytes, count: Superblock.magic.count),

@@ -166,3 +166,28 @@ struct SignatureTests {
         try fs.unmount()
     }
 }
+
+extension SignatureTests {
+    /// The emulated device keeps a zone's old bytes across a reset, and the superblock ring
+    /// finishes its zone after one copy: stale magic behind the copy belongs to zbdfs, not btrfs.
+    @Test func staleBytesInASequentialSuperblockZoneAreNotForeign() throws {
+        let s = Scratch()
+        let img = s.path("img")
+        let dev = try EmulatedZonedDevice.create(path: img, geometry: smallZoned())
+        try FileSystem.format(device: dev, options: FormatOptions(uuid: testUUID))
+        dev.close()
+        // Old btrfs magic under both superblock zones, as a reset zone's earlier data would be.
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: img))
+        let dataStart: UInt64 = 4096 + 2 * 4096  // 16 zones: one 4 KiB table slot each
+        for zone in [UInt64(0), 1] {
+            try h.seek(toOffset: dataStart + zone * (256 << 10) + 65536 + 64)
+            try h.write(contentsOf: Data("_BHRfS_M".utf8))
+        }
+        try h.close()
+        let again = try EmulatedZonedDevice.open(path: img)
+        defer { again.close() }
+        let visible = try [UInt64(0), 256 << 10].filter { try Signatures.read(again, at: $0 + 65536 + 64, count: 8) == Array("_BHRfS_M".utf8) }
+        #expect(visible.count == 1, "the finished superblock zone shows the stale magic; the empty one reads zeros")
+        #expect(try Signatures.detect(device: again).map(\.kind) == [.zbdfs])
+    }
+}
