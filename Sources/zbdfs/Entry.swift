@@ -24,7 +24,7 @@ struct ZBDFS: ParsableCommand {
           zbdfs format dev.zimg --label data
           zbdfs fsck dev.zimg
 
-        Exit status: 0 success, 1 runtime failure, 2 bad usage (fsck: 1 problems found, 2 cannot
+        Exit status: 0 success, 1 runtime failure, 2 bad usage (fsck: 1 problems found, 2 cannot \
         read the device).
         """,
         version: "zbdfs \(versionString)",

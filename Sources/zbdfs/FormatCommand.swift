@@ -20,18 +20,18 @@ struct Format: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Reset every zone and write an empty zbdfs file system.",
         discussion: """
-        Format destroys what the device holds. It refuses, without writing anything, a device
-        that holds zbdfs or another file system it recognises (btrfs, f2fs, ext2/3/4, xfs) unless
-        --force is given, and a device zbdfs cannot use: fewer than \(FormatRequirements.minZones) zones, zone capacity
+        Format destroys what the device holds. It refuses, without writing anything, a device \
+        that holds zbdfs or another file system it recognises (btrfs, f2fs, ext2/3/4, xfs) unless \
+        --force is given, and a device zbdfs cannot use: fewer than \(FormatRequirements.minZones) zones, zone capacity \
         under \(FormatRequirements.minZoneCapacity), fewer than \(FormatRequirements.minActiveZones) open or active zones.
 
         Examples:
           zbdfs format dev.zimg --label data
-          zbdfs format disk.img --zone-size 16M          (conventional mode: a plain file)
+          zbdfs format disk.img --zone-size 16M      (conventional mode)
           zbdfs format /dev/nullb0 --force
 
-        Exit status: 0 formatted; 1 the device failed during format; 2 bad usage, a device
-        zbdfs cannot use, or a file system found and no --force. --json prints the result
+        Exit status: 0 formatted; 1 the device failed during format; 2 bad usage, a device \
+        zbdfs cannot use, or a file system found and no --force. --json prints the result \
         (sizes in bytes); README.md documents its fields.
         """
     )

@@ -18,11 +18,11 @@ struct FsckCommand: ParsableCommand {
         commandName: "fsck",
         abstract: "Check a zbdfs file system without changing the device.",
         discussion: """
-        Reads the superblocks and replays the metadata log, then checks every extent against its
-        zone's write pointer and capacity, overlaps, link counts and reachability; with
+        Reads the superblocks and replays the metadata log, then checks every extent against its \
+        zone's write pointer and capacity, overlaps, link counts and reachability; with \
         --verify-data it also reads every data block and compares its checksum. It never writes.
 
-        Prints a summary, then every problem (the file system is inconsistent) and note (the
+        Prints a summary, then every problem (the file system is inconsistent) and note (the \
         expected state after a crash, which mount cleans up).
 
         Exit status: 0 clean; 1 problems found; 2 the device cannot be read (or bad usage).
