@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "zbdfs-conformance", targets: ["zbdfs-conformance"]),
         .executable(name: "zbdfs-bench", targets: ["zbdfs-bench"]),
         .executable(name: "zbdfs-kernel-smoke", targets: ["zbdfs-kernel-smoke"]),
+        .executable(name: "zbdfs-demo-files", targets: ["zbdfs-demo-files"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -47,9 +48,11 @@ let package = Package(
         // The file system: on-device format, metadata log, namespace, mount, fsck.
         .target(name: "ZonedFS", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedEngine"]),
         .executableTarget(name: "zbdfs", dependencies: [
-            "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedMonitor",
+            "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedMonitor", "ZonedFS", "ZonedEngine",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // tools/demo: files written, read back and listed through the file system library.
+        .executableTarget(name: "zbdfs-demo-files", dependencies: ["ZonedCore", "ZonedBackendFile", "ZonedFS", "ZonedEngine"]),
         // tools/bench: the engine next to fio on the same kind of backing file.
         .executableTarget(name: "zbdfs-bench", dependencies: ["ZonedCore", "ZonedBackendFile", "ZonedAllocator", "ZonedEngine"]),
         // Runs the conformance suite against a device outside `swift test` (the QEMU guest).
