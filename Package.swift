@@ -39,7 +39,7 @@ let package = Package(
         .target(name: "CZonedShim"),
 
         .target(name: "ZonedCore", dependencies: ["CZonedShim"]),
-        .target(name: "ZonedBackendFile", dependencies: ["ZonedCore"]),
+        .target(name: "ZonedBackendFile", dependencies: ["ZonedCore", "CZonedShim"]),
         .target(name: "ZonedBackendKernel", dependencies: ["ZonedCore", "CURing", "CZBD", "CZonedShim"]),
         .target(name: "ZonedConformance", dependencies: ["ZonedCore"]),
         .target(name: "ZonedMonitor", dependencies: ["ZonedCore"]),

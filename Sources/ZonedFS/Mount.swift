@@ -39,9 +39,13 @@ public struct FormatReport: Sendable {
     public var superblock: Superblock
     public var geometry: DeviceGeometry
     /// Space for file data: every zone's capacity except the superblock zones and the zones kept
-    /// for the metadata log.
+    /// for the metadata log and for reclaim.
     public var dataCapacity: ByteCount
     public var metadataZones: Int
+    /// Zones that will hold file data (all but the superblock, metadata and reclaim-reserve zones).
+    public var dataZones: Int
+    /// Empty zones kept for reclaim to move live data into.
+    public var reclaimReserveZones: Int
 }
 
 /// What a zbdfs file system needs from a device.
@@ -121,10 +125,16 @@ extension FileSystem {
         try fs.journal.startFresh()
         try device.flush()
         let metadataZones = 1 + FormatRequirements.reservedEmptyZones
-        let dataZones = g.zoneCount - 2 - metadataZones - FormatRequirements.reclaimReserveZones
-        let capacity = g.isConventional(ZoneID(g.zoneCount - 1)) ? g.zoneSize : g.zoneCapacity
-        return FormatReport(superblock: fs.journal.superblock, geometry: g, dataCapacity: capacity * UInt64(max(0, dataZones)),
-                            metadataZones: metadataZones)
+        let kept = metadataZones + FormatRequirements.reclaimReserveZones
+        // Usable capacity of every zone but the superblock ones, less the zones kept back (counted
+        // at the smallest zone capacity, so the figure never overstates).
+        let usable = (2..<g.zoneCount).reduce(ByteCount.zero) { acc, i in
+            acc + (g.isConventional(ZoneID(i)) ? g.zoneSize : g.zoneCapacity)
+        }
+        let keptBytes = min(g.zoneSize, g.zoneCapacity) * UInt64(kept)
+        return FormatReport(superblock: fs.journal.superblock, geometry: g, dataCapacity: usable > keptBytes ? usable - keptBytes : .zero,
+                            metadataZones: metadataZones, dataZones: max(0, g.zoneCount - 2 - kept),
+                            reclaimReserveZones: FormatRequirements.reclaimReserveZones)
     }
 
     // MARK: Mount

@@ -135,7 +135,7 @@ struct FormatResult: Encodable {
         superblockGeneration = sb.generation
         geometry = ZoneReport(path: path, kind: kind, geometry: r.geometry, zones: []).geometry
         space = Space(dataCapacityBytes: r.dataCapacity.bytes,
-                      dataZones: max(0, r.geometry.zoneCount - 2 - r.metadataZones),
+                      dataZones: r.dataZones,
                       metadataZones: r.metadataZones, logStartZone: sb.logStartZone.int,
                       superblockZones: [sb.superblockZones.0.int, sb.superblockZones.1.int])
         replacedSignatures = replaced
@@ -160,7 +160,7 @@ struct FormatResult: Encodable {
             "formatted  \(device): zbdfs, \(label.isEmpty ? "no label" : "label '\(label)'"), uuid \(uuid)",
             "device     \(backend), \(size(g.deviceSizeBytes)): \(g.zoneCount) zones × \(size(g.zoneSizeBytes)), capacity \(size(g.zoneCapacityBytes)), block \(g.logicalBlockSizeBytes) B, \(g.conventionalZones) conventional",
             "limits     max open \(limit(g.maxOpenZones)), max active \(limit(g.maxActiveZones)), max write \(size(g.maxWriteBytes)), zone append \(g.maxAppendBytes > 0 ? "up to \(size(g.maxAppendBytes))" : "no")",
-            "space      \(size(space.dataCapacityBytes)) for file data in \(space.dataZones) zones; metadata log \(space.metadataZones) zones (starts in zone \(space.logStartZone), \(FormatRequirements.reservedEmptyZones) kept empty for roll-over); superblocks in zones \(space.superblockZones.map(String.init).joined(separator: " and "))",
+            "space      \(size(space.dataCapacityBytes)) for file data in \(space.dataZones) zones; metadata log \(space.metadataZones) zones (starts in zone \(space.logStartZone), \(FormatRequirements.reservedEmptyZones) kept empty for roll-over); \(FormatRequirements.reclaimReserveZones) zone kept empty for reclaim; superblocks in zones \(space.superblockZones.map(String.init).joined(separator: " and "))",
         ]
         if !replacedSignatures.isEmpty {
             lines.append("replaced   " + replacedSignatures.map { "\($0.kind) (\($0.detail))" }.joined(separator: "; "))
