@@ -117,6 +117,8 @@ public final class ZoneAllocator: @unchecked Sendable {
 
     /// Space a new reservation could still get for `role` (free bytes of zones that can take it).
     public var reservable: ByteCount { lock.withLock { reservableLocked() } }
+    /// What a reclaim reservation could get (the writers' share plus the reclaim reserve).
+    public var reclaimReservable: ByteCount { lock.withLock { reservableLocked(forReclaim: true) } }
 
     /// First broken invariant, or nil. For tests and fsck.
     public func problem() -> String? {
@@ -142,9 +144,10 @@ public final class ZoneAllocator: @unchecked Sendable {
 
     /// Promises `bytes` of data space; fails with ENOSPC when the free space of data-capable zones,
     /// less what is already promised, is smaller.
-    public func reserve(_ bytes: ByteCount) throws(DeviceError) -> SpaceReservation {
+    /// `forReclaim`: reclaim moving live data may also take the bytes held back for it.
+    public func reserve(_ bytes: ByteCount, forReclaim: Bool = false) throws(DeviceError) -> SpaceReservation {
         try lock.withLock { () throws(DeviceError) -> Void in
-            let avail = reservableLocked()
+            let avail = reservableLocked(forReclaim: forReclaim)
             guard bytes <= avail else {
                 throw DeviceError.noSpace(.write, "no space for \(bytes) (\(avail) free)")
             }
@@ -161,13 +164,16 @@ public final class ZoneAllocator: @unchecked Sendable {
         }
     }
 
-    private func reservableLocked() -> ByteCount {
+    private func reservableLocked(forReclaim: Bool = false) -> ByteCount {
         var free = zones.reduce(ByteCount.zero) { acc, z in
             (z.role == .data || z.role == .free) && !z.finishRequested ? acc + z.free : acc
         }
-        // The empty zones held back for the metadata log are not data space.
-        let held = zones.filter { $0.phase == .empty && $0.role == .free }.suffix(reservedEmptyZonesLeft())
-        free = held.reduce(free) { acc, z in acc > z.free ? acc - z.free : .zero }
+        // The zones held back for the metadata log and for reclaim are not data space: that many
+        // zones' worth of free bytes stays free whichever zones they are in, so writers can never
+        // use up the room reclaim moves live data into.
+        let zoneBytes = zones.lazy.filter { !$0.isConventional }.map(\.capacity).min() ?? device.geometry.zoneSize
+        let held = zoneBytes * UInt64(reservedEmptyZonesLeft() - (forReclaim ? config.reclaimReserveZones : 0))
+        free = free > held ? free - held : .zero
         return free > outstandingReservation ? free - outstandingReservation : .zero
     }
 
@@ -488,6 +494,9 @@ public final class ZoneAllocator: @unchecked Sendable {
         a.lastWriteNanoseconds = clock.nowNanoseconds
         if a.written == a.capacity && !a.isConventional {
             a.phase = .full  // the device made it full at capacity
+            // A finish someone asked for is moot now; left set, it would keep the zone from ever
+            // being reset (resetIfUnused skips zones with a finish pending).
+            if !finishing.contains(z.int) { a.finishRequested = false }
             counters.zonesFinished += 1
             lock.broadcast()
         }
@@ -509,6 +518,7 @@ public final class ZoneAllocator: @unchecked Sendable {
             }
             if a.phase == .active, !a.isConventional, a.written + a.unusable == a.capacity, a.reserved.bytes == 0 {
                 a.phase = .full
+                if !finishing.contains(grant.zone.int) { a.finishRequested = false }
             }
             zones[grant.zone.int] = a
             lock.broadcast()

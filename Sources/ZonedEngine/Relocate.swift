@@ -15,7 +15,8 @@ import ZonedCore
 
 extension Engine {
     /// Moves `extent` of file `n` (as the map had it) to new space. Returns the bytes moved (0 when
-    /// the mapping changed meanwhile). `reserve`: the grant may use the allocator's reclaim reserve.
+    /// the mapping changed meanwhile). The move may use the allocator's reclaim reserve; ENOSPC
+    /// (nothing moved) when even that has no room.
     public func relocate(_ n: InodeNumber, _ extent: FileExtent) throws(DeviceError) -> UInt64 {
         guard extent.kind != .prealloc, !isConventionalMode || extent.kind == .data else { return 0 }
         let inode = try inode(n)
@@ -24,12 +25,17 @@ extension Engine {
         _ = waitForOrdered(inode, extent.fileOffset, extent.fileEnd, nowait: false)
         let current = inode.state.withLock { inode.map.lookup(extent.fileOffset, extent.length) }
         guard current.count == 1, case .extent(let e) = current[0], e.device == extent.device, e.kind == extent.kind else { return 0 }
+        // All the space first: a move never stops half way for lack of room (writers cannot take
+        // the reclaim reserve, so this fails only when the device is really full).
+        var reservation = ReservationBox(try allocator.reserve(ByteCount(extent.length), forReclaim: true))
+        defer { reservation.releaseAll() }
         var moved: UInt64 = 0
         let maxPiece = UInt64(device.geometry.maxWriteBytes.bytes)
         var hint: ZoneID?
         while moved < extent.length {
             let want = min(extent.length - moved, maxPiece)
             let grant = try allocator.grant(ByteCount(want), role: .data, hint: hint, useReserve: true)
+            reservation.use(grant.length)
             hint = grant.zone
             let n = grant.length.bytes
             let buffer = AlignedBuffer(count: Int(n))

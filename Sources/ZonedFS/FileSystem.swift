@@ -147,7 +147,7 @@ public final class FileSystem: @unchecked Sendable {
     /// Makes everything written so far durable (buffered data included).
     public func sync() throws(DeviceError) {
         guard !readOnly else { return }
-        try operation { () throws(DeviceError) in try engine.flushAll() }
+        try withSpace(.mib(1)) { () throws(DeviceError) in try operation { () throws(DeviceError) in try engine.flushAll() } }
         try commit(durable: true)
     }
 

@@ -70,19 +70,19 @@ final class Reclaimer: @unchecked Sendable {
     var reclaimable: ByteCount { victims().reduce(.zero) { $0 + $1.garbage + $1.unusable } }
 
     /// One pass: reclaims victims until `goal` bytes became free (or the victims run out). Returns
-    /// the zones reset. Runs alone; a caller arriving during a pass waits for it instead.
+    /// the zones reset. Passes run one at a time; a caller arriving during one waits its turn.
     @discardableResult
     func pass(goal: ByteCount) throws(DeviceError) -> Int {
-        let mine = passLock.withLock { () -> Bool in
-            if running { while running { passLock.wait() }; return false }
+        passLock.withLock {
+            while running { passLock.wait() }
             running = true
-            return true
         }
-        guard mine else { return 0 }
         defer { passLock.withLock { running = false; passLock.broadcast() } }
         let resetBefore = fs.journalCounters.dataZonesReset
         var gained = ByteCount.zero
         for victim in victims() where gained < goal {
+            // Only victims whose live data fits the room reclaim has now (its reserve included).
+            guard victim.live <= allocator.reclaimReservable else { continue }
             let moved = try fs.operation { () throws(DeviceError) -> UInt64 in
                 var moved: UInt64 = 0
                 for (n, e) in fs.engine.extents(in: victim.id) { moved += try fs.engine.relocate(n, e) }
@@ -100,10 +100,11 @@ final class Reclaimer: @unchecked Sendable {
         return resets
     }
 
-    /// A writer found no space: reclaim (or wait for the running pass) before it retries. False
-    /// when nothing is left to reclaim.
+    /// A writer found no space: reclaim before it retries. False when nothing is left to reclaim,
+    /// not even garbage in an active zone (the writer then gets ENOSPC). A pass can free nothing when another pass or writer raced it
+    /// to the space; the writer's retry bound (FileSystem.write) stops a livelock.
     func makeSpace(_ bytes: ByteCount) throws(DeviceError) -> Bool {
-        guard reclaimable.bytes > 0 else { return false }
+        if reclaimable.bytes == 0, !(try finishGarbageHolder()) { return false }
         let t0 = fs.clock.nowNanoseconds
         try pass(goal: max(bytes, allocator.device.geometry.zoneCapacity))
         lock.withLock {
@@ -111,6 +112,16 @@ final class Reclaimer: @unchecked Sendable {
             counters.writerWaitNanoseconds += fs.clock.nowNanoseconds - t0
         }
         return true
+    }
+
+    /// With no victim left, garbage may still sit in active data zones (only full zones are
+    /// victims): finish the idle one holding the most so that reclaim can take it. False when no
+    /// active zone holds garbage.
+    private func finishGarbageHolder() throws(DeviceError) -> Bool {
+        let holders = allocator.accounts.filter { $0.role == .data && $0.phase == .active && $0.grants == 0 && $0.garbage.bytes > 0 && !$0.isConventional }
+        guard let best = holders.max(by: { ($0.garbage, -$0.id.int) < ($1.garbage, -$1.id.int) }) else { return false }
+        try allocator.finish(best.id)
+        return reclaimable.bytes > 0
     }
 
     // MARK: Background
