@@ -54,7 +54,7 @@ let package = Package(
         // tools/demo: files written, read back and listed through the file system library.
         .executableTarget(name: "zbdfs-demo-files", dependencies: ["ZonedCore", "ZonedBackendFile", "ZonedFS", "ZonedEngine"]),
         // tools/bench: the engine next to fio on the same kind of backing file.
-        .executableTarget(name: "zbdfs-bench", dependencies: ["ZonedCore", "ZonedBackendFile", "ZonedAllocator", "ZonedEngine"]),
+        .executableTarget(name: "zbdfs-bench", dependencies: ["ZonedCore", "ZonedBackendFile", "ZonedAllocator", "ZonedEngine", "ZonedFS"]),
         // Runs the conformance suite against a device outside `swift test` (the QEMU guest).
         .executableTarget(name: "zbdfs-conformance", dependencies: [
             "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedConformance",

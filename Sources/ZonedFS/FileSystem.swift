@@ -30,6 +30,7 @@ public struct MountOptions: Sendable {
     public var reclaimThreshold = 0.15
     /// Run reclaim in a background thread (writers that find no space reclaim in any case).
     public var backgroundReclaim = true
+    public var reclaimPolicy = ReclaimPolicy.costBenefit
     public init(readOnly: Bool = false, backgroundReclaim: Bool = true) {
         self.readOnly = readOnly
         self.backgroundReclaim = backgroundReclaim

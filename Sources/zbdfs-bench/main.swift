@@ -2,6 +2,7 @@
 // the same run. Prints one table (or JSON with --json).
 //
 //   zbdfs-bench [--dir /dev/shm] [--size 1G] [--repeat 3] [--no-checksums] [--json] [--no-fio]
+//   zbdfs-bench --reclaim [--dir /dev/shm] [--json]   (reclaim write amplification; ReclaimBench.swift)
 //
 // Every figure is the median of --repeat rounds; a round runs the engine on both devices and fio
 // back to back, so a noisy neighbour slows all three sides of a round alike (on 2 shared cores
@@ -24,6 +25,7 @@ import ZonedAllocator
 import ZonedBackendFile
 import ZonedCore
 import ZonedEngine
+import ZonedFS
 
 struct Options {
     var dir = "/dev/shm"
@@ -33,6 +35,8 @@ struct Options {
     var repeats = 3
     /// Engine data checksums (CRC-32C per block); --no-checksums shows what they cost.
     var checksums = true
+    /// Run the reclaim write-amplification table instead of the IO table.
+    var reclaim = false
 }
 
 func parseOptions() -> Options {
@@ -52,10 +56,11 @@ func parseOptions() -> Options {
             guard !args.isEmpty, let n = Int(args.removeFirst()), n >= 1 else { die("--repeat needs a count of at least 1") }
             o.repeats = n
         case "--no-checksums": o.checksums = false
+        case "--reclaim": o.reclaim = true
         case "--json": o.json = true
         case "--no-fio": o.fio = false
         case "-h", "--help":
-            print("usage: zbdfs-bench [--dir /dev/shm] [--size 1G] [--repeat 3] [--no-checksums] [--json] [--no-fio]")
+            print("usage: zbdfs-bench [--dir /dev/shm] [--size 1G] [--repeat 3] [--no-checksums] [--json] [--no-fio] | --reclaim")
             exit(0)
         default: die("unknown argument \(a); see --help")
         }
@@ -228,6 +233,27 @@ func median(_ rounds: [[Workload: Measurement]]) -> [Workload: Measurement] {
 }
 
 let o = parseOptions()
+if o.reclaim {
+    do {
+        var results: [ReclaimResult] = []
+        for u in [0.5, 0.8] {
+            for p in [ReclaimPolicy.costBenefit, .greedy] { results.append(try benchReclaim(dir: o.dir, utilisation: u, policy: p)) }
+        }
+        if o.json {
+            let rows: [[String: Any]] = results.map { ["utilisation": $0.utilisation, "policy": $0.policy.rawValue, "user_bytes": $0.userBytes,
+                                                       "moved_bytes": $0.movedBytes, "zones_reclaimed": $0.zonesReclaimed,
+                                                       "write_amplification": $0.writeAmplification, "seconds": $0.seconds] }
+            let data = try JSONSerialization.data(withJSONObject: ["reclaim": rows], options: [.prettyPrinted, .sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            printReclaim(results)
+        }
+        exit(0)
+    } catch {
+        FileHandle.standardError.write(Data("zbdfs-bench: \(error)\n".utf8))
+        exit(1)
+    }
+}
 do {
     var zr: [[Workload: Measurement]] = [], cr: [[Workload: Measurement]] = [], fr: [[Workload: Measurement]] = []
     for round in 1...o.repeats {

@@ -25,6 +25,14 @@ import ZonedAllocator
 import ZonedCore
 import ZonedEngine
 
+/// How reclaim picks victims.
+public enum ReclaimPolicy: String, Sendable, CaseIterable {
+    /// (1 - u) * age / (1 + u): the default (see the file header).
+    case costBenefit = "cost-benefit"
+    /// Least live data first, age ignored: the textbook baseline the benchmark compares against.
+    case greedy
+}
+
 public struct ReclaimCounters: Sendable, Equatable {
     public var passes: UInt64 = 0
     public var zonesReclaimed: UInt64 = 0
@@ -58,10 +66,15 @@ final class Reclaimer: @unchecked Sendable {
             a.role == .data && a.grants == 0 && a.garbage.bytes + a.unusable.bytes > 0
                 && (a.phase == .full || (a.isConventional && a.free.bytes == 0 && a.phase == .active))
         }
+        let policy = fs.options.reclaimPolicy
         func score(_ a: ZoneAccount) -> Double {
             let u = Double(a.live.bytes) / Double(max(1, a.capacity.bytes))
-            let age = Double(now > a.lastWriteNanoseconds ? now - a.lastWriteNanoseconds : 0) + 1e6
-            return (1 - u) * age / (1 + u)
+            switch policy {
+            case .greedy: return 1 - u
+            case .costBenefit:
+                let age = Double(now > a.lastWriteNanoseconds ? now - a.lastWriteNanoseconds : 0) + 1e6
+                return (1 - u) * age / (1 + u)
+            }
         }
         return candidates.sorted { (score($0), -Double($0.id.int)) > (score($1), -Double($1.id.int)) }
     }
