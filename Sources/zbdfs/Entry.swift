@@ -28,7 +28,7 @@ struct ZBDFS: ParsableCommand {
         read the device).
         """,
         version: "zbdfs \(versionString)",
-        subcommands: [Emulate.self, Zones.self, ZoneCommand.self, Format.self, FsckCommand.self]
+        subcommands: [Emulate.self, Zones.self, ZoneCommand.self, Format.self, FsckCommand.self, Df.self, Zonemap.self]
     )
 
     static func main() {
