@@ -47,7 +47,33 @@ uint32_t zbdfs_crc32c_hw(uint32_t crc, const void *data, size_t n) {
     }
     return c32;
 }
+
+// Three independent blocks per loop: crc32 has a latency of about three cycles and a throughput of
+// one per cycle, so one dependency chain leaves two thirds of the unit idle.
+__attribute__((target("sse4.2")))
+void zbdfs_crc32c_hw_blocks(const void *data, size_t block, size_t count, uint32_t *out) {
+    const unsigned char *p = data;
+    size_t i = 0;
+    for (; i + 3 <= count; i += 3) {
+        const unsigned char *a = p + i * block, *b = a + block, *c = b + block;
+        uint64_t ca = 0xFFFFFFFFu, cb = 0xFFFFFFFFu, cc = 0xFFFFFFFFu;
+        for (size_t o = 0; o < block; o += 8) {
+            uint64_t va, vb, vc;
+            memcpy(&va, a + o, 8);
+            memcpy(&vb, b + o, 8);
+            memcpy(&vc, c + o, 8);
+            ca = __builtin_ia32_crc32di(ca, va);
+            cb = __builtin_ia32_crc32di(cb, vb);
+            cc = __builtin_ia32_crc32di(cc, vc);
+        }
+        out[i] = ~(uint32_t)ca;
+        out[i + 1] = ~(uint32_t)cb;
+        out[i + 2] = ~(uint32_t)cc;
+    }
+    for (; i < count; i++) out[i] = ~zbdfs_crc32c_hw(0xFFFFFFFFu, p + i * block, block);
+}
 #else
+void zbdfs_crc32c_hw_blocks(const void *data, size_t block, size_t count, uint32_t *out) { (void)data; (void)block; (void)count; (void)out; }
 int zbdfs_crc32c_hw_available(void) { return 0; }
 uint32_t zbdfs_crc32c_hw(uint32_t crc, const void *data, size_t n) { (void)data; (void)n; return crc; }
 #endif

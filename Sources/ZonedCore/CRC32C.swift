@@ -53,5 +53,19 @@ public enum CRC32C {
     }
 
     public static func checksum(_ data: UnsafeRawBufferPointer) -> UInt32 { update(0, data) }
+
+    /// The checksum of each consecutive `block`-byte block of `data` (the last may be shorter).
+    /// With the CPU instruction, three blocks are computed at once.
+    public static func blockChecksums(_ data: UnsafeRawBufferPointer, block: Int) -> [UInt32] {
+        let whole = data.count / block
+        var out = [UInt32](repeating: 0, count: (data.count + block - 1) / block)
+        if usesHardware, block % 8 == 0, whole > 0, let base = data.baseAddress {
+            out.withUnsafeMutableBufferPointer { zbdfs_crc32c_hw_blocks(base, block, whole, $0.baseAddress!) }
+        } else {
+            for i in 0..<whole { out[i] = checksum(UnsafeRawBufferPointer(rebasing: data[(i * block)..<((i + 1) * block)])) }
+        }
+        if whole < out.count { out[whole] = checksum(UnsafeRawBufferPointer(rebasing: data[(whole * block)...])) }
+        return out
+    }
     public static func checksum(_ bytes: [UInt8]) -> UInt32 { bytes.withUnsafeBytes { checksum($0) } }
 }

@@ -45,9 +45,7 @@ final class ChecksumStore: @unchecked Sendable {
 
     /// One CRC-32C per `block` bytes of `data` (a whole number of blocks).
     static func compute(_ data: UnsafeRawBufferPointer, block: Int) -> [UInt32] {
-        stride(from: 0, to: data.count, by: block).map { o in
-            CRC32C.checksum(UnsafeRawBufferPointer(rebasing: data[o..<min(o + block, data.count)]))
-        }
+        CRC32C.blockChecksums(data, block: block)
     }
 }
 
@@ -55,9 +53,10 @@ extension Engine {
     /// Checks blocks read from `at` against their stored checksums; EIO on the first mismatch.
     func verify(_ at: DeviceOffset, _ bytes: UnsafeRawBufferPointer, inode: InodeNumber, fileOffset: UInt64) throws(DeviceError) {
         let expected = checksums.get(at, count: bytes.count / Int(block))
+        let actual = CRC32C.blockChecksums(bytes, block: Int(block))
         for (i, want) in expected.enumerated() {
             let o = i * Int(block)
-            let got = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[o..<(o + Int(block))]))
+            let got = actual[i]
             if got != want {
                 count { $0.checksumErrors += 1 }
                 throw DeviceError.io(.read, "checksum mismatch in inode \(inode) at file offset \(fileOffset + UInt64(o)) (device \(at + ByteCount(UInt64(o)))): stored \(hex(want)), read \(hex(got))")

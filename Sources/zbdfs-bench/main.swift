@@ -11,7 +11,8 @@
 // Workloads (each on a fresh device image in --dir):
 //   seq-write-1M-qd1   one writer, 1 MiB direct writes, sequential
 //   seq-write-1M-qd8   eight writers (own files), 1 MiB direct writes — the engine's "queue depth"
-//                      is its number of concurrent callers; fio uses iodepth=8 on one file
+//                      is its number of concurrent callers; fio runs eight jobs (threads) at
+//                      iodepth 1, each on its own eighth of one file
 //   rand-write-4K-qd1  one writer, 4 KiB direct writes at random aligned offsets of a preallocated span
 //   seq-read-1M-qd1    one reader over what seq-write-1M-qd1 wrote
 //   rand-read-4K-qd1   one reader, 4 KiB at random offsets
@@ -93,8 +94,8 @@ final class BenchDevice: @unchecked Sendable {
     init(kind: String, dir: String, size: ByteCount, checksums: Bool) throws {
         path = "\(dir)/zbdfs-bench-\(kind)-\(getpid()).img"
         let device: any ZonedDevice
-        // Room for the data plus garbage from rewrites: twice the workload size.
-        let deviceSize = size * 2 + .gib(1)
+        // Room for the data, the random rewrites' garbage (80 MiB) and zones finished early.
+        let deviceSize = size + .mib(512)
         if kind == "zoned" {
             let zone = ByteCount.mib(64)
             let g = DeviceGeometry(zoneCount: Int(deviceSize.bytes / zone.bytes), zoneSize: zone, maxOpenZones: 14,
@@ -114,6 +115,9 @@ final class BenchDevice: @unchecked Sendable {
             close(fd)
         }
         engine = try Engine(device: device, config: EngineConfig(dataChecksums: checksums))
+        // Let the kernel finish with the pages of the previous image (freed at its unlink) before
+        // timing anything: measured runs right after a multi-GiB unlink and fallocate were 2-4x slower.
+        sleep(2)
     }
     deinit {
         engine.device.close()
@@ -178,6 +182,9 @@ func benchEngine(kind: String, o: Options) throws -> [Workload: Measurement] {
         }
         if let error { throw error }
         out[.seqWrite8] = Measurement(bytes: UInt64(per * 8), ops: UInt64(per * 8 >> 20), seconds: now() - t0)
+        if ProcessInfo.processInfo.environment["ZBDFS_BENCH_DEBUG"] != nil {
+            FileHandle.standardError.write(Data("\(kind) qd8: \(d.engine.allocator.stats) \(d.engine.stats)\n".utf8))
+        }
     }
     return out
 }
@@ -197,10 +204,17 @@ func benchFio(o: Options) throws -> [Workload: Measurement] {
     for (w, rw, bs, depth, amount) in jobs {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["fio", "--name=\(w.rawValue)", "--filename=\(file)", "--size=\(o.size.bytes)",
-                       "--io_size=\(amount.replacingOccurrences(of: " ", with: "").replacingOccurrences(of: "iB", with: ""))",
-                       "--rw=\(rw)", "--bs=\(bs)", "--direct=1", "--ioengine=io_uring", "--iodepth=\(depth)",
-                       "--numjobs=1", "--randrepeat=1", "--output-format=json"]
+        // Eight concurrent writers are eight fio jobs (threads) at depth 1, each on its own eighth
+        // of one file: the same shape as eight engine callers on their own files in one image.
+        let jobs = depth
+        let perJob = o.size.bytes / UInt64(jobs)
+        var args = ["fio", "--name=\(w.rawValue)", "--filename=\(file)", "--size=\(perJob)",
+                    "--rw=\(rw)", "--bs=\(bs)", "--direct=1", "--ioengine=io_uring", "--iodepth=1",
+                    "--numjobs=\(jobs)", "--thread", "--group_reporting", "--randrepeat=1", "--output-format=json"]
+        if jobs > 1 { args.append("--offset_increment=\(perJob)") } else {
+            args.append("--io_size=\(amount.replacingOccurrences(of: " ", with: "").replacingOccurrences(of: "iB", with: ""))")
+        }
+        p.arguments = args
         let pipe = Pipe()
         p.standardOutput = pipe
         p.standardError = FileHandle.nullDevice

@@ -109,6 +109,14 @@ import Glibc
             }
         }
         #expect(Array("123456789".utf8).withUnsafeBytes { CRC32C.software(0, $0) } == 0xE306_9283)
+        // Per-block checksums (three at a time with the instruction) equal block-by-block ones.
+        for blocks in [1, 2, 3, 4, 7] {
+            let b = rng.bytes(blocks * 4096 + (blocks == 7 ? 100 : 0))
+            b.withUnsafeBytes { raw in
+                let each = stride(from: 0, to: raw.count, by: 4096).map { CRC32C.software(0, UnsafeRawBufferPointer(rebasing: raw[$0..<min($0 + 4096, raw.count)])) }
+                #expect(CRC32C.blockChecksums(raw, block: 4096) == each, "\(blocks) blocks")
+            }
+        }
     }
 
     @Test func crc32cIncrementalEqualsWhole() {

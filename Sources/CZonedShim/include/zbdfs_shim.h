@@ -21,4 +21,8 @@ int zbdfs_crc32c_hw_available(void);
 /// Raw CRC-32C update (no pre/post inversion) over n bytes with the CPU instruction. Only call when
 /// zbdfs_crc32c_hw_available() returned 1.
 uint32_t zbdfs_crc32c_hw(uint32_t crc, const void *data, size_t n);
+/// CRC-32C (finished: pre- and post-inverted) of each of `count` consecutive `block`-byte blocks
+/// into out[0..<count], three blocks at a time so the instruction's latency overlaps (block must be
+/// a multiple of 8). Only call when zbdfs_crc32c_hw_available() returned 1.
+void zbdfs_crc32c_hw_blocks(const void *data, size_t block, size_t count, uint32_t *out);
 #endif
