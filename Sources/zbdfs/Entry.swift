@@ -25,7 +25,7 @@ struct ZBDFS: ParsableCommand {
         Exit status: 0 success, 1 runtime failure, 2 bad usage.
         """,
         version: "zbdfs \(versionString)",
-        subcommands: [Emulate.self, Zones.self, ZoneCommand.self]
+        subcommands: [Emulate.self, Zones.self, ZoneCommand.self, Mount.self, Umount.self]
     )
 
     static func main() {

@@ -2,6 +2,7 @@
 
 import ArgumentParser
 import ZonedCore
+import ZonedFUSE
 import ZonedMonitor
 
 struct Zones: ParsableCommand {
@@ -11,6 +12,7 @@ struct Zones: ParsableCommand {
         Reads the zone report only; it never writes to the device. The backend is detected:
         a zoned block device, an emulated image, otherwise conventional mode (zones of
         --zone-size). --json prints the same report as JSON; README.md documents its fields.
+        On a mounted emulated device it shows the zone table as of the mount's last flush.
         """
     )
 
@@ -20,7 +22,8 @@ struct Zones: ParsableCommand {
     var json = false
 
     func run() throws {
-        let device = try target.open()
+        // A report only reads, so it does not claim the device: it works while it is mounted.
+        let device = try target.open(exclusive: false)
         defer { device.close() }
         let zones: [Zone]
         do {
@@ -30,5 +33,8 @@ struct Zones: ParsableCommand {
         }
         let report = ZoneReport(path: target.device, kind: device.kind, geometry: device.geometry, zones: zones)
         print(json ? report.json() : report.text())
+        if !json, device.kind == .emulated, let m = target.mountOfDevice() {
+            print("note: mounted at \(m.mountPoint); the zones are as of the mount's last flush (fsync a file or `zbdfs umount` for the current state)")
+        }
     }
 }
