@@ -42,9 +42,18 @@ public enum MountTable {
         }
     }
 
-    /// zbdfs mounts of `device` (an absolute path), newest last.
+    /// zbdfs mounts of `device`, newest last: by path, or by identity (another name of the same
+    /// file or device node: a hard link, a bind mount).
     public static func mounts(ofDevice device: String, in entries: [MountEntry] = read()) -> [MountEntry] {
-        entries.filter { $0.isZBDFS && $0.source == device }
+        let id = identity(device)
+        return entries.filter { $0.isZBDFS && ($0.source == device || (id != nil && identity($0.source) == id)) }
+    }
+
+    /// What names a file or device: (st_dev, st_ino), and st_rdev for device nodes.
+    static func identity(_ path: String) -> [UInt64]? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return (st.st_mode & S_IFMT) == S_IFBLK ? [UInt64(st.st_rdev)] : [UInt64(st.st_dev), UInt64(st.st_ino)]
     }
 
     /// The mount whose mount point is `path` (an absolute, resolved path), topmost if stacked.

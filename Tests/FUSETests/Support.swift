@@ -36,12 +36,12 @@ let fuseUnavailable: String? = {
     return nil
 }()
 
-/// Runs `script` with bash under `timeout`; stdout and stderr are captured.
+/// Runs `script` with bash under `timeout` ($1... are `argsScript`); stdout and stderr are captured.
 @discardableResult
-func sh(_ script: String, timeout: Int = 60, env: [String: String] = [:]) throws -> Run {
+func sh(_ script: String, timeout: Int = 60, env: [String: String] = [:], argsScript: [String] = []) throws -> Run {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
-    p.arguments = ["-k", "5", String(timeout), "/bin/bash", "-euo", "pipefail", "-c", script]
+    p.arguments = ["-k", "5", String(timeout), "/bin/bash", "-euo", "pipefail", "-c", script, "zbdfs-test"] + argsScript
     var e = ProcessInfo.processInfo.environment
     e["ZBDFS"] = try zbdfsBinary()
     for (k, v) in env { e[k] = v }
