@@ -31,7 +31,8 @@ struct Mount: ParsableCommand {
         (other users may enter; off by default), allow_root, auto_unmount, debug (implies a
         FUSE request trace on stderr with --foreground), max_read=N, and the generic flags
         nosuid, nodev, noexec, noatime, sync, dirsync. Permissions are checked by the kernel
-        (default_permissions); new files belong to the calling user.
+        (default_permissions); new files belong to the calling user. In conventional mode the
+        zone size comes from the file system's superblock (--zone-size is not needed).
 
         Files opened with O_DIRECT go down the engine's direct path; FUSE does not enforce
         alignment, so unaligned O_DIRECT requests take the buffered fallback. Examples:
@@ -119,6 +120,12 @@ struct Mount: ParsableCommand {
     }
 
     func openFileSystem(readOnly: Bool) throws -> FileSystem {
+        var target = self.target
+        // Conventional mode: the zone size the file system was made with is the only one that
+        // mounts, and its superblock at offset 0 says which (so fstab lines need no option).
+        if try target.resolveKind() == .conventional, let zs = Mount.formattedZoneSize(target.device) {
+            target.zoneSize = String(zs.bytes)
+        }
         let dev = try target.open()
         do {
             return try FileSystem.mount(device: dev, options: MountOptions(readOnly: readOnly))
@@ -129,6 +136,17 @@ struct Mount: ParsableCommand {
                 : "Check `zbdfs zones \(target.device)`."
             throw CLIError.runtime("cannot mount \(target.device): \(error). \(fix)")
         }
+    }
+}
+
+extension Mount {
+    /// The zone size in the zbdfs superblock at the start of `path`, if one is there.
+    static func formattedZoneSize(_ path: String) -> ByteCount? {
+        guard let h = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? h.close() }
+        guard let data = try? h.read(upToCount: Superblock.copySize(block: 4096)),
+              let sb = try? Superblock.decode(Array(data)) else { return nil }
+        return ByteCount(sb.zoneSize)
     }
 }
 

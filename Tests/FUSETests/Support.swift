@@ -106,8 +106,9 @@ enum Backing {
     /// Zone size the tests use (conventional mode needs it again at mount).
     static let zoneSize = ByteCount.mib(4)
 
-    /// Extra `zbdfs mount` arguments this device needs.
-    var mountArguments: [String] { self == .conventional ? ["--zone-size", "4M"] : [] }
+    /// Extra `zbdfs mount` arguments this device needs: none (conventional mode reads its zone
+    /// size from the superblock).
+    var mountArguments: [String] { [] }
 }
 
 /// Creates and formats a 256 MiB device at `path` through the library.
