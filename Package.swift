@@ -21,6 +21,7 @@ let package = Package(
         .executable(name: "zbdfs-conformance", targets: ["zbdfs-conformance"]),
         .executable(name: "zbdfs-bench", targets: ["zbdfs-bench"]),
         .executable(name: "zbdfs-kernel-smoke", targets: ["zbdfs-kernel-smoke"]),
+        .executable(name: "zbdfs-demo-files", targets: ["zbdfs-demo-files"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -39,7 +40,7 @@ let package = Package(
         .target(name: "CZonedShim"),
 
         .target(name: "ZonedCore", dependencies: ["CZonedShim"]),
-        .target(name: "ZonedBackendFile", dependencies: ["ZonedCore"]),
+        .target(name: "ZonedBackendFile", dependencies: ["ZonedCore", "CZonedShim"]),
         .target(name: "ZonedBackendKernel", dependencies: ["ZonedCore", "CURing", "CZBD", "CZonedShim"]),
         .target(name: "ZonedConformance", dependencies: ["ZonedCore"]),
         .target(name: "ZonedMonitor", dependencies: ["ZonedCore"]),
@@ -50,11 +51,13 @@ let package = Package(
         // The file system through libfuse3's low-level API (`zbdfs mount`).
         .target(name: "ZonedFUSE", dependencies: ["ZonedCore", "ZonedEngine", "ZonedFS", "CFUSE3"]),
         .executableTarget(name: "zbdfs", dependencies: [
-            "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedMonitor", "ZonedFS", "ZonedFUSE",
+            "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedMonitor", "ZonedFS", "ZonedEngine", "ZonedFUSE",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // tools/demo: files written, read back and listed through the file system library.
+        .executableTarget(name: "zbdfs-demo-files", dependencies: ["ZonedCore", "ZonedBackendFile", "ZonedFS", "ZonedEngine"]),
         // tools/bench: the engine next to fio on the same kind of backing file.
-        .executableTarget(name: "zbdfs-bench", dependencies: ["ZonedCore", "ZonedBackendFile", "ZonedAllocator", "ZonedEngine"]),
+        .executableTarget(name: "zbdfs-bench", dependencies: ["ZonedCore", "ZonedBackendFile", "ZonedAllocator", "ZonedEngine", "ZonedFS"]),
         // Runs the conformance suite against a device outside `swift test` (the QEMU guest).
         .executableTarget(name: "zbdfs-conformance", dependencies: [
             "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedConformance",

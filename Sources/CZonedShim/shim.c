@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 #include "zbdfs_shim.h"
 #include <errno.h>
 #include <stddef.h> /* size_t, which <linux/fs.h> uses in BLKGETSIZE64 without including it */
@@ -50,3 +51,9 @@ uint32_t zbdfs_crc32c_hw(uint32_t crc, const void *data, size_t n) {
 int zbdfs_crc32c_hw_available(void) { return 0; }
 uint32_t zbdfs_crc32c_hw(uint32_t crc, const void *data, size_t n) { (void)data; (void)n; return crc; }
 #endif
+
+#include <fcntl.h>
+#include <errno.h>
+int zbdfs_punch_hole(int fd, uint64_t offset, uint64_t length) {
+    return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length) == 0 ? 0 : -errno;
+}

@@ -49,6 +49,9 @@ public struct ZoneAccount: Sendable, Equatable {
     public internal(set) var grants: Int = 0
     /// Chosen to be finished; takes no new grants.
     public internal(set) var finishRequested = false
+    /// When data last landed here (allocator clock; 0 before the first write since mount). Reclaim
+    /// weighs a zone's age by it.
+    public internal(set) var lastWriteNanoseconds: UInt64 = 0
 
     public var free: ByteCount {
         guard phase == .empty || phase == .active else { return .zero }

@@ -29,9 +29,12 @@ public struct AllocatorConfig: Sendable {
     /// Empty zones data may not take, kept for the metadata log to roll over into (0 when the
     /// engine runs without a file system).
     public var reservedEmptyZones: Int = 0
-    public init(reservedActiveZones: Int = 2, reservedEmptyZones: Int = 0) {
+    /// Empty zones only reclaim may take (to move live data out of a victim); 0 without reclaim.
+    public var reclaimReserveZones: Int = 0
+    public init(reservedActiveZones: Int = 2, reservedEmptyZones: Int = 0, reclaimReserveZones: Int = 0) {
         self.reservedActiveZones = reservedActiveZones
         self.reservedEmptyZones = reservedEmptyZones
+        self.reclaimReserveZones = reclaimReserveZones
     }
 }
 
@@ -114,6 +117,8 @@ public final class ZoneAllocator: @unchecked Sendable {
 
     /// Space a new reservation could still get for `role` (free bytes of zones that can take it).
     public var reservable: ByteCount { lock.withLock { reservableLocked() } }
+    /// What a reclaim reservation could get (the writers' share plus the reclaim reserve).
+    public var reclaimReservable: ByteCount { lock.withLock { reservableLocked(forReclaim: true) } }
 
     /// First broken invariant, or nil. For tests and fsck.
     public func problem() -> String? {
@@ -139,9 +144,10 @@ public final class ZoneAllocator: @unchecked Sendable {
 
     /// Promises `bytes` of data space; fails with ENOSPC when the free space of data-capable zones,
     /// less what is already promised, is smaller.
-    public func reserve(_ bytes: ByteCount) throws(DeviceError) -> SpaceReservation {
+    /// `forReclaim`: reclaim moving live data may also take the bytes held back for it.
+    public func reserve(_ bytes: ByteCount, forReclaim: Bool = false) throws(DeviceError) -> SpaceReservation {
         try lock.withLock { () throws(DeviceError) -> Void in
-            let avail = reservableLocked()
+            let avail = reservableLocked(forReclaim: forReclaim)
             guard bytes <= avail else {
                 throw DeviceError.noSpace(.write, "no space for \(bytes) (\(avail) free)")
             }
@@ -158,13 +164,16 @@ public final class ZoneAllocator: @unchecked Sendable {
         }
     }
 
-    private func reservableLocked() -> ByteCount {
+    private func reservableLocked(forReclaim: Bool = false) -> ByteCount {
         var free = zones.reduce(ByteCount.zero) { acc, z in
             (z.role == .data || z.role == .free) && !z.finishRequested ? acc + z.free : acc
         }
-        // The empty zones held back for the metadata log are not data space.
-        let held = zones.filter { $0.phase == .empty && $0.role == .free }.suffix(reservedEmptyZonesLeft())
-        free = held.reduce(free) { acc, z in acc > z.free ? acc - z.free : .zero }
+        // The zones held back for the metadata log and for reclaim are not data space: that many
+        // zones' worth of free bytes stays free whichever zones they are in, so writers can never
+        // use up the room reclaim moves live data into.
+        let zoneBytes = zones.lazy.filter { !$0.isConventional }.map(\.capacity).min() ?? device.geometry.zoneSize
+        let held = zoneBytes * UInt64(reservedEmptyZonesLeft() - (forReclaim ? config.reclaimReserveZones : 0))
+        free = free > held ? free - held : .zero
         return free > outstandingReservation ? free - outstandingReservation : .zero
     }
 
@@ -172,7 +181,7 @@ public final class ZoneAllocator: @unchecked Sendable {
     /// zones already set aside for metadata.
     private func reservedEmptyZonesLeft() -> Int {
         let setAside = zones.reduce(0) { $0 + ($1.phase == .empty && $1.role == .metadata ? 1 : 0) }
-        return max(0, config.reservedEmptyZones - setAside)
+        return max(0, config.reservedEmptyZones - setAside) + config.reclaimReserveZones
     }
 
     // MARK: Mount and metadata support
@@ -205,7 +214,7 @@ public final class ZoneAllocator: @unchecked Sendable {
     }
 
     /// Resets `id` if it holds no live data and no grants; false (and nothing done) otherwise.
-    /// Afterwards the zone is free for any role.
+    /// Afterwards the zone is free for any role (a superblock zone stays one).
     @discardableResult
     public func resetIfUnused(_ id: ZoneID) throws(DeviceError) -> Bool {
         let go: Bool = lock.withLock {
@@ -263,13 +272,14 @@ public final class ZoneAllocator: @unchecked Sendable {
 
     /// Grants space, waiting for a zone finish when the active budget is spent (unless `nowait`,
     /// which answers EAGAIN instead). ENOSPC when no zone has room and none can be found.
+    /// `useReserve`: reclaim may take the empty zone kept for it (`AllocatorConfig.reclaimReserveZones`).
     public func grant(_ bytes: ByteCount, role: ZoneRole = .data, hint: ZoneID? = nil,
-                      nowait: Bool = false) throws(DeviceError) -> ZoneGrant {
+                      nowait: Bool = false, useReserve: Bool = false) throws(DeviceError) -> ZoneGrant {
         precondition(bytes.bytes > 0 && bytes.isMultiple(of: device.geometry.logicalBlockSize), "grant of \(bytes) is not a block multiple")
         var waitStart: UInt64?
         while true {
             let step: FinishStep = lock.withLock {
-                switch decide(bytes, role, hint) {
+                switch decide(bytes, role, hint, useReserve: useReserve) {
                 case .granted(let g):
                     if let t = waitStart { counters.zoneFinishWaitNanoseconds += clock.nowNanoseconds - t }
                     return .done(g)
@@ -370,7 +380,7 @@ public final class ZoneAllocator: @unchecked Sendable {
     /// 4. a busy active zone where the whole request fits (its writes are sequenced);
     /// 5. with no empty zone left at all, whatever an active zone still has (a short grant);
     /// otherwise a zone must be finished (active budget spent) or there is no space.
-    private func decide(_ bytes: ByteCount, _ role: ZoneRole, _ hint: ZoneID?) -> GrantOutcome {
+    private func decide(_ bytes: ByteCount, _ role: ZoneRole, _ hint: ZoneID?, useReserve: Bool = false) -> GrantOutcome {
         if let h = hint, h.int < zones.count, usable(h.int, role), zones[h.int].free.bytes > 0 {
             return .granted(issue(h.int, min(bytes, zones[h.int].free)))
         }
@@ -386,8 +396,12 @@ public final class ZoneAllocator: @unchecked Sendable {
             return .granted(issue(idle, bytes))
         }
         var empties = zones.indices.filter { zones[$0].phase == .empty && (zones[$0].role == role || zones[$0].role == .free) && !zones[$0].finishRequested }
-        // Data never takes the last empty zones: the metadata log needs them to roll over.
-        if role == .data { empties = Array(empties.dropLast(min(empties.count, reservedEmptyZonesLeft()))) }
+        // Data never takes the last empty zones: the metadata log needs them to roll over, and
+        // reclaim needs one to move live data into (which only reclaim may take).
+        if role == .data {
+            let held = max(0, reservedEmptyZonesLeft() - (useReserve ? config.reclaimReserveZones : 0))
+            empties = Array(empties.dropLast(min(empties.count, held)))
+        }
         if let e = empties.first(where: { zones[$0].isConventional || activeCount(role) < budget(role) }) {
             zones[e].role = role
             zones[e].phase = .active
@@ -477,8 +491,12 @@ public final class ZoneAllocator: @unchecked Sendable {
         a.reserved = a.reserved - n
         a.written = a.written + n
         a.live = a.live + n
+        a.lastWriteNanoseconds = clock.nowNanoseconds
         if a.written == a.capacity && !a.isConventional {
             a.phase = .full  // the device made it full at capacity
+            // A finish someone asked for is moot now; left set, it would keep the zone from ever
+            // being reset (resetIfUnused skips zones with a finish pending).
+            if !finishing.contains(z.int) { a.finishRequested = false }
             counters.zonesFinished += 1
             lock.broadcast()
         }
@@ -500,6 +518,7 @@ public final class ZoneAllocator: @unchecked Sendable {
             }
             if a.phase == .active, !a.isConventional, a.written + a.unusable == a.capacity, a.reserved.bytes == 0 {
                 a.phase = .full
+                if !finishing.contains(grant.zone.int) { a.finishRequested = false }
             }
             zones[grant.zone.int] = a
             lock.broadcast()
@@ -515,31 +534,11 @@ public final class ZoneAllocator: @unchecked Sendable {
         }
     }
 
-    /// Resets a zone that holds no live data, making all its capacity free again.
+    /// Resets a zone that holds no live data, making all its capacity free again (a caller's
+    /// promise: resetting live data is a bug, not an error).
     public func reset(_ id: ZoneID) throws(DeviceError) {
-        let ok: Bool = lock.withLock {
-            let z = zones[id.int]
-            guard z.live.bytes == 0, z.grants == 0, z.phase != .unavailable else { return false }
-            zones[id.int].finishRequested = true
-            return true
-        }
-        precondition(ok, "reset of \(id) that holds live data or grants")
-        var failure: DeviceError?
-        if !conventional[id.int] {
-            do { try device.reset(id) } catch { failure = error }
-        }
-        lock.withLock {
-            var z = zones[id.int]
-            z.finishRequested = false
-            if failure == nil {
-                z = ZoneAccount(id: z.id, start: z.start, capacity: z.capacity, isConventional: z.isConventional,
-                                role: z.role == .data ? .free : z.role, phase: .empty)
-                counters.zonesReset += 1
-            }
-            zones[id.int] = z
-            lock.broadcast()
-        }
-        if let failure { try resync(id); throw failure }
+        let done = try resetIfUnused(id)
+        precondition(done, "reset of \(id) that holds live data or grants")
     }
 
     /// After a device error, believe the device: its write pointer and condition.

@@ -24,6 +24,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import CZonedShim
 import ZonedCore
 
 final class BackingFile: Sendable {
@@ -149,6 +150,21 @@ final class BackingFile: Sendable {
     private func isAligned(_ p: UnsafeRawPointer?) -> Bool {
         guard isDirect, let p else { return !isDirect }
         return UInt(bitPattern: p) % UInt(AlignedBuffer.alignment) == 0
+    }
+
+    /// Makes device bytes [offset, offset+length) read as zeros (a zone reset: real devices return
+    /// zeros for what was never written since, also after a finish). Falls back to writing zeros
+    /// where the file system cannot punch holes.
+    func zero(at offset: DeviceOffset, length: ByteCount, _ op: DeviceOperation) throws(DeviceError) {
+        let start = off_t(dataStart + offset.bytes), count = off_t(length.bytes)
+        if zbdfs_punch_hole(bufferedFD, UInt64(start), UInt64(count)) == 0 { return }
+        let chunk = [UInt8](repeating: 0, count: 1 << 20)
+        var done: UInt64 = 0
+        while done < length.bytes {
+            let n = Int(min(UInt64(chunk.count), length.bytes - done))
+            try writeRaw(Array(chunk[0..<n]), fileOffset: dataStart + offset.bytes + done, op)
+            done += UInt64(n)
+        }
     }
 
     private func writeData(_ data: UnsafeRawBufferPointer, fileOffset: UInt64, _ op: DeviceOperation) throws(DeviceError) {

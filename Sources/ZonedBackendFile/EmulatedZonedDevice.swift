@@ -239,6 +239,10 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
 
     public func reset(_ zone: ZoneID) throws(DeviceError) {
         try manage(zone, .reset, durable: true) { (t: inout ZoneTable) throws(DeviceError) in try t.reset(zone) }
+        // What a reset zone held must not show through after a later finish.
+        if !geometry.isConventional(zone) {
+            try file.zero(at: geometry.zoneStart(zone), length: geometry.zoneCapacity, .reset)
+        }
     }
 
     public func openZone(_ zone: ZoneID) throws(DeviceError) {

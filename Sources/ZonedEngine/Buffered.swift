@@ -114,7 +114,7 @@ extension Engine {
     }
 
     /// Writes back the cache of file `n` (taking its inode lock).
-    func writeBack(_ n: InodeNumber) throws(DeviceError) {
+    public func writeBack(_ n: InodeNumber) throws(DeviceError) {
         let i = try inode(n)
         _ = i.lock.lock(.exclusive)
         defer { i.lock.unlock() }

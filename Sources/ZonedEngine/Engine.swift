@@ -42,6 +42,8 @@ public struct EngineCounters: Sendable, Equatable {
     /// Bytes buffered writes put in the page cache, and the write-back runs that took them out.
     public var bufferedBytesCached: UInt64 = 0
     public var writeBacks: UInt64 = 0
+    /// Bytes moved by relocation (zone reclaim).
+    public var relocatedBytes: UInt64 = 0
 }
 
 public struct EngineConfig: Sendable {

@@ -26,7 +26,15 @@ public struct MountOptions: Sendable {
     public var engine = EngineConfig()
     /// Buffered log bytes that trigger a (non-durable) commit.
     public var commitThreshold = 256 << 10
-    public init(readOnly: Bool = false) { self.readOnly = readOnly }
+    /// Background reclaim runs while free space is under this fraction of the capacity.
+    public var reclaimThreshold = 0.15
+    /// Run reclaim in a background thread (writers that find no space reclaim in any case).
+    public var backgroundReclaim = true
+    public var reclaimPolicy = ReclaimPolicy.costBenefit
+    public init(readOnly: Bool = false, backgroundReclaim: Bool = true) {
+        self.readOnly = readOnly
+        self.backgroundReclaim = backgroundReclaim
+    }
 }
 
 /// What `stat` says about an inode.
@@ -62,6 +70,7 @@ public final class FileSystem: @unchecked Sendable {
     var openCount: [InodeNumber: Int] = [:]
     /// What mount found and did (for tools and tests).
     public internal(set) var mountReport = MountReport()
+    private(set) var reclaimer: Reclaimer!
 
     init(device: any ZonedDevice, engine: Engine, journal: Journal, namespace: Namespace, options: MountOptions,
          clock: any EngineClock) {
@@ -80,6 +89,16 @@ public final class FileSystem: @unchecked Sendable {
         }
         journal.snapshot = { [unowned self] in checkpointBatches() }
         if !readOnly { engine.recorder = journal }
+        reclaimer = Reclaimer(fs: self)
+    }
+
+    public var reclaimStats: ReclaimCounters { reclaimer.stats }
+
+    /// Runs a reclaim pass now (`zbdfs reclaim`); returns the zones reset.
+    @discardableResult
+    public func reclaim(goal: ByteCount? = nil) throws(DeviceError) -> Int {
+        try requireWritable(.write)
+        return try reclaimer.pass(goal: goal ?? engine.allocator.totals.capacity)
     }
 
     public var superblock: Superblock { journal.superblock }
@@ -139,12 +158,13 @@ public final class FileSystem: @unchecked Sendable {
     /// Makes everything written so far durable (buffered data included).
     public func sync() throws(DeviceError) {
         guard !readOnly else { return }
-        try operation { () throws(DeviceError) in try engine.flushAll() }
+        try withSpace(.mib(1)) { () throws(DeviceError) in try operation { () throws(DeviceError) in try engine.flushAll() } }
         try commit(durable: true)
     }
 
     /// Syncs and closes the device. The file system must not be used afterwards.
     public func unmount() throws(DeviceError) {
+        reclaimer.stop()
         if !readOnly { try sync() }
         device.close()
     }

@@ -39,9 +39,13 @@ public struct FormatReport: Sendable {
     public var superblock: Superblock
     public var geometry: DeviceGeometry
     /// Space for file data: every zone's capacity except the superblock zones and the zones kept
-    /// for the metadata log.
+    /// for the metadata log and for reclaim.
     public var dataCapacity: ByteCount
     public var metadataZones: Int
+    /// Zones that will hold file data (all but the superblock, metadata and reclaim-reserve zones).
+    public var dataZones: Int
+    /// Empty zones kept for reclaim to move live data into.
+    public var reclaimReserveZones: Int
 }
 
 /// What a zbdfs file system needs from a device.
@@ -52,11 +56,13 @@ public enum FormatRequirements {
     public static let minActiveZones = 3
     /// Empty zones data never takes (the metadata log rolls over into them).
     public static let reservedEmptyZones = 2
+    /// Empty zones only reclaim takes (to move live data out of a victim zone).
+    public static let reclaimReserveZones = 1
 
     /// Why `g` cannot hold a zbdfs file system, or nil.
     public static func problem(_ g: DeviceGeometry) -> String? {
         if g.zoneCount < minZones {
-            return "the device has \(g.zoneCount) zones; zbdfs needs at least \(minZones) (2 superblock, 3 metadata, the rest data): use a larger device or smaller zones"
+            return "the device has \(g.zoneCount) zones; zbdfs needs at least \(minZones) (2 superblock, 3 metadata, 1 reclaim reserve, the rest data): use a larger device or smaller zones"
         }
         if g.zoneCapacity < minZoneCapacity || g.zoneCapacity < g.logicalBlockSize * 16 {
             return "zone capacity \(g.zoneCapacity) is too small for the metadata log; zbdfs needs at least \(minZoneCapacity) and 16 blocks per zone"
@@ -75,6 +81,7 @@ extension FileSystem {
     static func engineConfig(_ base: EngineConfig) -> EngineConfig {
         var c = base
         c.allocator.reservedEmptyZones = FormatRequirements.reservedEmptyZones
+        c.allocator.reclaimReserveZones = FormatRequirements.reclaimReserveZones
         c.allocator.reservedActiveZones = max(c.allocator.reservedActiveZones, 2)
         return c
     }
@@ -119,10 +126,16 @@ extension FileSystem {
         try fs.journal.startFresh()
         try device.flush()
         let metadataZones = 1 + FormatRequirements.reservedEmptyZones
-        let dataZones = g.zoneCount - 2 - metadataZones
-        let capacity = g.isConventional(ZoneID(g.zoneCount - 1)) ? g.zoneSize : g.zoneCapacity
-        return FormatReport(superblock: fs.journal.superblock, geometry: g, dataCapacity: capacity * UInt64(max(0, dataZones)),
-                            metadataZones: metadataZones)
+        let kept = metadataZones + FormatRequirements.reclaimReserveZones
+        // Usable capacity of every zone but the superblock ones, less the zones kept back (counted
+        // at the smallest zone capacity, so the figure never overstates).
+        let usable = (2..<g.zoneCount).reduce(ByteCount.zero) { acc, i in
+            acc + (g.isConventional(ZoneID(i)) ? g.zoneSize : g.zoneCapacity)
+        }
+        let keptBytes = min(g.zoneSize, g.zoneCapacity) * UInt64(kept)
+        return FormatReport(superblock: fs.journal.superblock, geometry: g, dataCapacity: usable > keptBytes ? usable - keptBytes : .zero,
+                            metadataZones: metadataZones, dataZones: max(0, g.zoneCount - 2 - kept),
+                            reclaimReserveZones: FormatRequirements.reclaimReserveZones)
     }
 
     // MARK: Mount
@@ -196,6 +209,7 @@ extension FileSystem {
         }
         fs.mountReport.orphansRemoved = orphans.count
         try journal.startFresh()
+        if options.backgroundReclaim { fs.reclaimer.start(threshold: options.reclaimThreshold) }
         return fs
     }
 

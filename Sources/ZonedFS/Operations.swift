@@ -254,11 +254,13 @@ extension FileSystem {
 
     public func setAttributes(_ n: InodeNumber, _ c: AttributeChanges) throws(DeviceError) -> FileStat {
         try requireWritable(.namespace)
+        // A size change writes back the cache and may rewrite a partial block: it allocates.
+        if c.size != nil { try withSpace(.mib(1)) { () throws(DeviceError) in try operation { () throws(DeviceError) in try engine.writeBack(n) } } }
         try operation { () throws(DeviceError) in
             let kind = try nsLock.withLock { () throws(DeviceError) -> InodeKind in try attrs(n, .namespace).kind }
             if let size = c.size {
                 guard kind == .file else { throw DeviceError(errno: kind == .directory ? EISDIR : EINVAL, .namespace, "only regular files have a size to set") }
-                try engine.truncate(n, to: size)
+                try engine.truncate(n, to: size)  // may write back the page cache (see below)
             }
             try nsLock.withLock { () throws(DeviceError) in
                 var a = try attrs(n, .namespace)
@@ -318,11 +320,39 @@ extension FileSystem {
         }
     }
 
+    /// Writes `data` at `offset`. Without space while garbage exists, the writer waits for reclaim
+    /// and retries: ENOSPC only when live data really fills the device.
     public func write(_ n: InodeNumber, at offset: UInt64, _ data: UnsafeRawBufferPointer, flags: IOFlags = [.direct]) throws(DeviceError) -> Int {
         try requireWritable(.write)
-        let written = try operation { () throws(DeviceError) -> Int in try engine.write(try fileNumber(n), at: offset, data, flags: flags) }
+        let written = try withSpace(ByteCount(UInt64(data.count)), retry: !flags.contains(.nowait)) { () throws(DeviceError) -> Int in
+            try operation { () throws(DeviceError) -> Int in try engine.write(try fileNumber(n), at: offset, data, flags: flags) }
+        }
         if written > 0 { touch(n) }
+        if lowOnSpace { reclaimer.poke() }
         return written
+    }
+
+    /// Runs `body` (which takes `fsLock` itself, through `operation`); on ENOSPC while reclaim can
+    /// free space, reclaims outside every lock and runs it again. Every path that allocates (write,
+    /// write-back of the page cache in fsync/sync/truncate, punch, fallocate) goes through here.
+    func withSpace<T>(_ bytes: ByteCount, retry: Bool = true, _ body: () throws(DeviceError) -> T) throws(DeviceError) -> T {
+        var attempts = 0
+        while true {
+            do throws(DeviceError) {
+                return try body()
+            } catch {
+                attempts += 1
+                // Other writers may take what a pass freed first, so retry while passes keep
+                // helping (bounded against livelock).
+                guard retry, error.kind == .noSpace, attempts <= 256, try reclaimer.makeSpace(bytes) else { throw error }
+            }
+        }
+    }
+
+    /// Free space is under the background reclaim threshold.
+    var lowOnSpace: Bool {
+        let t = engine.allocator.totals
+        return Double(t.free.bytes) < options.reclaimThreshold * Double(max(1, t.capacity.bytes))
     }
 
     public func read(_ n: InodeNumber, at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer, flags: IOFlags = [.direct]) throws(DeviceError) -> Int {
@@ -335,21 +365,27 @@ extension FileSystem {
 
     public func punchHole(_ n: InodeNumber, at offset: UInt64, length: UInt64) throws(DeviceError) {
         try requireWritable(.write)
-        try operation { () throws(DeviceError) in try engine.punchHole(try fileNumber(n), at: offset, length: length) }
+        try withSpace(.mib(1)) { () throws(DeviceError) in
+            try operation { () throws(DeviceError) in try engine.punchHole(try fileNumber(n), at: offset, length: length) }
+        }
         touch(n)
     }
 
     public func fallocate(_ n: InodeNumber, at offset: UInt64, length: UInt64) throws(DeviceError) {
         try requireWritable(.write)
-        try operation { () throws(DeviceError) in try engine.fallocate(try fileNumber(n), at: offset, length: length) }
+        try withSpace(ByteCount(length)) { () throws(DeviceError) in
+            try operation { () throws(DeviceError) in try engine.fallocate(try fileNumber(n), at: offset, length: length) }
+        }
         touch(n)
     }
 
     /// Makes the file's data and all metadata logged so far durable.
     public func fsync(_ n: InodeNumber) throws(DeviceError) {
         guard !readOnly else { return }
-        try operation { () throws(DeviceError) in
-            if try nsLock.withLock({ () throws(DeviceError) -> InodeKind in try attrs(n, .flush).kind }) == .file { try engine.fsync(n) }
+        try withSpace(.mib(1)) { () throws(DeviceError) in
+            try operation { () throws(DeviceError) in
+                if try nsLock.withLock({ () throws(DeviceError) -> InodeKind in try attrs(n, .flush).kind }) == .file { try engine.fsync(n) }
+            }
         }
         try commit(durable: true)
     }

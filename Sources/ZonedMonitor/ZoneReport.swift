@@ -35,6 +35,11 @@ public struct ZoneReport: Codable, Sendable, Equatable {
         public var writtenBytes: UInt64
         /// nil for conventional zones.
         public var fillPercent: Double?
+        /// On a zbdfs device: superblock, metadata, data or free (nil otherwise).
+        public var role: String?
+        /// On a zbdfs device: bytes files still reference, and written bytes they no longer do.
+        public var liveBytes: UInt64?
+        public var garbageBytes: UInt64?
     }
 
     public struct Summary: Codable, Sendable, Equatable {
@@ -65,11 +70,21 @@ public struct ZoneReport: Codable, Sendable, Equatable {
             return Entry(index: z.id.index, type: z.type.rawValue, condition: z.condition.rawValue,
                          startBytes: z.start.bytes, writePointerBytes: seq ? z.writePointer.bytes : nil,
                          sizeBytes: z.size.bytes, capacityBytes: z.capacity.bytes, writtenBytes: z.written.bytes,
-                         fillPercent: seq ? (z.fillPercent * 10).rounded() / 10 : nil)
+                         fillPercent: seq ? (z.fillPercent * 10).rounded() / 10 : nil, role: nil, liveBytes: nil, garbageBytes: nil)
         }
         let s = ZoneSummary(zones: zones, geometry: g)
         summary = Summary(byCondition: Dictionary(uniqueKeysWithValues: s.byCondition.map { ($0.key.rawValue, $0.value) }),
                           openZones: s.open, activeZones: s.active, maxOpenZones: s.maxOpen, maxActiveZones: s.maxActive)
+    }
+
+    /// Adds what a file system knows per zone (role, live and garbage bytes).
+    public mutating func annotate(_ usage: [UInt32: (role: String, live: UInt64, garbage: UInt64)]) {
+        for i in zones.indices {
+            guard let u = usage[zones[i].index] else { continue }
+            zones[i].role = u.role
+            zones[i].liveBytes = u.live
+            zones[i].garbageBytes = u.garbage
+        }
     }
 
     public func json() -> String {
@@ -91,11 +106,14 @@ public struct ZoneReport: Codable, Sendable, Equatable {
         out.append("limits   max open \(limit(g.maxOpenZones)), max active \(limit(g.maxActiveZones)), "
             + "max write \(fmt(g.maxWriteBytes)), zone append \(g.maxAppendBytes > 0 ? "up to " + fmt(g.maxAppendBytes) : "no")")
         out.append("")
-        out.append(row("ZONE", "TYPE", "CONDITION", "START", "WRITE POINTER", "CAPACITY", "FILL"))
+        let roles = zones.contains { $0.role != nil }
+        out.append(row("ZONE", "TYPE", "CONDITION", "START", "WRITE POINTER", "CAPACITY", "FILL")
+                   + (roles ? "  " + usageColumns("ROLE", "LIVE", "GARBAGE") : ""))
         for z in zones {
             out.append(row(String(z.index), shortType(z.type), z.condition, hex(z.startBytes),
                            z.writePointerBytes.map(hex) ?? "-", fmt(z.capacityBytes),
-                           z.fillPercent.map { String(format: "%.1f%%", $0) } ?? "-"))
+                           z.fillPercent.map { String(format: "%.1f%%", $0) } ?? "-")
+                       + (roles ? "  " + usageColumns(z.role ?? "-", z.liveBytes.map(fmt) ?? "-", z.garbageBytes.map(fmt) ?? "-") : ""))
         }
         out.append("")
         let order = ZoneCondition.allCases.map(\.rawValue)
@@ -104,6 +122,12 @@ public struct ZoneReport: Codable, Sendable, Equatable {
         out.append("summary  \(counts); open \(summary.openZones)/\(limit(summary.maxOpenZones)), "
             + "active \(summary.activeZones)/\(limit(summary.maxActiveZones))")
         return out.joined(separator: "\n")
+    }
+
+    private func usageColumns(_ role: String, _ live: String, _ garbage: String) -> String {
+        role.padding(toLength: 10, withPad: " ", startingAt: 0)
+            + String(repeating: " ", count: max(0, 10 - live.count)) + live
+            + "  " + String(repeating: " ", count: max(0, 10 - garbage.count)) + garbage
     }
 
     private func limit(_ n: Int) -> String { n == 0 ? "unlimited" : String(n) }

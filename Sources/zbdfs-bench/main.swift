@@ -1,7 +1,12 @@
 // zbdfs-bench: the engine's throughput next to fio's on the same kind of backing file, measured in
 // the same run. Prints one table (or JSON with --json).
 //
-//   zbdfs-bench [--dir /dev/shm] [--size 1G] [--json] [--no-fio]
+//   zbdfs-bench [--dir /dev/shm] [--size 1G] [--repeat 3] [--no-checksums] [--json] [--no-fio]
+//   zbdfs-bench --reclaim [--dir /dev/shm] [--json]   (reclaim write amplification; ReclaimBench.swift)
+//
+// Every figure is the median of --repeat rounds; a round runs the engine on both devices and fio
+// back to back, so a noisy neighbour slows all three sides of a round alike (on 2 shared cores
+// single runs swing several-fold).
 //
 // Workloads (each on a fresh device image in --dir):
 //   seq-write-1M-qd1   one writer, 1 MiB direct writes, sequential
@@ -20,12 +25,18 @@ import ZonedAllocator
 import ZonedBackendFile
 import ZonedCore
 import ZonedEngine
+import ZonedFS
 
 struct Options {
     var dir = "/dev/shm"
     var size = ByteCount.gib(1)
     var json = false
     var fio = true
+    var repeats = 3
+    /// Engine data checksums (CRC-32C per block); --no-checksums shows what they cost.
+    var checksums = true
+    /// Run the reclaim write-amplification table instead of the IO table.
+    var reclaim = false
 }
 
 func parseOptions() -> Options {
@@ -41,10 +52,15 @@ func parseOptions() -> Options {
         case "--size":
             guard !args.isEmpty, let v = ByteCount(parsing: args.removeFirst()), v >= .mib(64) else { die("--size needs a size of at least 64M") }
             o.size = v
+        case "--repeat":
+            guard !args.isEmpty, let n = Int(args.removeFirst()), n >= 1 else { die("--repeat needs a count of at least 1") }
+            o.repeats = n
+        case "--no-checksums": o.checksums = false
+        case "--reclaim": o.reclaim = true
         case "--json": o.json = true
         case "--no-fio": o.fio = false
         case "-h", "--help":
-            print("usage: zbdfs-bench [--dir /dev/shm] [--size 1G] [--json] [--no-fio]")
+            print("usage: zbdfs-bench [--dir /dev/shm] [--size 1G] [--repeat 3] [--no-checksums] [--json] [--no-fio] | --reclaim")
             exit(0)
         default: die("unknown argument \(a); see --help")
         }
@@ -74,7 +90,7 @@ func now() -> Double { Double(SystemClock().nowNanoseconds) / 1e9 }
 final class BenchDevice: @unchecked Sendable {
     let path: String
     let engine: Engine
-    init(kind: String, dir: String, size: ByteCount) throws {
+    init(kind: String, dir: String, size: ByteCount, checksums: Bool) throws {
         path = "\(dir)/zbdfs-bench-\(kind)-\(getpid()).img"
         let device: any ZonedDevice
         // Room for the data plus garbage from rewrites: twice the workload size.
@@ -97,7 +113,7 @@ final class BenchDevice: @unchecked Sendable {
             _ = posix_fallocate(fd, 0, st.st_size)
             close(fd)
         }
-        engine = try Engine(device: device)
+        engine = try Engine(device: device, config: EngineConfig(dataChecksums: checksums))
     }
     deinit {
         engine.device.close()
@@ -111,7 +127,7 @@ func benchEngine(kind: String, o: Options) throws -> [Workload: Measurement] {
     let total = Int(o.size.bytes)
     // Sequential writes at QD1, then reads of the same file.
     do {
-        let d = try BenchDevice(kind: kind, dir: o.dir, size: o.size)
+        let d = try BenchDevice(kind: kind, dir: o.dir, size: o.size, checksums: o.checksums)
         let f = d.engine.createFile()
         let buf = AlignedBuffer(count: 1 << 20)
         var rng = SeededRandom(seed: 1)
@@ -143,7 +159,7 @@ func benchEngine(kind: String, o: Options) throws -> [Workload: Measurement] {
     }
     // Eight concurrent sequential writers.
     do {
-        let d = try BenchDevice(kind: kind, dir: o.dir, size: o.size)
+        let d = try BenchDevice(kind: kind, dir: o.dir, size: o.size, checksums: o.checksums)
         let files = (0..<8).map { _ in d.engine.createFile() }
         let per = total / 8
         let failure = NSLock()
@@ -206,11 +222,47 @@ func benchFio(o: Options) throws -> [Workload: Measurement] {
 
 enum BenchError: Error { case fio(String) }
 
+/// The median measurement of each workload over the rounds (by its rate).
+func median(_ rounds: [[Workload: Measurement]]) -> [Workload: Measurement] {
+    var out: [Workload: Measurement] = [:]
+    for w in Workload.allCases {
+        let ms = rounds.compactMap { $0[w] }.sorted { w.isIOPS ? $0.iops < $1.iops : $0.mbPerSecond < $1.mbPerSecond }
+        if !ms.isEmpty { out[w] = ms[ms.count / 2] }
+    }
+    return out
+}
+
 let o = parseOptions()
+if o.reclaim {
+    do {
+        var results: [ReclaimResult] = []
+        for u in [0.5, 0.8] {
+            for p in [ReclaimPolicy.costBenefit, .greedy] { results.append(try benchReclaim(dir: o.dir, utilisation: u, policy: p)) }
+        }
+        if o.json {
+            let rows: [[String: Any]] = results.map { ["utilisation": $0.utilisation, "policy": $0.policy.rawValue, "user_bytes": $0.userBytes,
+                                                       "moved_bytes": $0.movedBytes, "zones_reclaimed": $0.zonesReclaimed,
+                                                       "write_amplification": $0.writeAmplification, "seconds": $0.seconds] }
+            let data = try JSONSerialization.data(withJSONObject: ["reclaim": rows], options: [.prettyPrinted, .sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            printReclaim(results)
+        }
+        exit(0)
+    } catch {
+        FileHandle.standardError.write(Data("zbdfs-bench: \(error)\n".utf8))
+        exit(1)
+    }
+}
 do {
-    let zoned = try benchEngine(kind: "zoned", o: o)
-    let conv = try benchEngine(kind: "conventional", o: o)
-    let fio = o.fio ? try benchFio(o: o) : [:]
+    var zr: [[Workload: Measurement]] = [], cr: [[Workload: Measurement]] = [], fr: [[Workload: Measurement]] = []
+    for round in 1...o.repeats {
+        if !o.json { FileHandle.standardError.write(Data("zbdfs-bench: round \(round) of \(o.repeats)\n".utf8)) }
+        zr.append(try benchEngine(kind: "zoned", o: o))
+        cr.append(try benchEngine(kind: "conventional", o: o))
+        if o.fio { fr.append(try benchFio(o: o)) }
+    }
+    let zoned = median(zr), conv = median(cr), fio = median(fr)
     if o.json {
         var rows: [[String: Any]] = []
         for w in Workload.allCases {
@@ -220,7 +272,7 @@ do {
             }
             rows.append(r)
         }
-        let data = try JSONSerialization.data(withJSONObject: ["dir": o.dir, "size_bytes": o.size.bytes, "results": rows], options: [.prettyPrinted, .sortedKeys])
+        let data = try JSONSerialization.data(withJSONObject: ["dir": o.dir, "size_bytes": o.size.bytes, "rounds": o.repeats, "results": rows], options: [.prettyPrinted, .sortedKeys])
         print(String(decoding: data, as: UTF8.self))
     } else {
         func fmt(_ m: Measurement?, _ w: Workload) -> String {
@@ -231,7 +283,7 @@ do {
             guard let a, let b else { return "-" }
             return String(format: "%.2f", w.isIOPS ? a.iops / b.iops : a.mbPerSecond / b.mbPerSecond)
         }
-        print("zbdfs-bench: engine API vs fio (direct=1, io_uring), files in \(o.dir), \(o.size) per sequential workload")
+        print("zbdfs-bench: engine API vs fio (direct=1, io_uring), files in \(o.dir), \(o.size) per sequential workload, median of \(o.repeats) rounds\(o.checksums ? "" : ", engine without data checksums")")
         let header = ["workload", "engine zoned", "engine conv", "fio", "zoned/fio", "conv/fio"]
         let widths = [20, 14, 14, 14, 10, 9]
         func line(_ c: [String]) -> String {

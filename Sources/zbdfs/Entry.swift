@@ -21,11 +21,15 @@ struct ZBDFS: ParsableCommand {
           zbdfs emulate create dev.zimg --size 1G --zone-size 64M --max-active 8
           zbdfs zones dev.zimg
           zbdfs zone finish dev.zimg 3
+          zbdfs format dev.zimg --label data
+          zbdfs fsck dev.zimg
 
-        Exit status: 0 success, 1 runtime failure, 2 bad usage.
+        Exit status: 0 success, 1 runtime failure, 2 bad usage (fsck: 1 problems found, 2 cannot \
+        read the device).
         """,
         version: "zbdfs \(versionString)",
-        subcommands: [Emulate.self, Zones.self, ZoneCommand.self, Mount.self, Umount.self]
+        subcommands: [Emulate.self, Zones.self, ZoneCommand.self, Format.self, FsckCommand.self, Df.self, Zonemap.self,
+                      Mount.self, Umount.self]
     )
 
     static func main() {
@@ -34,6 +38,8 @@ struct ZBDFS: ParsableCommand {
             try command.run()
         } catch let e as CLIError {
             FileHandle.standardError.write(Data("zbdfs: \(e.message)\n".utf8))
+            Foundation.exit(e.status)
+        } catch let e as QuietExit {
             Foundation.exit(e.status)
         } catch {
             let code = exitCode(for: error)
@@ -57,4 +63,25 @@ struct CLIError: Error {
 
     static func usage(_ message: String) -> CLIError { CLIError(message: message, status: 2) }
     static func runtime(_ message: String) -> CLIError { CLIError(message: message, status: 1) }
+}
+
+/// Ends the command with `status` after it has printed everything it has to say (fsck's
+/// "problems found" is a report on stdout, not an error line).
+struct QuietExit: Error {
+    var status: Int32
+}
+
+/// Writes one line to stderr (progress, notes).
+func printError(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
+}
+
+/// Pretty, key-sorted JSON with snake_case keys, as every --json report prints.
+func jsonText<T: Encodable>(_ value: T) -> String {
+    let enc = JSONEncoder()
+    enc.keyEncodingStrategy = .convertToSnakeCase
+    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+    // Encoding plain value types cannot fail; a failure here is a programmer error.
+    let data = try! enc.encode(value)
+    return String(decoding: data, as: UTF8.self)
 }

@@ -92,6 +92,11 @@ struct Mount: ParsableCommand {
     func serve(_ opts: FUSEMountOptions) throws {
         let device = target.absolutePath, mnt = PathKind.absolute(mountpoint)
         let log = daemonChild ? Daemon.syslogLog() : FUSELog { line in FileHandle.standardError.write(Data("zbdfs: \(line)\n".utf8)) }
+        // The signals that end the mount must reach a FUSE thread (libfuse's handler only sets a
+        // flag; the thread it interrupts notices it). Threads started before the request loop —
+        // the file system's background reclaim — inherit them blocked; the loop's workers,
+        // started after they are unblocked here, take them. One that arrives meanwhile waits.
+        let ending = EndingSignals.block()
         let fs = try openFileSystem(readOnly: opts.readOnly)
         let session: FUSESession
         do {
@@ -101,6 +106,7 @@ struct Mount: ParsableCommand {
             try? fs.unmount()
             throw CLIError.runtime("cannot mount \(device) at \(mnt): \(error.message)")
         }
+        EndingSignals.unblock(ending)
         let mode = opts.readOnly ? "read-only" : "read-write"
         if daemonChild {
             Daemon.announceReady()
@@ -136,6 +142,22 @@ struct Mount: ParsableCommand {
                 : "Check `zbdfs zones \(target.device)`."
             throw CLIError.runtime("cannot mount \(target.device): \(error). \(fix)")
         }
+    }
+}
+
+/// SIGINT, SIGTERM and SIGHUP, held back from threads that cannot act on them.
+enum EndingSignals {
+    static func block() -> sigset_t {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&set, s) }
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+        return set
+    }
+
+    static func unblock(_ set: sigset_t) {
+        var set = set
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 }
 

@@ -2,6 +2,7 @@
 
 import ArgumentParser
 import ZonedCore
+import ZonedFS
 import ZonedFUSE
 import ZonedMonitor
 
@@ -11,7 +12,9 @@ struct Zones: ParsableCommand {
         discussion: """
         Reads the zone report only; it never writes to the device. The backend is detected:
         a zoned block device, an emulated image, otherwise conventional mode (zones of
-        --zone-size). --json prints the same report as JSON; README.md documents its fields.
+        --zone-size). On a zbdfs device each zone also shows its role (superblock, metadata, data,
+        free) and its live and garbage bytes, from the file system's log (read, never replayed
+        into the device). --json prints the same report as JSON; README.md documents its fields.
         On a mounted emulated device it shows the zone table as of the mount's last flush.
         """
     )
@@ -31,7 +34,12 @@ struct Zones: ParsableCommand {
         } catch {
             throw runtimeFailure("zone report of \(target.device)", error)
         }
-        let report = ZoneReport(path: target.device, kind: device.kind, geometry: device.geometry, zones: zones)
+        var report = ZoneReport(path: target.device, kind: device.kind, geometry: device.geometry, zones: zones)
+        if let usage = try? FileSystemUsage.read(device: device) {
+            report.annotate(Dictionary(uniqueKeysWithValues: usage.zones.map {
+                ($0.zone.index, (role: $0.role.rawValue, live: $0.live.bytes, garbage: $0.garbage.bytes))
+            }))
+        }
         print(json ? report.json() : report.text())
         if !json, device.kind == .emulated, let m = target.mountOfDevice() {
             print("note: mounted at \(m.mountPoint); the zones are as of the mount's last flush (fsync a file or `zbdfs umount` for the current state)")

@@ -64,6 +64,22 @@ import ZonedCore
         seen2.close()
     }
 
+    @Test func aResetZoneReadsZerosAfterAFinish() throws {
+        let s = Scratch()
+        let dev = try EmulatedZonedDevice.create(path: s.path("z"), geometry: testGeometry)
+        let zone = ZoneID(testGeometry.conventionalZoneCount)
+        let start = testGeometry.zoneStart(zone)
+        let data = AlignedBuffer(count: 8192)
+        var rng = SeededRandom(seed: 1)
+        rng.fill(data.mutable)
+        try dev.write(data.readOnly, at: start)
+        try dev.reset(zone)
+        try dev.finish(zone)
+        let back = AlignedBuffer(count: 8192)
+        try dev.read(into: back.mutable, at: start)
+        #expect(Array(back.readOnly).allSatisfy { $0 == 0 }, "old bytes must not show through a reset and a finish")
+    }
+
     @Test func createRefusesAnExistingFileUnlessOverwrite() throws {
         let s = Scratch()
         let path = s.path("a.zimg")

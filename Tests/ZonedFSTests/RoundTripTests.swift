@@ -71,4 +71,24 @@ struct RoundTripTests {
         try check(again, expected)
         try again.unmount()
     }
+
+    @Test func namesAndAttributesSurviveARemount() throws {
+        let s = Scratch()
+        let dev = try EmulatedZonedDevice.create(path: s.path("img"), geometry: smallZoned(zones: 16))
+        try FileSystem.format(device: dev, options: FormatOptions(uuid: testUUID))
+        let fs = try FileSystem.mount(device: dev, options: MountOptions(backgroundReclaim: false))
+        // Any byte but '/' and NUL, up to 255 of them (not even UTF-8).
+        let odd = try EntryName(validating: (1...255).map { UInt8($0 == 47 ? 48 : $0) })
+        let n = try fs.create(rootInode, odd, kind: .file, mode: 0o4751, uid: 1234, gid: 5678).number
+        _ = try fs.setAttributes(n, AttributeChanges(atime: 1_000_000_007, mtime: 2_000_000_009))
+        #expect(throws: DeviceError.self) { _ = try EntryName(validating: [UInt8](repeating: 65, count: 256)) }
+        #expect((try? EntryName("a/b")) == nil && (try? EntryName(validating: [65, 0])) == nil)
+        let before = try fs.stat(n).attributes
+        try fs.unmount()
+        let again = try FileSystem.mount(device: try EmulatedZonedDevice.open(path: s.path("img")), options: MountOptions(backgroundReclaim: false))
+        let a = try again.lookup(rootInode, odd).attributes
+        #expect(a == before)
+        #expect(a.mode == 0o4751 && a.uid == 1234 && a.gid == 5678 && a.atime == 1_000_000_007 && a.mtime == 2_000_000_009 && a.nlink == 1)
+        try again.unmount()
+    }
 }

@@ -13,6 +13,9 @@ int zbdfs_blk_logical_block_size(int fd, uint32_t *bytes);
 int zbdfs_blk_zone_sectors(int fd, uint32_t *sectors);
 /// BLKGETNRZONES. Returns 0 or -errno.
 int zbdfs_blk_zone_count(int fd, uint32_t *count);
+/// fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE) (GNU-only, hidden from Swift's Glibc
+/// module). Returns 0 or -errno.
+int zbdfs_punch_hole(int fd, uint64_t offset, uint64_t length);
 /// 1 when the CPU has a CRC-32C instruction (x86-64 SSE4.2, arm64 CRC), else 0.
 int zbdfs_crc32c_hw_available(void);
 /// Raw CRC-32C update (no pre/post inversion) over n bytes with the CPU instruction. Only call when

@@ -139,7 +139,10 @@ final class Journal: ChangeRecorder, @unchecked Sendable {
     /// dropped their last reference was buffered before their live count reached zero.
     private func reclaimableDataZones() -> [ZoneID] {
         bufferLock.withLock {
-            allocator.accounts.filter { $0.role == .data && $0.phase == .full && $0.live.bytes == 0 && $0.written.bytes > 0 }.map(\.id)
+            allocator.accounts.filter { a in
+                a.role == .data && a.live.bytes == 0 && a.written.bytes > 0 && a.grants == 0
+                    && (a.phase == .full || (a.isConventional && a.phase == .active && a.free.bytes == 0))
+            }.map(\.id)
         }
     }
 

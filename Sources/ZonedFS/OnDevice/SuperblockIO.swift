@@ -10,9 +10,9 @@
 import ZonedCore
 
 public enum SuperblockIO {
-    public static func zones(for g: DeviceGeometry) -> (ZoneID, ZoneID) {
-        g.conventionalZoneCount >= 2 ? (ZoneID(0), ZoneID(1)) : (ZoneID(0), ZoneID(1))
-    }
+    /// Zones 0 and 1: conventional zones come first on every zoned device, so these are the
+    /// conventional ones whenever the device has two.
+    public static func zones(for g: DeviceGeometry) -> (ZoneID, ZoneID) { (ZoneID(0), ZoneID(1)) }
 
     static func write(_ sb: Superblock, zone: ZoneID, device: any ZonedDevice) throws(DeviceError) {
         let g = device.geometry

@@ -1,0 +1,76 @@
+// Relocation: moving a file's extent to fresh space (zone reclaim's data mover).
+//
+// Invariants:
+// - Runs under the file's exclusive inode lock after overlapping ordered extents finished, so no
+//   write of that range is in flight; if the range no longer maps to the extent (overwritten,
+//   truncated, punched meanwhile) nothing is moved.
+// - Data is read and verified against its checksums before it is written again: reclaim never
+//   turns a bad block into a good-looking one (EIO instead). New checksums are computed from the
+//   bytes written; for data they equal the old ones.
+// - Each moved piece goes through the normal path: allocator grant, append at a write pointer,
+//   a `.mapped` change (recorded in the log), the old range accounted as garbage.
+
+import ZonedAllocator
+import ZonedCore
+
+extension Engine {
+    /// Moves `extent` of file `n` (as the map had it) to new space. Returns the bytes moved (0 when
+    /// the mapping changed meanwhile). The move may use the allocator's reclaim reserve; ENOSPC
+    /// (nothing moved) when even that has no room.
+    public func relocate(_ n: InodeNumber, _ extent: FileExtent) throws(DeviceError) -> UInt64 {
+        guard extent.kind != .prealloc, !isConventionalMode || extent.kind == .data else { return 0 }
+        let inode = try inode(n)
+        _ = inode.lock.lock(.exclusive)
+        defer { inode.lock.unlock() }
+        _ = waitForOrdered(inode, extent.fileOffset, extent.fileEnd, nowait: false)
+        let current = inode.state.withLock { inode.map.lookup(extent.fileOffset, extent.length) }
+        guard current.count == 1, case .extent(let e) = current[0], e.device == extent.device, e.kind == extent.kind else { return 0 }
+        // All the space first: a move never stops half way for lack of room (writers cannot take
+        // the reclaim reserve, so this fails only when the device is really full).
+        var reservation = ReservationBox(try allocator.reserve(ByteCount(extent.length), forReclaim: true))
+        defer { reservation.releaseAll() }
+        var moved: UInt64 = 0
+        let maxPiece = UInt64(device.geometry.maxWriteBytes.bytes)
+        var hint: ZoneID?
+        while moved < extent.length {
+            let want = min(extent.length - moved, maxPiece)
+            let grant = try allocator.grant(ByteCount(want), role: .data, hint: hint, useReserve: true)
+            reservation.use(grant.length)
+            hint = grant.zone
+            let n = grant.length.bytes
+            let buffer = AlignedBuffer(count: Int(n))
+            let from = extent.device + ByteCount(moved)
+            do throws(DeviceError) {
+                try readDevice(from, into: buffer.mutable)
+                if extent.kind == .data { try verify(from, buffer.readOnly, inode: inode.number, fileOffset: extent.fileOffset + moved) }
+            } catch {
+                allocator.complete(grant, written: .zero)
+                throw error
+            }
+            let crcs = extent.kind == .data ? ChecksumStore.compute(buffer.readOnly, block: Int(block)) : []
+            let at: DeviceOffset
+            do throws(DeviceError) { at = try allocator.append(grant, buffer.readOnly) } catch {
+                allocator.complete(grant, written: .zero)
+                throw error
+            }
+            allocator.complete(grant, written: grant.length)
+            let piece = FileExtent(fileOffset: extent.fileOffset + moved, length: n, device: at, kind: extent.kind)
+            discard(inode.state.withLock { apply(inode, .mapped(piece, checksums: crcs, sizeAtLeast: 0)) })
+            count { $0.deviceBytesWritten += n; $0.relocatedBytes += n }
+            moved += n
+        }
+        return moved
+    }
+
+    /// Every file's extents in `zone` (for reclaim).
+    public func extents(in zone: ZoneID) -> [(InodeNumber, FileExtent)] {
+        let g = device.geometry
+        var out: [(InodeNumber, FileExtent)] = []
+        for n in allInodeNumbers() {
+            guard let i = try? inode(n) else { continue }
+            let es = i.state.withLock { i.map.extents }
+            for e in es where g.zone(containing: e.device) == zone { out.append((n, e)) }
+        }
+        return out
+    }
+}

@@ -1,0 +1,93 @@
+// Space usage of a zbdfs device, read without writing: per zone its role and its live and garbage
+// bytes, and the totals `zbdfs df` prints.
+//
+// Invariants:
+// - Never writes the device (superblock read, log replay, zone report).
+// - Per zone: written = live + garbage; free = capacity − written − unusable; summed over the
+//   device, free + used + garbage + unusable = capacity, where used counts live file data and the
+//   metadata (superblock copies and log zones) that is written.
+// - Roles: the two superblock zones, the log zones the replay walked (metadata), zones holding file
+//   extents (data); any other zone with bytes below its write pointer holds only garbage (data).
+
+import ZonedCore
+import ZonedEngine
+
+public struct ZoneUsageEntry: Sendable, Equatable {
+    public enum Role: String, Sendable { case superblock, metadata, data, free }
+    public var zone: ZoneID
+    public var role: Role
+    public var capacity: ByteCount
+    public var written: ByteCount
+    public var live: ByteCount
+    public var garbage: ByteCount
+    public var unusable: ByteCount
+    public var free: ByteCount { capacity > written + unusable ? capacity - written - unusable : .zero }
+}
+
+public struct FileSystemUsage: Sendable, Equatable {
+    public var zones: [ZoneUsageEntry]
+    public var label: String
+    /// Bytes of file data (all extents, prealloc included).
+    public var liveData: ByteCount
+    /// Written metadata: superblock copies and log zones.
+    public var metadata: ByteCount
+
+    public var capacity: ByteCount { zones.reduce(.zero) { $0 + $1.capacity } }
+    public var used: ByteCount { liveData + metadata }
+    public var garbage: ByteCount { zones.reduce(.zero) { $0 + $1.garbage } }
+    public var unusable: ByteCount { zones.reduce(.zero) { $0 + $1.unusable } }
+    public var free: ByteCount { zones.reduce(.zero) { $0 + $1.free } }
+    /// Device bytes holding data per byte of live file data (1.0 = no garbage).
+    public var spaceAmplification: Double {
+        liveData.bytes == 0 ? 1 : Double((liveData + garbage).bytes) / Double(liveData.bytes)
+    }
+
+    /// The usage of the zbdfs file system on `device`, or nil when it holds none.
+    public static func read(device: any ZonedDevice) throws(DeviceError) -> FileSystemUsage? {
+        let g = device.geometry
+        guard let (sb, _) = try SuperblockIO.newest(device: device).best, sb.geometryMismatch(g) == nil else { return nil }
+        let replay = try LogReplay.read(device: device, superblock: sb)
+        var live: [ZoneID: ByteCount] = [:]
+        var end: [ZoneID: DeviceOffset] = [:]
+        for layout in replay.state.layouts.values {
+            for e in layout.map.extents {
+                guard let z = g.zone(containing: e.device) else { continue }
+                live[z, default: .zero] = live[z, default: .zero] + ByteCount(e.length)
+                end[z] = max(end[z] ?? e.deviceEnd, e.deviceEnd)
+            }
+        }
+        let chain = Set(replay.chain)
+        var rows: [ZoneUsageEntry] = []
+        for z in try device.reportAllZones() {
+            let sequential = z.type.isSequential
+            let capacity = sequential ? z.capacity : g.zoneSize
+            let role: ZoneUsageEntry.Role
+            var written: ByteCount
+            if z.id == sb.superblockZones.0 || z.id == sb.superblockZones.1 {
+                role = .superblock
+                written = sequential ? z.written : ByteCount(UInt64(Superblock.copySize(block: g.logicalBlockSize.bytes)))
+            } else if chain.contains(z.id) {
+                role = .metadata
+                written = sequential ? z.written : capacity
+            } else {
+                written = sequential ? z.written : (end[z.id].map { $0 - z.start } ?? .zero)
+                role = written.bytes > 0 ? .data : .free
+            }
+            if z.condition == .full, sequential, role != .superblock { written = min(written, capacity) }
+            let l = role == .data ? min(live[z.id] ?? .zero, written) : (role == .free ? .zero : written)
+            // A full zone's unwritten tail (finished early) is unusable until reset; the superblock
+            // zones are finished after one copy by design and count as metadata use.
+            let unusable = z.condition == .full && role != .superblock ? capacity - min(capacity, written) : .zero
+            var row = ZoneUsageEntry(zone: z.id, role: role, capacity: capacity, written: written, live: l,
+                                     garbage: role == .data ? written - l : .zero, unusable: unusable)
+            if role == .superblock {  // the whole zone is spent on one copy: count it as written metadata
+                row.written = capacity
+                row.live = capacity
+            }
+            rows.append(row)
+        }
+        let metadata = rows.filter { $0.role == .superblock || $0.role == .metadata }.reduce(ByteCount.zero) { $0 + $1.written }
+        let data = rows.filter { $0.role == .data }.reduce(ByteCount.zero) { $0 + $1.live }
+        return FileSystemUsage(zones: rows, label: sb.label, liveData: data, metadata: metadata)
+    }
+}

@@ -1,0 +1,99 @@
+// Reclaim: with live data at 80% of the device, random overwrites of ten times the device's size
+// never see ENOSPC and every byte verifies; writing live data up to the limit gets ENOSPC there and
+// not before.
+
+import Foundation
+import Testing
+import ZonedBackendFile
+import ZonedCore
+import ZonedEngine
+@testable import ZonedFS
+
+@Suite("Reclaim", .serialized)
+struct ReclaimTests {
+    static let geometry = smallZoned(zones: 24, zoneSize: .kib(256), capacity: .kib(256), maxActive: 4)
+
+    @Test("80% live, overwrites of 10x the device: no ENOSPC, every byte verifies, free space recovers",
+          arguments: [false, true])
+    func overwritesAtEightyPercent(background: Bool) throws {
+        let s = Scratch()
+        let dev = try EmulatedZonedDevice.create(path: s.path("img"), geometry: Self.geometry)
+        let report = try FileSystem.format(device: dev, options: FormatOptions(uuid: testUUID))
+        let fs = try FileSystem.mount(device: dev, options: MountOptions(backgroundReclaim: background))
+        let chunk = 64 << 10
+        let files = 8
+        let perFile = Int(report.dataCapacity.bytes) * 8 / 10 / files / chunk * chunk
+        var model: [[UInt8]] = []
+        var inodes: [InodeNumber] = []
+        for f in 0..<files {
+            let n = try fs.createFile("/f\(f)")
+            let data = bytes(perFile, seed: UInt64(f))
+            try fs.write(n, at: 0, bytes: data, direct: true)
+            inodes.append(n)
+            model.append(data)
+        }
+        try fs.sync()
+        var rng = SeededRandom(seed: 42)
+        let total = Self.geometry.totalBytes.bytes * 10
+        var written: UInt64 = 0
+        var minFree = UInt64.max
+        while written < total {
+            let f = Int(rng.below(UInt64(files)))
+            let at = Int(rng.below(UInt64(perFile / 4096 - chunk / 4096 + 1))) * 4096
+            let data = rng.bytes(chunk)
+            do { try fs.write(inodes[f], at: UInt64(at), bytes: data, direct: true) } catch {
+                Issue.record("write after \(written >> 10) KiB: \(error); totals \(fs.engine.allocator.totals); \(fs.reclaimStats); victims \(fs.reclaimer.victims().map { "\($0.id.int):\($0.phase) live \($0.live) g \($0.garbage)" })")
+                throw error
+            }
+            model[f].replaceSubrange(at..<(at + chunk), with: data)
+            written += UInt64(chunk)
+            minFree = min(minFree, fs.engine.allocator.totals.free.bytes)
+            if rng.below(16) == 0 { try fs.fsync(inodes[f]) }
+        }
+        for f in 0..<files { #expect(try fs.readAll(inodes[f]) == model[f], "file \(f)") }
+        let stats = fs.reclaimStats
+        #expect(stats.zonesReclaimed > 10 && stats.bytesMoved > 0, "\(stats)")
+        // Free space recovers: a full pass leaves at least the garbage-free share of the device free.
+        try fs.reclaim()
+        let t = fs.engine.allocator.totals
+        #expect(t.garbage.bytes < UInt64(Self.geometry.zoneCapacity.bytes) * 4, "garbage left after a full pass: \(t.garbage)")
+        #expect(t.free.bytes > minFree, "free space recovered: \(t.free) > \(minFree)")
+        #expect(fs.engine.allocator.problem() == nil)
+        let wa = Double(written + stats.bytesMoved) / Double(written)
+        print("reclaim (background \(background)): \(written >> 20) MiB written, \(stats.bytesMoved >> 20) MiB moved, WA \(String(format: "%.2f", wa)), \(stats.zonesReclaimed) zones, writer waits \(stats.writerWaits)")
+        try fs.unmount()
+        let again = try FileSystem.mount(device: try EmulatedZonedDevice.open(path: s.path("img")), options: MountOptions(backgroundReclaim: false))
+        for f in 0..<files { #expect(try again.readAll(inodes[f]) == model[f], "file \(f) after remount") }
+        #expect(try Fsck.check(device: again.device, verifyData: true).clean)
+        try again.unmount()
+    }
+
+    @Test func enospcOnlyWhenLiveDataFillsTheDevice() throws {
+        let s = Scratch()
+        let dev = try EmulatedZonedDevice.create(path: s.path("img"), geometry: Self.geometry)
+        let report = try FileSystem.format(device: dev, options: FormatOptions(uuid: testUUID))
+        let fs = try FileSystem.mount(device: dev, options: MountOptions(backgroundReclaim: false))
+        // Garbage first: write and overwrite so that reclaim has work before the device is full.
+        let churn = try fs.createFile("/churn")
+        for i in 0..<6 { try fs.write(churn, at: 0, bytes: bytes(512 << 10, seed: UInt64(i)), direct: true) }
+        try fs.unlink(rootInode, try EntryName("churn"))
+        let n = try fs.createFile("/big")
+        var live: UInt64 = 0
+        let chunk = 64 << 10
+        var failure: DeviceError?
+        while failure == nil {
+            do throws(DeviceError) {
+                try fs.write(n, at: live, bytes: bytes(chunk, seed: live), direct: true)
+                live += UInt64(chunk)
+            } catch { failure = error }
+        }
+        #expect(failure?.kind == .noSpace, "\(String(describing: failure))")
+        // ENOSPC came when live data reached the data capacity (less at most one zone of slack for
+        // the zone a write was finishing), not while garbage was left.
+        let slack = Self.geometry.zoneCapacity.bytes
+        #expect(live + slack >= report.dataCapacity.bytes, "live \(live) of \(report.dataCapacity.bytes)")
+        #expect(live <= report.dataCapacity.bytes)
+        #expect(fs.engine.allocator.totals.garbage.bytes < slack)
+        try fs.unmount()
+    }
+}
