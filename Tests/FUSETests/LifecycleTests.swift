@@ -26,6 +26,10 @@ struct LifecycleTests {
         // Commands that write (a format too) claim the device and name the mount.
         let reset = try zbdfs("zone", "reset", dev, "all", "--yes")
         #expect(reset.status == 1 && reset.err.contains("mounted at \(s.mnt)") && reset.err.contains("zbdfs umount"), "\(reset.err)")
+        let format = try zbdfs("format", dev, "--force")
+        #expect(format.status == 1 && format.err.contains("mounted at \(s.mnt)"), "\(format.err)")
+        let fsckMounted = try zbdfs("fsck", dev)
+        #expect(fsckMounted.status != 0 && fsckMounted.err.contains("mounted at \(s.mnt)"), "\(fsckMounted.err)")
         // A report only reads: it works while mounted.
         let zones = try zbdfs("zones", dev)
         #expect(zones.status == 0 && zones.out.contains("note: mounted at \(s.mnt)"), "\(zones.err)")
