@@ -50,7 +50,7 @@ struct DeviceOptions: ParsableArguments {
             case .emulated: return try EmulatedZonedDevice.open(path: device, exclusive: exclusive)
             case .conventional:
                 return try ConventionalDevice.open(path: device, zoneSize: ByteCount(parsing: zoneSize)!, exclusive: exclusive)
-            case .kernel: return try KernelZonedDevice.open(path: device)
+            case .kernel: return try KernelZonedDevice.open(path: device, exclusive: exclusive)
             case .nvme: throw CLIError.usage("the NVMe passthrough backend is not available yet; use --backend kernel on the namespace's block device")
             }
         } catch let e as DeviceError {
