@@ -122,7 +122,8 @@ struct Mount: ParsableCommand {
             log.write("flushing \(device) failed: \(error); what was not flushed is lost, run `zbdfs fsck \(device)`")
             throw CLIError.runtime("flushing \(device) after unmounting \(mnt) failed: \(error)")
         }
-        log.write("\(device) unmounted from \(mnt), everything flushed")
+        let st = fs.engine.stats
+        log.write("\(device) unmounted from \(mnt), everything flushed; written \(ByteCount(st.userBytesWritten)), of it \(ByteCount(st.bufferedBytesCached)) through the page cache; \(st.bufferedFallbacks) unaligned O_DIRECT writes took the buffered fallback")
     }
 
     func openFileSystem(readOnly: Bool) throws -> FileSystem {

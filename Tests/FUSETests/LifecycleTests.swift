@@ -82,6 +82,36 @@ struct LifecycleTests {
         #expect(r.out.contains("mounted at \(s.mnt)") && r.out.contains("everything flushed"), "\(r.out)")
     }
 
+    /// O_DIRECT writes reach the engine's direct path (nothing through its page cache); unaligned
+    /// ones take the buffered fallback; plain writes go through the page cache. The daemon's
+    /// closing log line says which.
+    @Test func oDirectGoesDownTheDirectPath() throws {
+        let s = Scratch("odirect")
+        let dev = s.path("dev.img")
+        try makeDevice(dev, .emulated)
+        func session(_ commands: String) throws -> String {
+            let r = try sh("""
+                "$ZBDFS" mount \(quote(dev)) \(quote(s.mnt)) --foreground 2> \(quote(s.path("log"))) &
+                pid=$!
+                for i in $(seq 100); do grep -q ' \(s.mnt) ' /proc/self/mountinfo && break; sleep 0.05; done
+                cd \(quote(s.mnt))
+                \(commands)
+                cd /
+                "$ZBDFS" umount \(quote(s.mnt))
+                wait $pid
+                tail -1 \(quote(s.path("log")))
+                """)
+            #expect(r.status == 0, "\(r.err)")
+            return r.out
+        }
+        let direct = try session("dd if=/dev/urandom of=d bs=1M count=4 oflag=direct status=none")
+        #expect(direct.contains("written 4 MiB, of it 0 B through the page cache; 0 unaligned"), "\(direct)")
+        let unaligned = try session("dd if=/dev/urandom of=u bs=1000 count=10 oflag=direct status=none")
+        #expect(unaligned.contains("10 unaligned O_DIRECT writes took the buffered fallback"), "\(unaligned)")
+        let buffered = try session("dd if=/dev/urandom of=b bs=1M count=2 status=none")
+        #expect(buffered.contains("written 2 MiB, of it 2 MiB through the page cache"), "\(buffered)")
+    }
+
     @Test func mountsThatCannotHappenSayWhy() throws {
         let s = Scratch("bad")
         let blank = s.path("blank.img")
