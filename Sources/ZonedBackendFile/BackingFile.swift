@@ -129,16 +129,28 @@ final class BackingFile: Sendable {
 
     // MARK: Exclusive claim
 
-    /// Takes the exclusive claim on `fd` without waiting; false only when someone else holds it.
-    /// A file system without flock support (ENOLCK, EINVAL) cannot hold claims: the open goes on.
+    /// Takes the exclusive claim on `fd`; false only when someone else holds it. A file system
+    /// without flock support (ENOLCK, EINVAL) cannot hold claims: the open goes on.
+    ///
+    /// A refusal is retried for a moment before it counts: a child another thread is spawning
+    /// shares this process's descriptors until it execs (close-on-exec acts only then), so a
+    /// claim this process just gave up can still be held by that copy for a few milliseconds.
+    /// A real holder (a mount) holds it for far longer than `claimPatience`.
     static func claim(_ fd: Int32) -> Bool {
+        var deadline: UInt64?
         while flock(fd, LOCK_EX | LOCK_NB) != 0 {
             let e = currentErrno()
             if e == EINTR { continue }
-            return e != EWOULDBLOCK
+            guard e == EWOULDBLOCK else { return true }
+            let now = SystemClock().nowNanoseconds
+            if deadline == nil { deadline = now + claimPatience }
+            if now >= deadline! { return false }
+            usleep(2_000)
         }
         return true
     }
+
+    static let claimPatience: UInt64 = 500_000_000
 
     /// Gives the claim up before `close()` (a power cut: the machine that held it is gone).
     func releaseClaim() {

@@ -106,13 +106,21 @@ extension DeviceOptions {
 }
 
 enum PathKind {
-    /// `path` made absolute against the working directory, symlinks resolved when it exists.
+    /// `path` made absolute against the working directory, symlinks resolved. When `path` itself
+    /// cannot be resolved (a dead FUSE mount answers ENOTCONN), its folder is, and its name kept.
     static func absolute(_ path: String) -> String {
-        if let r = realpath(path, nil) {
-            defer { free(r) }
-            return String(cString: r)
+        if let r = resolved(path) { return r }
+        let url = URL(fileURLWithPath: path)
+        if let dir = resolved(url.deletingLastPathComponent().path) {
+            return (dir == "/" ? "" : dir) + "/" + url.lastPathComponent
         }
-        return path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        return url.standardizedFileURL.path
+    }
+
+    private static func resolved(_ path: String) -> String? {
+        guard let r = realpath(path, nil) else { return nil }
+        defer { free(r) }
+        return String(cString: r)
     }
 
     static func isDirectory(_ path: String) -> Bool {

@@ -83,7 +83,9 @@ final class Scratch {
     func path(_ name: String) -> String { dir + "/" + name }
     deinit {
         forceUnmount(mnt)
-        try? FileManager.default.removeItem(atPath: dir)
+        // Never delete through a mount that would not go away: that would empty the device (or
+        // hang on a dead one). Leave the folder for a look instead.
+        if !isMounted(mnt) { try? FileManager.default.removeItem(atPath: dir) }
     }
 }
 
