@@ -22,6 +22,7 @@ let package = Package(
         .executable(name: "zbdfs-bench", targets: ["zbdfs-bench"]),
         .executable(name: "zbdfs-kernel-smoke", targets: ["zbdfs-kernel-smoke"]),
         .executable(name: "zbdfs-demo-files", targets: ["zbdfs-demo-files"]),
+        .executable(name: "zbdfs-fs-check", targets: ["zbdfs-fs-check"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -56,6 +57,11 @@ let package = Package(
         ]),
         // tools/demo: files written, read back and listed through the file system library.
         .executableTarget(name: "zbdfs-demo-files", dependencies: ["ZonedCore", "ZonedBackendFile", "ZonedFS", "ZonedEngine"]),
+        // The file system's write-and-verify workload and a `zbdfs zones --json` check, on a kernel
+        // zoned device in the QEMU guest (Emulation/run-suite) or an emulated image.
+        .executableTarget(name: "zbdfs-fs-check", dependencies: [
+            "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedEngine", "ZonedFS", "ZonedMonitor",
+        ]),
         // tools/bench: the engine next to fio on the same kind of backing file.
         .executableTarget(name: "zbdfs-bench", dependencies: ["ZonedCore", "ZonedBackendFile", "ZonedAllocator", "ZonedEngine", "ZonedFS"]),
         // Runs the conformance suite against a device outside `swift test` (the QEMU guest).

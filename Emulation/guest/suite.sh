@@ -8,23 +8,42 @@
 # followed at the end by "ZBDFS-SUITE-DONE failures=N". The host parses only these lines.
 #
 #   in the guest:  suite.sh run "PROFILE..." "STEP..."
-#   on the host:   sh suite.sh profiles | steps | describe PROFILE   (listing only; no devices)
+#   on the host:   sh suite.sh profiles | all-profiles | steps | default-steps | needs STEP |
+#                  describe PROFILE   (listing only; no devices)
 #
 # Profiles: create_NAME sets DEV (the block device) and REMOVE (the command that undoes it);
 # describe_NAME prints one line. Steps: step_NAME runs against $DEV and returns its status; its
 # output goes to the console; detail_NAME (optional) turns that output (in $OUT) into the result's
-# detail. skip_NAME (optional) prints a reason when the step does not apply to the profile.
-# Adding a step (zbdfs format / mount / write-verify / fsck ...) is one more step_NAME function.
+# detail. skip_NAME (optional) prints a reason when the step does not apply to the profile. A step
+# that finds, while running, that it does not apply (zbdfs format refusing a device it cannot use
+# by design) writes the reason to $SKIP_FILE and is reported SKIP with it; any other non-zero
+# status is FAIL. needs_NAME (optional) lists the binaries under /test the step runs (the host
+# copies only those into the guest). Adding a step is one more step_NAME function.
+#
+# The file system steps, in the default order: format (zbdfs format --force), fs-write-verify
+# (zbdfs-fs-check workload: write through the library, unmount, mount, verify every byte, twice),
+# zones (zbdfs zones --json, checked by zbdfs-fs-check zones-json), fsck (zbdfs fsck --verify-data).
+# When format refused the device (SKIP) or failed (FAIL), fs-write-verify and fsck are SKIPped
+# for that profile with the reason: the FAIL is counted once, at format.
 #
 # Invariants:
 # - Every step runs under `timeout` (STEP_TIMEOUT seconds), so a stuck step fails and the suite
 #   goes on; only a kernel hang or panic stops it, and the host notices the missing DONE line.
 # - Profiles run one after another on a fresh device; the previous one is removed first.
+# - SKIP comes only from skip_NAME or from $SKIP_FILE, never from a status: a step that fails for a
+#   reason nobody designed must show FAIL.
 
 STEP_TIMEOUT=${STEP_TIMEOUT:-240}
-CONFORMANCE=${CONFORMANCE:-/test/zbdfs-conformance}
+BIN=${BIN:-/test}
+CONFORMANCE=${CONFORMANCE:-$BIN/zbdfs-conformance}
+ZBDFS=${ZBDFS:-$BIN/zbdfs}
+FSCHECK=${FSCHECK:-$BIN/zbdfs-fs-check}
 PROFILES_ALL="conv4 maxopen maxactive smalllimits zonecap seqonly nvme"
+STEPS_DEFAULT="conformance format fs-write-verify zones fsck"
 OUT=/tmp/step.out
+SKIP_FILE=/tmp/step.skip
+# Why this profile's file system cannot be used (format refused or failed); empty when it can.
+FS_UNUSABLE=/tmp/fs.unusable
 
 # ---------------------------------------------------------------- profiles
 # null_blk: memory-backed (reads must return what was written), 16 MiB zones, 512 KiB max IO
@@ -50,6 +69,10 @@ create_zonecap() {
 
 describe_seqonly() { echo "null_blk (module params): 64 x 16 MiB zones, sequential only, no limits, 512-byte blocks"; }
 create_seqonly() { nullb_module "$NULLB_COMMON bs=512 zone_nr_conv=0"; }
+
+# Only for Emulation/selftest (not in the default list): too few active zones for zbdfs by design.
+describe_tinyactive() { echo "null_blk (module params): 64 x 16 MiB zones, all sequential, max open 2, max active 2 (zbdfs needs 3)"; }
+create_tinyactive() { nullb_module "$NULLB_COMMON bs=4096 zone_nr_conv=0 zone_max_open=2 zone_max_active=2"; }
 
 describe_nvme() { echo "QEMU NVMe ZNS namespace: 32 x 16 MiB zones, 12 MiB capacity, max open/active 14, zasl=5 (128 KiB append), mq-deadline"; }
 create_nvme() {
@@ -98,12 +121,70 @@ nullb_configfs() {
 }
 
 # ---------------------------------------------------------------- steps
+needs_conformance() { echo zbdfs-conformance; }
 step_conformance() { timeout -s KILL "$STEP_TIMEOUT" "$CONFORMANCE" "$DEV" --backend kernel; }
 detail_conformance() {
   line=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$OUT" | tail -1)
   failed=$(sed -n 's/^FAIL \([^:]*\):.*/\1/p' "$OUT" | tr '\n' ' ')
   echo "${line:-no summary line}${failed:+; FAILED: $failed}"
 }
+
+# zbdfs format --force. A device zbdfs cannot use by design (FormatRequirements: too few zones,
+# zones too small, too few open/active zones) makes format exit 2 with "cannot format DEV: ...
+# zbdfs needs ..."; that is SKIP with format's reason. Anything else non-zero is FAIL.
+needs_format() { echo zbdfs; }
+step_format() {
+  timeout -s KILL "$STEP_TIMEOUT" "$ZBDFS" format "$DEV" --force > /tmp/format.out 2>&1
+  rc=$?
+  cat /tmp/format.out
+  [ $rc -eq 0 ] && return 0
+  why=$(sed -n 's/^zbdfs: cannot format [^:]*: \(.*zbdfs needs.*\)\. Nothing was written\.$/\1/p' /tmp/format.out | head -n 1)
+  if [ $rc -eq 2 ] && [ -n "$why" ]; then
+    echo "zbdfs format refused: $why" > "$SKIP_FILE"
+    echo "zbdfs format refused the device: $why" > "$FS_UNUSABLE"
+  else
+    echo "zbdfs format failed (exit $rc)" > "$FS_UNUSABLE"
+  fi
+  return $rc
+}
+detail_format() {
+  space=$(sed -n 's/^space *\([^;]*\);.*/\1/p' "$OUT")
+  [ -n "$space" ] && { echo "$space"; return; }
+  grep -m 1 '^zbdfs: ' "$OUT" || grep -v '^\[' "$OUT" | tail -n 1
+}
+
+# The library workload on the formatted device (Sources/zbdfs-fs-check): see that file.
+needs_fs_write_verify() { echo zbdfs-fs-check; }
+skip_fs_write_verify() { fs_unusable; }
+step_fs_write_verify() { timeout -s KILL "$STEP_TIMEOUT" "$FSCHECK" workload "$DEV"; }
+detail_fs_write_verify() { sed -n 's/^fs-write-verify: \(PASS \)\{0,1\}//p' "$OUT" | tail -n 1 | grep . || grep -v '^\[' "$OUT" | tail -n 1; }
+
+# zbdfs zones --json exits 0 and is a consistent zone report for this device (zone count from sysfs).
+needs_zones() { echo zbdfs zbdfs-fs-check; }
+step_zones() {
+  timeout -s KILL "$STEP_TIMEOUT" "$ZBDFS" zones "$DEV" --json > /tmp/zones.json
+  rc=$?
+  [ $rc -eq 0 ] || { echo "zbdfs zones --json exited $rc"; return $rc; }
+  timeout -s KILL "$STEP_TIMEOUT" "$ZBDFS" zones "$DEV" | grep '^summary'
+  timeout -s KILL "$STEP_TIMEOUT" "$FSCHECK" zones-json /tmp/zones.json --zones "$(cat "/sys/block/${DEV#/dev/}/queue/nr_zones")"
+}
+detail_zones() { sed -n 's/^zones: \(PASS \)\{0,1\}//p' "$OUT" | tail -n 1 | grep . || grep -v '^\[' "$OUT" | tail -n 1; }
+
+# zbdfs fsck --verify-data: the file system the steps before left is clean, every data block's
+# checksum holds.
+needs_fsck() { echo zbdfs; }
+skip_fsck() { fs_unusable; }
+step_fsck() { timeout -s KILL "$STEP_TIMEOUT" "$ZBDFS" fsck "$DEV" --verify-data; }
+detail_fsck() {
+  if grep -q '^fsck .*: clean' "$OUT"; then
+    echo "clean; $(sed -n 's/^namespace *//p' "$OUT"); $(sed -n 's/^data *//p' "$OUT")"
+  else
+    p=$(grep -m 1 '^  - ' "$OUT" | sed 's/^  - //')
+    echo "$(grep -m 1 '^fsck ' "$OUT")${p:+: $p}"
+  fi
+}
+
+fs_unusable() { [ -s "$FS_UNUSABLE" ] && cat "$FS_UNUSABLE"; }
 
 # Self-test steps (Emulation/selftest): they prove the harness reports what happens.
 # Four KiB written at the write pointer of the last zone (always sequential): must pass.
@@ -162,6 +243,7 @@ run_profile() {
     return
   fi
   result "$p" setup PASS 0 "$t0" "$(sysfs_summary "$DEV")"
+  rm -f "$FS_UNUSABLE"
   for s in $STEPS; do
     f=$(echo "$s" | tr '-' '_')
     t0=$(now)
@@ -170,12 +252,19 @@ run_profile() {
       continue
     fi
     echo "ZBDFS-STEP $p $s: start"
+    rm -f "$SKIP_FILE"
     # The step's output goes to the console as it comes and into $OUT for the detail.
     { step_"$f"; echo $? > /tmp/step.rc; } 2>&1 | tee "$OUT"
     rc=$(cat /tmp/step.rc)
     if command -v detail_"$f" >/dev/null; then detail=$(detail_"$f"); else detail=$(grep -v '^\[' "$OUT" | tail -n 1); fi
     [ "$rc" -eq 137 ] && detail="killed after ${STEP_TIMEOUT}s; $detail"
-    if [ "$rc" -eq 0 ]; then result "$p" "$s" PASS 0 "$t0" "$detail"; else result "$p" "$s" FAIL "$rc" "$t0" "$detail"; fi
+    if [ "$rc" -eq 0 ]; then
+      result "$p" "$s" PASS 0 "$t0" "$detail"
+    elif [ -s "$SKIP_FILE" ]; then
+      result "$p" "$s" SKIP "$rc" "$t0" "$(cat "$SKIP_FILE")"
+    else
+      result "$p" "$s" FAIL "$rc" "$t0" "$detail"
+    fi
   done
   t0=$(now)
   if sh -c "$REMOVE" > "$OUT" 2>&1; then
@@ -187,12 +276,15 @@ run_profile() {
 
 case "${1:-}" in
   profiles) echo "$PROFILES_ALL" ;;
+  all-profiles) sed -n 's/^create_\([a-z0-9_]*\)().*/\1/p' "$0" ;;
   steps) sed -n 's/^step_\([a-z0-9_]*\)().*/\1/p' "$0" | tr '_' '-' ;;
+  default-steps) echo "$STEPS_DEFAULT" ;;
+  needs) f=$(echo "$2" | tr '-' '_'); if command -v needs_"$f" >/dev/null; then needs_"$f"; fi ;;
   describe) describe_"$2" ;;
   run)
     PROFILES=$2 STEPS=$3 FAILURES=0
     for p in $PROFILES; do run_profile "$p"; done
     echo "ZBDFS-SUITE-DONE failures=$FAILURES"
     ;;
-  *) echo "usage: suite.sh run \"PROFILES\" \"STEPS\" | profiles | steps | describe PROFILE" >&2; exit 2 ;;
+  *) echo "usage: suite.sh run \"PROFILES\" \"STEPS\" | profiles | all-profiles | steps | default-steps | needs STEP | describe PROFILE" >&2; exit 2 ;;
 esac

@@ -147,22 +147,41 @@ public enum Fsck {
         }
     }
 
+    /// Reads every checksummed data block and compares. Reads go in chunks of up to 1 MiB inside
+    /// one zone, not block by block: on a kernel zoned device each read near a zone's write
+    /// pointer also costs a zone report, and 512-byte blocks made fsck of 30 MiB take minutes
+    /// in the QEMU guest. A chunk that cannot be read is read again block by block, so a problem
+    /// still names the block.
     static func verify(_ state: ReplayState, device: any ZonedDevice, into r: inout FsckReport) throws(DeviceError) {
-        let block = Int(device.geometry.logicalBlockSize.bytes)
-        let buffer = AlignedBuffer(count: block)
+        let g = device.geometry
+        let block = Int(g.logicalBlockSize.bytes)
+        let chunkBlocks = max(1, (1 << 20) / block)
+        let buffer = AlignedBuffer(count: chunkBlocks * block)
         for (n, layout) in state.layouts.sorted(by: { $0.key < $1.key }) {
             for e in layout.map.extents where e.kind == .data {
                 let crcs = state.checksums(of: e)
-                for (i, want) in crcs.enumerated() {
+                var i = 0
+                while i < crcs.count {
                     let at = e.device + ByteCount(UInt64(i * block))
-                    do { try device.read(into: buffer.mutable, at: at) } catch {
-                        r.problems.append("inode \(n): block at \(at) cannot be read (\(error))")
-                        continue
+                    let toZoneEnd = g.zone(containing: at).map { Int(((g.zoneStart($0) + g.zoneSize) - at).bytes) / block } ?? 1
+                    let count = max(1, min(chunkBlocks, crcs.count - i, toZoneEnd))
+                    var whole = true
+                    do { try device.read(into: buffer.slice(0, count * block), at: at) } catch { whole = false }
+                    for k in 0..<count {
+                        let blockAt = at + ByteCount(UInt64(k * block))
+                        let piece = buffer.slice(k * block, block)
+                        if !whole {
+                            do { try device.read(into: piece, at: blockAt) } catch {
+                                r.problems.append("inode \(n): block at \(blockAt) cannot be read (\(error))")
+                                continue
+                            }
+                        }
+                        if CRC32C.checksum(UnsafeRawBufferPointer(piece)) != crcs[i + k] {
+                            r.problems.append("inode \(n): block at file offset \(e.fileOffset + UInt64((i + k) * block)) (device \(blockAt)) does not match its checksum")
+                        }
+                        r.blocksVerified += 1
                     }
-                    if CRC32C.checksum(buffer.readOnly) != want {
-                        r.problems.append("inode \(n): block at file offset \(e.fileOffset + UInt64(i * block)) (device \(at)) does not match its checksum")
-                    }
-                    r.blocksVerified += 1
+                    i += count
                 }
             }
         }
