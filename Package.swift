@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "ZonedAllocator", targets: ["ZonedAllocator"]),
         .library(name: "ZonedEngine", targets: ["ZonedEngine"]),
         .library(name: "ZonedFS", targets: ["ZonedFS"]),
+        .library(name: "ZonedFUSE", targets: ["ZonedFUSE"]),
         .executable(name: "zbdfs", targets: ["zbdfs"]),
         .executable(name: "zbdfs-conformance", targets: ["zbdfs-conformance"]),
         .executable(name: "zbdfs-bench", targets: ["zbdfs-bench"]),
@@ -48,8 +49,10 @@ let package = Package(
         .target(name: "ZonedEngine", dependencies: ["ZonedCore", "ZonedAllocator"]),
         // The file system: on-device format, metadata log, namespace, mount, fsck.
         .target(name: "ZonedFS", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedEngine"]),
+        // The file system through libfuse3's low-level API (`zbdfs mount`).
+        .target(name: "ZonedFUSE", dependencies: ["ZonedCore", "ZonedEngine", "ZonedFS", "CFUSE3"]),
         .executableTarget(name: "zbdfs", dependencies: [
-            "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedMonitor", "ZonedFS", "ZonedEngine",
+            "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedMonitor", "ZonedFS", "ZonedEngine", "ZonedFUSE",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // tools/demo: files written, read back and listed through the file system library.
@@ -79,6 +82,8 @@ let package = Package(
         .testTarget(name: "ZonedFSTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedEngine", "ZonedFS", "ZonedBackendFile"]),
         .testTarget(name: "ZonedMonitorTests", dependencies: ["ZonedCore", "ZonedMonitor"]),
         .testTarget(name: "CLITests", dependencies: ["ZonedCore"]),
+        // Real mounts of the built `zbdfs` binary, driven by standard tools.
+        .testTarget(name: "FUSETests", dependencies: ["ZonedCore", "ZonedBackendFile", "ZonedFS", "ZonedFUSE"]),
     ],
     swiftLanguageModes: [.v6]
 )

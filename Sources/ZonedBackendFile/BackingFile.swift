@@ -14,6 +14,10 @@
 //   so EOF only happens on a truncated image, which `open` rejects).
 // - The descriptors are plain integers and immutable, so the type is Sendable; `close()` is called
 //   exactly once, by the owning device, after it has marked itself closed.
+// - An exclusive open holds flock(LOCK_EX) on `bufferedFD` until `close()`: one process (or one
+//   open in a process) drives the device at a time, so a second mount or a format of a mounted
+//   device fails with EBUSY instead of both writing the same zones. flock belongs to the open file
+//   description, so it goes away with the descriptor, also when the holder is killed.
 
 #if canImport(Glibc)
 import Glibc
@@ -32,11 +36,16 @@ final class BackingFile: Sendable {
     let dataStart: UInt64
 
     /// Opens `path` twice: once buffered (header, table, fallback) and once for data IO.
-    init(path: String, dataStart: UInt64, readOnly: Bool = false) throws(DeviceError) {
+    /// `exclusive`: claim the file (EBUSY when another open holds the claim).
+    init(path: String, dataStart: UInt64, readOnly: Bool = false, exclusive: Bool = true) throws(DeviceError) {
         let access = readOnly ? O_RDONLY : O_RDWR
         let buffered = Glibc.open(path, access | O_CLOEXEC)
         guard buffered >= 0 else {
             throw DeviceError.lastErrno(.open, "cannot open \(path)")
+        }
+        if exclusive, !BackingFile.claim(buffered) {
+            Glibc.close(buffered)
+            throw DeviceError(errno: EBUSY, .open, "\(path) is in use: another open holds it exclusively")
         }
         var direct = Glibc.open(path, access | O_CLOEXEC | __O_DIRECT)
         var isDirect = true
@@ -116,6 +125,36 @@ final class BackingFile: Sendable {
         var st = stat()
         guard fstat(bufferedFD, &st) == 0 else { throw DeviceError.lastErrno(.open, "fstat of \(path)") }
         return UInt64(st.st_size)
+    }
+
+    // MARK: Exclusive claim
+
+    /// Takes the exclusive claim on `fd`; false only when someone else holds it. A file system
+    /// without flock support (ENOLCK, EINVAL) cannot hold claims: the open goes on.
+    ///
+    /// A refusal is retried for a moment before it counts: a child another thread is spawning
+    /// shares this process's descriptors until it execs (close-on-exec acts only then), so a
+    /// claim this process just gave up can still be held by that copy for a few milliseconds.
+    /// A real holder (a mount) holds it for far longer than `claimPatience`.
+    static func claim(_ fd: Int32) -> Bool {
+        var deadline: UInt64?
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let e = currentErrno()
+            if e == EINTR { continue }
+            guard e == EWOULDBLOCK else { return true }
+            let now = SystemClock().nowNanoseconds
+            if deadline == nil { deadline = now + claimPatience }
+            if now >= deadline! { return false }
+            usleep(2_000)
+        }
+        return true
+    }
+
+    static let claimPatience: UInt64 = 500_000_000
+
+    /// Gives the claim up before `close()` (a power cut: the machine that held it is gone).
+    func releaseClaim() {
+        _ = flock(bufferedFD, LOCK_UN)
     }
 
     // MARK: Helpers
@@ -205,5 +244,21 @@ final class BackingFile: Sendable {
             done += n
         }
         return Array(out[0..<done])
+    }
+}
+
+/// Whether a file-backed device is claimed by an exclusive open (a mount) right now.
+public enum DeviceClaim {
+    /// True while some open of `path` holds the exclusive claim (probes with a shared lock).
+    public static func isHeld(path: String) -> Bool {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { Glibc.close(fd) }
+        while flock(fd, LOCK_SH | LOCK_NB) != 0 {
+            let e = currentErrno()
+            if e == EINTR { continue }
+            return e == EWOULDBLOCK
+        }
+        return false
     }
 }

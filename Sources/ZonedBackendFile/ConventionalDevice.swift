@@ -33,9 +33,10 @@ public final class ConventionalDevice: ZonedDevice, Sendable {
     }
 
     /// Opens a regular file or a block device as zones of `zoneSize` (a power of two).
+    /// `exclusive` (the default) claims it: another exclusive open fails with EBUSY until `close()`.
     public static func open(path: String, zoneSize: ByteCount = .mib(256), blockSize: ByteCount = ByteCount(4096),
-                            maxWriteBytes: ByteCount = .mib(1)) throws(DeviceError) -> ConventionalDevice {
-        let file = try BackingFile(path: path, dataStart: 0)
+                            maxWriteBytes: ByteCount = .mib(1), exclusive: Bool = true) throws(DeviceError) -> ConventionalDevice {
+        let file = try BackingFile(path: path, dataStart: 0, exclusive: exclusive)
         do throws(DeviceError) {
             let size = try targetSize(file)
             let zones = zoneSize.bytes > 0 ? size / zoneSize.bytes : 0

@@ -118,8 +118,10 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
         if let failure { throw failure }
     }
 
-    /// Opens an image made by `create`, with the zone table as last persisted.
-    public static func open(path: String, faults: FaultPlan? = nil) throws(DeviceError) -> EmulatedZonedDevice {
+    /// Opens an image made by `create`, with the zone table as last persisted. `exclusive` (the
+    /// default) claims the image: another exclusive open fails with EBUSY until `close()`. A
+    /// non-exclusive open is for reports only (it sees the table as last persisted).
+    public static func open(path: String, faults: FaultPlan? = nil, exclusive: Bool = true) throws(DeviceError) -> EmulatedZonedDevice {
         // The header decides where the data starts; read it through a plain descriptor first.
         let probe = Glibc.open(path, O_RDONLY | O_CLOEXEC)
         guard probe >= 0 else { throw .lastErrno(.open, "cannot open \(path)") }
@@ -132,7 +134,7 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
             throw error
         }
         let geometry = try ImageFormat.decodeHeader(headerBytes, path: path)
-        let file = try BackingFile(path: path, dataStart: ImageFormat.dataStart(zoneCount: geometry.zoneCount))
+        let file = try BackingFile(path: path, dataStart: ImageFormat.dataStart(zoneCount: geometry.zoneCount), exclusive: exclusive)
         do {
             let (generation, table) = try loadTable(file, geometry)
             return EmulatedZonedDevice(path: path, geometry: geometry, file: file, table: table,

@@ -15,7 +15,9 @@
 //   no old bytes were recorded and every write is kept.
 // - Every draw comes from the power-cut stream of (seed, IO count), zones in ascending order
 //   then undo records newest first: the same seed and calls give the same outcome.
-// - Afterwards the outcome is persisted and synced and the device is dead, even if that IO fails.
+// - Afterwards the outcome is persisted and synced and the device is dead, even if that IO fails;
+//   its exclusive claim is released, as a crashed machine's would be, so the image can be opened
+//   again (the remount after the crash) while the dead instance still exists.
 
 import ZonedCore
 
@@ -24,6 +26,7 @@ extension EmulatedZonedDevice {
         defer {
             s.life = .dead
             s.undo.removeAll()
+            file.releaseClaim()
         }
         var rng = FaultPlan.stream(seed: seed, .powerCut, io: s.ioCount)
         for i in 0..<geometry.zoneCount where !geometry.isConventional(ZoneID(i)) {

@@ -25,6 +25,17 @@ public struct SystemClock: EngineClock {
     }
 }
 
+/// CLOCK_REALTIME: nanoseconds since the Unix epoch. Only for what users read as dates (file
+/// timestamps, a superblock's creation time), never for engine decisions: it can jump backwards.
+public struct WallClock: EngineClock {
+    public init() {}
+    public var nowNanoseconds: UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return UInt64(max(0, ts.tv_sec)) * 1_000_000_000 + UInt64(max(0, ts.tv_nsec))
+    }
+}
+
 /// A clock that moves only when told to.
 public final class ManualClock: EngineClock {
     private let now = Mutex<UInt64>(0)

@@ -59,6 +59,8 @@ public final class FileSystem: @unchecked Sendable {
     public let readOnly: Bool
     let journal: Journal
     let clock: any EngineClock
+    /// Where file timestamps come from (see `timestampClock(for:)`).
+    let timestamps: any EngineClock
     let options: MountOptions
     let fsLock = InodeLock()
     let nsLock = ConditionLock()
@@ -79,6 +81,7 @@ public final class FileSystem: @unchecked Sendable {
         self.options = options
         self.readOnly = options.readOnly
         self.clock = clock
+        self.timestamps = FileSystem.timestampClock(for: clock)
         journal.quiesce = { [unowned self] body throws(DeviceError) in
             _ = fsLock.lock(.exclusive)
             defer { fsLock.unlock() }
@@ -101,7 +104,14 @@ public final class FileSystem: @unchecked Sendable {
     public var superblock: Superblock { journal.superblock }
     public var journalCounters: JournalCounters { journal.counters }
 
-    var now: Timestamp { Timestamp(truncatingIfNeeded: clock.nowNanoseconds) }
+    var now: Timestamp { Timestamp(truncatingIfNeeded: timestamps.nowNanoseconds) }
+
+    /// File timestamps are dates: with the system's monotonic clock (the default) they come from
+    /// the wall clock, or `ls -l` would show times since boot as 1970 dates. An injected clock (a
+    /// test's ManualClock) drives them too, so runs stay deterministic.
+    static func timestampClock(for clock: any EngineClock) -> any EngineClock {
+        clock is SystemClock ? WallClock() : clock
+    }
 
     // MARK: Helpers for operations
 

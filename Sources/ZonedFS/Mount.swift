@@ -113,12 +113,13 @@ extension FileSystem {
             try device.write(zeros.readOnly, at: g.zoneStart(z))
         }
         let sb = Superblock(generation: 0, uuid: uuid, label: options.label, geometry: g, superblockZones: sbZones,
-                            logStartZone: ZoneID(2), logStartSequence: 1, createdNanoseconds: clock.nowNanoseconds)
+                            logStartZone: ZoneID(2), logStartSequence: 1,
+                            createdNanoseconds: timestampClock(for: clock).nowNanoseconds)
         let engine = try Engine(device: device, config: engineConfig(EngineConfig()), clock: clock,
                                 roles: [sbZones.0: .superblock, sbZones.1: .superblock])
         let journal = Journal(device: device, allocator: engine.allocator, superblock: sb, newestSlot: 1, nextSequence: 1)
         var ns = Namespace()
-        let t = Timestamp(truncatingIfNeeded: clock.nowNanoseconds)
+        let t = Timestamp(truncatingIfNeeded: timestampClock(for: clock).nowNanoseconds)
         let root = InodeAttributes(number: rootInode, kind: .directory, mode: 0o755, uid: options.uid, gid: options.gid, nlink: 2, time: t)
         do { try ns.apply(.inode(root)) } catch { throw DeviceError.corrupted(.format, error.what) }
         let fs = FileSystem(device: device, engine: engine, journal: journal, namespace: ns, options: MountOptions(), clock: clock)

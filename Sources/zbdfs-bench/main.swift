@@ -1,7 +1,7 @@
 // zbdfs-bench: the engine's throughput next to fio's on the same kind of backing file, measured in
 // the same run. Prints one table (or JSON with --json).
 //
-//   zbdfs-bench [--dir /dev/shm] [--size 1G] [--repeat 3] [--no-checksums] [--json] [--no-fio]
+//   zbdfs-bench [--dir /dev/shm] [--size 1G] [--repeat 3] [--no-checksums] [--json] [--no-fio] [--no-mounts]
 //   zbdfs-bench --reclaim [--dir /dev/shm] [--json]   (reclaim write amplification; ReclaimBench.swift)
 //
 // Every figure is the median of --repeat rounds; a round runs the engine on both devices and fio
@@ -19,6 +19,8 @@
 // Devices: an emulated zoned device (64 MiB zones, max active 14, 1 MiB max write) and conventional
 // mode, both files in --dir, preallocated as fio preallocates its own file. fio: direct=1,
 // ioengine=io_uring, same block sizes, on a file in --dir.
+// Second table (unless --no-mounts or --no-fio): the same fio jobs on a file in a mount — zbdfs
+// through FUSE on both device kinds, and btrfs on a loop device — for the two write workloads.
 
 import Dispatch
 import Foundation
@@ -38,6 +40,8 @@ struct Options {
     var checksums = true
     /// Run the reclaim write-amplification table instead of the IO table.
     var reclaim = false
+    /// fio through mounts too: zbdfs via FUSE and btrfs on a loop device (MountBench.swift).
+    var mounts = true
 }
 
 func parseOptions() -> Options {
@@ -60,8 +64,9 @@ func parseOptions() -> Options {
         case "--reclaim": o.reclaim = true
         case "--json": o.json = true
         case "--no-fio": o.fio = false
+        case "--no-mounts": o.mounts = false
         case "-h", "--help":
-            print("usage: zbdfs-bench [--dir /dev/shm] [--size 1G] [--repeat 3] [--no-checksums] [--json] [--no-fio] | --reclaim")
+            print("usage: zbdfs-bench [--dir /dev/shm] [--size 1G] [--repeat 3] [--no-checksums] [--json] [--no-fio] [--no-mounts] | --reclaim")
             exit(0)
         default: die("unknown argument \(a); see --help")
         }
@@ -194,44 +199,50 @@ func benchFio(o: Options) throws -> [Workload: Measurement] {
     let file = "\(o.dir)/zbdfs-bench-fio-\(getpid()).dat"
     defer { unlink(file) }
     var out: [Workload: Measurement] = [:]
-    let jobs: [(Workload, String, String, Int, String)] = [
-        (.seqWrite1, "write", "1M", 1, o.size.description),
-        (.seqWrite8, "write", "1M", 8, o.size.description),
-        (.seqRead, "read", "1M", 1, o.size.description),
-        (.randWrite, "randwrite", "4k", 1, "80M"),
-        (.randRead, "randread", "4k", 1, "80M"),
-    ]
-    for (w, rw, bs, depth, amount) in jobs {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        // Eight concurrent writers are eight fio jobs (threads) at depth 1, each on its own eighth
-        // of one file: the same shape as eight engine callers on their own files in one image.
-        let jobs = depth
-        let perJob = o.size.bytes / UInt64(jobs)
-        var args = ["fio", "--name=\(w.rawValue)", "--filename=\(file)", "--size=\(perJob)",
-                    "--rw=\(rw)", "--bs=\(bs)", "--direct=1", "--ioengine=io_uring", "--iodepth=1",
-                    "--numjobs=\(jobs)", "--thread", "--group_reporting", "--randrepeat=1", "--output-format=json"]
-        if jobs > 1 { args.append("--offset_increment=\(perJob)") } else {
-            args.append("--io_size=\(amount.replacingOccurrences(of: " ", with: "").replacingOccurrences(of: "iB", with: ""))")
-        }
-        p.arguments = args
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0,
-              let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let job = (obj["jobs"] as? [[String: Any]])?.first,
-              let side = job[rw.contains("write") ? "write" : "read"] as? [String: Any],
-              let bytes = side["io_bytes"] as? Double ?? (side["io_bytes"] as? Int).map(Double.init),
-              let ios = side["total_ios"] as? Double ?? (side["total_ios"] as? Int).map(Double.init),
-              let runtimeMs = side["runtime"] as? Double ?? (side["runtime"] as? Int).map(Double.init), runtimeMs > 0
-        else { throw BenchError.fio("fio \(w.rawValue) failed (status \(p.terminationStatus))") }
-        out[w] = Measurement(bytes: UInt64(bytes), ops: UInt64(ios), seconds: runtimeMs / 1000)
+    for w in [Workload.seqWrite1, .seqWrite8, .seqRead, .randWrite, .randRead] {
+        out[w] = try fio(w, file: file, o: o)
     }
     return out
+}
+
+/// One fio job of workload `w` on `file` (direct=1, io_uring).
+func fio(_ w: Workload, file: String, o: Options) throws -> Measurement {
+    let (rw, bs, depth, amount): (String, String, Int, String)
+    switch w {
+    case .seqWrite1: (rw, bs, depth, amount) = ("write", "1M", 1, o.size.description)
+    case .seqWrite8: (rw, bs, depth, amount) = ("write", "1M", 8, o.size.description)
+    case .seqRead: (rw, bs, depth, amount) = ("read", "1M", 1, o.size.description)
+    case .randWrite: (rw, bs, depth, amount) = ("randwrite", "4k", 1, "80M")
+    case .randRead: (rw, bs, depth, amount) = ("randread", "4k", 1, "80M")
+    }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    // Eight concurrent writers are eight fio jobs (threads) at depth 1, each on its own eighth of
+    // one file: the same shape as eight engine callers on their own files in one image.
+    let jobs = depth
+    let perJob = o.size.bytes / UInt64(jobs)
+    var args = ["fio", "--name=\(w.rawValue)", "--filename=\(file)", "--size=\(perJob)",
+                "--rw=\(rw)", "--bs=\(bs)", "--direct=1", "--ioengine=io_uring", "--iodepth=1",
+                "--numjobs=\(jobs)", "--thread", "--group_reporting", "--randrepeat=1", "--output-format=json"]
+    if jobs > 1 { args.append("--offset_increment=\(perJob)") } else {
+        args.append("--io_size=\(amount.replacingOccurrences(of: " ", with: "").replacingOccurrences(of: "iB", with: ""))")
+    }
+    p.arguments = args
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    guard p.terminationStatus == 0,
+          let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+          let job = (obj["jobs"] as? [[String: Any]])?.first,
+          let side = job[rw.contains("write") ? "write" : "read"] as? [String: Any],
+          let bytes = side["io_bytes"] as? Double ?? (side["io_bytes"] as? Int).map(Double.init),
+          let ios = side["total_ios"] as? Double ?? (side["total_ios"] as? Int).map(Double.init),
+          let runtimeMs = side["runtime"] as? Double ?? (side["runtime"] as? Int).map(Double.init), runtimeMs > 0
+    else { throw BenchError.fio("fio \(w.rawValue) on \(file) failed (status \(p.terminationStatus))") }
+    return Measurement(bytes: UInt64(bytes), ops: UInt64(ios), seconds: runtimeMs / 1000)
 }
 
 enum BenchError: Error { case fio(String) }
@@ -270,13 +281,22 @@ if o.reclaim {
 }
 do {
     var zr: [[Workload: Measurement]] = [], cr: [[Workload: Measurement]] = [], fr: [[Workload: Measurement]] = []
+    var fzr: [[Workload: Measurement]] = [], fcr: [[Workload: Measurement]] = [], br: [[Workload: Measurement]] = []
+    let mounts = o.mounts && o.fio
+    let btrfsNote = mounts ? btrfsUnavailable() : nil
     for round in 1...o.repeats {
         if !o.json { FileHandle.standardError.write(Data("zbdfs-bench: round \(round) of \(o.repeats)\n".utf8)) }
         zr.append(try benchEngine(kind: "zoned", o: o))
         cr.append(try benchEngine(kind: "conventional", o: o))
         if o.fio { fr.append(try benchFio(o: o)) }
+        if mounts {
+            fzr.append(try benchFUSE(kind: "zoned", o: o))
+            fcr.append(try benchFUSE(kind: "conventional", o: o))
+            if btrfsNote == nil { br.append(try benchBtrfs(o: o)) }
+        }
     }
     let zoned = median(zr), conv = median(cr), fio = median(fr)
+    let fuseZoned = median(fzr), fuseConv = median(fcr), btrfs = median(br)
     if o.json {
         var rows: [[String: Any]] = []
         for w in Workload.allCases {
@@ -286,7 +306,20 @@ do {
             }
             rows.append(r)
         }
-        let data = try JSONSerialization.data(withJSONObject: ["dir": o.dir, "size_bytes": o.size.bytes, "rounds": o.repeats, "results": rows], options: [.prettyPrinted, .sortedKeys])
+        var mountRows: [[String: Any]] = []
+        for w in mountWorkloads where mounts {
+            var r: [String: Any] = ["workload": w.rawValue]
+            for (name, m) in [("fuse_zoned", fuseZoned[w]), ("fuse_conventional", fuseConv[w]), ("btrfs_loop", btrfs[w]), ("plain_file", fio[w])] {
+                if let m { r[name] = ["mb_per_second": m.mbPerSecond, "iops": m.iops, "bytes": m.bytes, "seconds": m.seconds] }
+            }
+            mountRows.append(r)
+        }
+        var top: [String: Any] = ["dir": o.dir, "size_bytes": o.size.bytes, "rounds": o.repeats, "results": rows]
+        if mounts {
+            top["mounts"] = mountRows
+            if let btrfsNote { top["btrfs_note"] = btrfsNote }
+        }
+        let data = try JSONSerialization.data(withJSONObject: top, options: [.prettyPrinted, .sortedKeys])
         print(String(decoding: data, as: UTF8.self))
     } else {
         func fmt(_ m: Measurement?, _ w: Workload) -> String {
@@ -299,8 +332,7 @@ do {
         }
         print("zbdfs-bench: engine API vs fio (direct=1, io_uring), files in \(o.dir), \(o.size) per sequential workload, median of \(o.repeats) rounds\(o.checksums ? "" : ", engine without data checksums")")
         let header = ["workload", "engine zoned", "engine conv", "fio", "zoned/fio", "conv/fio"]
-        let widths = [20, 14, 14, 14, 10, 9]
-        func line(_ c: [String]) -> String {
+        func line(_ c: [String], _ widths: [Int] = [20, 14, 14, 14, 10, 9]) -> String {
             zip(c, widths).enumerated().map { i, p in
                 i == 0 ? p.0.padding(toLength: p.1, withPad: " ", startingAt: 0)
                        : String(repeating: " ", count: max(0, p.1 - p.0.count)) + p.0
@@ -309,6 +341,17 @@ do {
         print(line(header))
         for w in Workload.allCases {
             print(line([w.rawValue, fmt(zoned[w], w), fmt(conv[w], w), fmt(fio[w], w), ratio(zoned[w], fio[w], w), ratio(conv[w], fio[w], w)]))
+        }
+        if mounts {
+            print("\nthrough a mount: fio (direct=1, io_uring) on a file in the mount; zbdfs via FUSE, btrfs on a loop device over a file in \(o.dir)")
+            let header2 = ["workload", "FUSE zoned", "FUSE conv", "btrfs loop", "plain file", "zoned/btrfs"]
+            let widths2 = [20, 14, 14, 14, 14, 12]
+            print(line(header2, widths2))
+            for w in mountWorkloads {
+                print(line([w.rawValue, fmt(fuseZoned[w], w), fmt(fuseConv[w], w), fmt(btrfs[w], w), fmt(fio[w], w),
+                            ratio(fuseZoned[w], btrfs[w], w)], widths2))
+            }
+            if let btrfsNote { print("btrfs: not run: \(btrfsNote)") }
         }
     }
 } catch {

@@ -4,12 +4,18 @@
 // block device is conventional; a regular file with the emulated-image magic is emulated; any other
 // regular file is conventional. `--backend` overrides detection but is checked against the path,
 // so asking for "kernel" on a regular file is a usage error, not a confusing IO failure.
+//
+// Exclusive open: every command that may write claims the device (file-backed devices take an
+// flock, kernel devices open with O_EXCL), so a device is driven by one mount or command at a
+// time. When the claim fails because the device is mounted, the error names the mount point (the
+// mount table lists zbdfs mounts with the absolute device path as their source).
 
 import ArgumentParser
 import Foundation
 import ZonedBackendFile
 import ZonedBackendKernel
 import ZonedCore
+import ZonedFUSE
 
 enum BackendChoice: String, ExpressibleByArgument, CaseIterable {
     case auto, emulated, conventional, kernel
@@ -35,14 +41,16 @@ struct DeviceOptions: ParsableArguments {
         _ = zs
     }
 
-    /// Opens the device, detecting or checking its kind.
-    func open() throws -> any ZonedDevice {
+    /// Opens the device, detecting or checking its kind. `exclusive: false` is for read-only
+    /// reports: a file-backed device is then opened without claiming it, even while mounted.
+    func open(exclusive: Bool = true) throws -> any ZonedDevice {
         let kind = try resolveKind()
         do {
             switch kind {
-            case .emulated: return try EmulatedZonedDevice.open(path: device)
-            case .conventional: return try ConventionalDevice.open(path: device, zoneSize: ByteCount(parsing: zoneSize)!)
-            case .kernel: return try KernelZonedDevice.open(path: device)
+            case .emulated: return try EmulatedZonedDevice.open(path: device, exclusive: exclusive)
+            case .conventional:
+                return try ConventionalDevice.open(path: device, zoneSize: ByteCount(parsing: zoneSize)!, exclusive: exclusive)
+            case .kernel: return try KernelZonedDevice.open(path: device, exclusive: exclusive)
             case .nvme: throw CLIError.usage("the NVMe passthrough backend is not available yet; use --backend kernel on the namespace's block device")
             }
         } catch let e as DeviceError {
@@ -77,7 +85,11 @@ struct DeviceOptions: ParsableArguments {
     private func hint(for e: DeviceError, kind: DeviceKind) -> String {
         switch e.kind {
         case .permissionDenied: return "Run as root or get read-write access to \(device)."
-        case .busy: return "Another program holds \(device) open exclusively; unmount it or stop that program."
+        case .busy:
+            if let m = mountOfDevice() {
+                return "It is mounted at \(m.mountPoint); unmount it first with `zbdfs umount \(m.mountPoint)`."
+            }
+            return "Another program holds \(device) open exclusively; unmount it or stop that program."
         case .notFound: return "Check the path."
         case .invalidArgument where kind == .emulated: return "The image header is damaged; recreate it with `zbdfs emulate create --force`."
         default: return "Check that \(device) is the device you meant."
@@ -85,7 +97,38 @@ struct DeviceOptions: ParsableArguments {
     }
 }
 
+extension DeviceOptions {
+    /// The device as an absolute path: what a mount records as its source (`fsname=`).
+    var absolutePath: String { PathKind.absolute(device) }
+
+    /// The zbdfs mount of this device, if there is one.
+    func mountOfDevice() -> MountEntry? { MountTable.mounts(ofDevice: absolutePath).last }
+}
+
 enum PathKind {
+    /// `path` made absolute against the working directory, symlinks resolved. When `path` itself
+    /// cannot be resolved (a dead FUSE mount answers ENOTCONN), its folder is, and its name kept.
+    static func absolute(_ path: String) -> String {
+        if let r = resolved(path) { return r }
+        let url = URL(fileURLWithPath: path)
+        if let dir = resolved(url.deletingLastPathComponent().path) {
+            return (dir == "/" ? "" : dir) + "/" + url.lastPathComponent
+        }
+        return url.standardizedFileURL.path
+    }
+
+    private static func resolved(_ path: String) -> String? {
+        guard let r = realpath(path, nil) else { return nil }
+        defer { free(r) }
+        return String(cString: r)
+    }
+
+    static func isDirectory(_ path: String) -> Bool {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return false }
+        return (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
     static func isBlockDevice(_ path: String) -> Bool {
         var st = stat()
         guard stat(path, &st) == 0 else { return false }

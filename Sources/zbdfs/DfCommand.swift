@@ -6,8 +6,10 @@ import ZonedCore
 import ZonedFS
 
 /// Reads the usage of the zbdfs file system on the device, or says why it cannot.
+/// Reports only read, so they do not claim the device: they work while it is mounted (and then
+/// show the state of the mount's last commit).
 private func usage(of target: DeviceOptions) throws -> (FileSystemUsage, DeviceGeometry) {
-    let device = try target.open()
+    let device = try target.open(exclusive: false)
     defer { device.close() }
     do {
         guard let u = try FileSystemUsage.read(device: device) else {
@@ -54,7 +56,7 @@ struct Df: ParsableCommand {
 
     func run() throws {
         let (u, g) = try usage(of: target)
-        let device = try target.open()
+        let device = try target.open(exclusive: false)
         let zones = (try? device.reportAllZones()) ?? []
         device.close()
         let r = Report(device: target.device, label: u.label, sizeBytes: u.capacity.bytes, usedBytes: u.used.bytes,

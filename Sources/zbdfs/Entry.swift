@@ -28,7 +28,8 @@ struct ZBDFS: ParsableCommand {
         read the device).
         """,
         version: "zbdfs \(versionString)",
-        subcommands: [Emulate.self, Zones.self, ZoneCommand.self, Format.self, FsckCommand.self, Df.self, Zonemap.self]
+        subcommands: [Emulate.self, Zones.self, ZoneCommand.self, Format.self, FsckCommand.self, Df.self, Zonemap.self,
+                      Mount.self, Umount.self]
     )
 
     static func main() {

@@ -3,6 +3,7 @@
 import ArgumentParser
 import ZonedCore
 import ZonedFS
+import ZonedFUSE
 import ZonedMonitor
 
 struct Zones: ParsableCommand {
@@ -14,6 +15,7 @@ struct Zones: ParsableCommand {
         --zone-size). On a zbdfs device each zone also shows its role (superblock, metadata, data,
         free) and its live and garbage bytes, from the file system's log (read, never replayed
         into the device). --json prints the same report as JSON; README.md documents its fields.
+        On a mounted emulated device it shows the zone table as of the mount's last flush.
         """
     )
 
@@ -23,7 +25,8 @@ struct Zones: ParsableCommand {
     var json = false
 
     func run() throws {
-        let device = try target.open()
+        // A report only reads, so it does not claim the device: it works while it is mounted.
+        let device = try target.open(exclusive: false)
         defer { device.close() }
         let zones: [Zone]
         do {
@@ -38,5 +41,8 @@ struct Zones: ParsableCommand {
             }))
         }
         print(json ? report.json() : report.text())
+        if !json, device.kind == .emulated, let m = target.mountOfDevice() {
+            print("note: mounted at \(m.mountPoint); the zones are as of the mount's last flush (fsync a file or `zbdfs umount` for the current state)")
+        }
     }
 }

@@ -51,14 +51,14 @@ import ZonedCore
         try dev.write(bytes: pattern(2, blocks: 4), at: at(2, 2))
         try dev.write(bytes: pattern(3), at: at(3))
         // What a process that died now would find: the table of the last flush.
-        let seen = try EmulatedZonedDevice.open(path: path)
+        let seen = try EmulatedZonedDevice.open(path: path, exclusive: false)  // a peek while dev holds the claim
         #expect(try seen.wp(2) == at(2, 2))
         #expect(try seen.condition(2) == .implicitlyOpen)
         #expect(try seen.condition(3) == .empty)
         seen.close()
         // A reset is durable at once, for its zone only.
         try dev.reset(2)
-        let seen2 = try EmulatedZonedDevice.open(path: path)
+        let seen2 = try EmulatedZonedDevice.open(path: path, exclusive: false)
         #expect(try seen2.condition(2) == .empty)
         #expect(try seen2.condition(3) == .empty)
         seen2.close()

@@ -69,12 +69,12 @@ import ZonedCore
         defer { dev.close() }
         try dev.write(bytes: pattern(1), at: at(2))
         #expect(failure { try dev.flush() }?.errno == EIO)
-        let seen = try EmulatedZonedDevice.open(path: s.path("a.zimg"))
+        let seen = try EmulatedZonedDevice.open(path: s.path("a.zimg"), exclusive: false)  // a peek while dev holds the claim
         #expect(try seen.condition(2) == .empty)
         seen.close()
         dev.setFaultPlan(nil)
         try dev.flush()
-        let seen2 = try EmulatedZonedDevice.open(path: s.path("a.zimg"))
+        let seen2 = try EmulatedZonedDevice.open(path: s.path("a.zimg"), exclusive: false)
         #expect(try seen2.wp(2) == at(2, 1))
         seen2.close()
     }

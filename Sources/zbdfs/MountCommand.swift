@@ -1,0 +1,217 @@
+// `zbdfs mount DEVICE MOUNTPOINT`: the file system through FUSE; `zbdfs umount MOUNTPOINT`.
+//
+// Without --foreground the command does not fork (a Swift process must not fork after starting
+// threads): it spawns itself with --foreground as a detached child (a new session, stdin and
+// stdout on /dev/null, stderr on a pipe) and waits. The child mounts and then writes the ready
+// line on that pipe; anything else it writes there before (its error, libfuse's complaint) is
+// the parent's to print. Ready: the parent exits 0 and the child serves on, logging to syslog.
+// The pipe closing without the ready line: the child failed; the parent prints what it said and
+// exits with the child's status.
+//
+// The daemon ends when the mount goes (umount(8), fusermount3 -u, `zbdfs umount`) or on SIGTERM,
+// SIGINT or SIGHUP; either way it unmounts, flushes everything and closes the device, which
+// releases its claim. `zbdfs umount` flushes first (an ioctl the mount answers with the flush's
+// outcome, so a failure is reported while the data is still there), unmounts, then waits until
+// the daemon has released the device, so a remount or fsck right after it finds it free.
+
+import ArgumentParser
+import Foundation
+import ZonedCore
+import ZonedFS
+import ZonedFUSE
+
+struct Mount: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Mount a zbdfs file system through FUSE.",
+        discussion: """
+        Returns once the mount is ready; a background process serves it until `zbdfs umount`,
+        umount(8) or `fusermount3 -u`, or SIGTERM/SIGINT, which flush everything and unmount.
+        The device is opened exclusively: a second mount or a format of a mounted device fails
+        and names the mount. Options (-o, comma-separated, repeatable): ro, rw, allow_other
+        (other users may enter; off by default), allow_root, auto_unmount, debug (implies a
+        FUSE request trace on stderr with --foreground), max_read=N, and the generic flags
+        nosuid, nodev, noexec, noatime, sync, dirsync. Permissions are checked by the kernel
+        (default_permissions); new files belong to the calling user. In conventional mode the
+        zone size comes from the file system's superblock (--zone-size is not needed).
+
+        Files opened with O_DIRECT go down the engine's direct path; FUSE does not enforce
+        alignment, so unaligned O_DIRECT requests take the buffered fallback. Examples:
+          zbdfs mount dev.zimg /mnt/zb
+          zbdfs mount dev.zimg /mnt/zb -o ro,allow_other
+          zbdfs mount dev.zimg /mnt/zb --foreground
+        """
+    )
+
+    @OptionGroup var target: DeviceOptions
+
+    @Argument(help: ArgumentHelp("The directory to mount on.", valueName: "mountpoint"))
+    var mountpoint: String
+
+    @Flag(name: [.customShort("f"), .long], help: "Stay attached and log to stderr until unmounted.")
+    var foreground = false
+
+    @Option(name: .customShort("o"), help: ArgumentHelp("Mount options, comma-separated (see above).", valueName: "options"))
+    var options: [String] = []
+
+    @Flag(help: .private)
+    var daemonChild = false
+
+    static let readyLine = "zbdfs-mount-ready"
+
+    func validate() throws {
+        guard PathKind.isDirectory(mountpoint) else {
+            throw ValidationError("\(mountpoint) is not a directory; create it with `mkdir -p \(mountpoint)` or give the directory to mount on.")
+        }
+        do { _ = try FUSEMountOptions(parsing: options) } catch { throw ValidationError(error.message) }
+    }
+
+    func run() throws {
+        let opts = try FUSEMountOptions(parsing: options)
+        if let m = target.mountOfDevice() {
+            throw CLIError.runtime("\(target.absolutePath) is already mounted at \(m.mountPoint); unmount it first with `zbdfs umount \(m.mountPoint)`, or use that mount.")
+        }
+        guard FileManager.default.fileExists(atPath: "/dev/fuse") else {
+            throw CLIError.runtime("/dev/fuse is missing: load the fuse kernel module (`modprobe fuse`) or install fuse3.")
+        }
+        if foreground || daemonChild {
+            try serve(opts)
+        } else {
+            try Daemon.start(arguments: childArguments())
+        }
+    }
+
+    /// The child's command line: this one with absolute paths and the daemon flag.
+    func childArguments() -> [String] {
+        var args = ["mount", target.absolutePath, PathKind.absolute(mountpoint), "--daemon-child",
+                    "--backend", target.backend.rawValue, "--zone-size", target.zoneSize]
+        for o in options { args += ["-o", o] }
+        return args
+    }
+
+    /// Mounts and serves until unmounted or signalled, then flushes and closes the device.
+    func serve(_ opts: FUSEMountOptions) throws {
+        let device = target.absolutePath, mnt = PathKind.absolute(mountpoint)
+        let log = daemonChild ? Daemon.syslogLog() : FUSELog { line in FileHandle.standardError.write(Data("zbdfs: \(line)\n".utf8)) }
+        // The signals that end the mount must reach a FUSE thread (libfuse's handler only sets a
+        // flag; the thread it interrupts notices it). Threads started before the request loop —
+        // the file system's background reclaim — inherit them blocked; the loop's workers,
+        // started after they are unblocked here, take them. One that arrives meanwhile waits.
+        let ending = EndingSignals.block()
+        let fs = try openFileSystem(readOnly: opts.readOnly)
+        let session: FUSESession
+        do {
+            session = try FUSESession(adapter: FUSEAdapter(fs: fs, log: log), options: opts, fsname: device)
+            try session.mount(at: mnt)
+        } catch {
+            try? fs.unmount()
+            throw CLIError.runtime("cannot mount \(device) at \(mnt): \(error.message)")
+        }
+        EndingSignals.unblock(ending)
+        let mode = opts.readOnly ? "read-only" : "read-write"
+        if daemonChild {
+            Daemon.announceReady()
+        }
+        log.write("\(device) mounted at \(mnt) (\(fs.device.kind.rawValue), \(mode))")
+        let ended = session.serve()
+        session.close()
+        if ended > 0 { log.write("signal \(ended): unmounting \(mnt)") }
+        if ended < 0 { log.write("the request loop stopped: \(DeviceError(errno: -ended, .mount))") }
+        do {
+            try fs.unmount()
+        } catch {
+            log.write("flushing \(device) failed: \(error); what was not flushed is lost, run `zbdfs fsck \(device)`")
+            throw CLIError.runtime("flushing \(device) after unmounting \(mnt) failed: \(error)")
+        }
+        let st = fs.engine.stats
+        log.write("\(device) unmounted from \(mnt), everything flushed; written \(ByteCount(st.userBytesWritten)), of it \(ByteCount(st.bufferedBytesCached)) through the page cache; \(st.bufferedFallbacks) unaligned O_DIRECT writes took the buffered fallback")
+    }
+
+    func openFileSystem(readOnly: Bool) throws -> FileSystem {
+        var target = self.target
+        // Conventional mode: the zone size the file system was made with is the only one that
+        // mounts, and its superblock at offset 0 says which (so fstab lines need no option).
+        if try target.resolveKind() == .conventional, let zs = Mount.formattedZoneSize(target.device) {
+            target.zoneSize = String(zs.bytes)
+        }
+        let dev = try target.open()
+        do {
+            return try FileSystem.mount(device: dev, options: MountOptions(readOnly: readOnly))
+        } catch {
+            dev.close()
+            let fix = error.errno == EINVAL || error.errno == EUCLEAN
+                ? "Check that it was formatted with `zbdfs format`\(dev.kind == .conventional ? " with the same --zone-size" : ""), or run `zbdfs fsck \(target.device)`."
+                : "Check `zbdfs zones \(target.device)`."
+            throw CLIError.runtime("cannot mount \(target.device): \(error). \(fix)")
+        }
+    }
+}
+
+/// SIGINT, SIGTERM and SIGHUP, held back from threads that cannot act on them.
+enum EndingSignals {
+    static func block() -> sigset_t {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&set, s) }
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+        return set
+    }
+
+    static func unblock(_ set: sigset_t) {
+        var set = set
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+    }
+}
+
+extension Mount {
+    /// The zone size in the zbdfs superblock at the start of `path`, if one is there.
+    static func formattedZoneSize(_ path: String) -> ByteCount? {
+        guard let h = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? h.close() }
+        guard let data = try? h.read(upToCount: Superblock.copySize(block: 4096)),
+              let sb = try? Superblock.decode(Array(data)) else { return nil }
+        return ByteCount(sb.zoneSize)
+    }
+}
+
+struct Umount: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Flush and unmount a zbdfs mount.",
+        discussion: """
+        Flushes everything (buffered data and metadata) and reports a failure while the data is
+        still there, then unmounts and waits until the mount's process has released the device.
+        A mount whose process was killed is unmounted too (what it had not flushed is lost).
+        """
+    )
+
+    @Argument(help: ArgumentHelp("The mount point.", valueName: "mountpoint"))
+    var mountpoint: String
+
+    @Option(help: "Seconds to wait for the mount's process to release the device.")
+    var timeout: Double = 60
+
+    func run() throws {
+        let mnt = PathKind.absolute(mountpoint)
+        guard let m = MountTable.mount(at: mnt) else {
+            throw CLIError.usage("\(mnt) is not a mount point; `grep zbdfs /proc/self/mounts` lists the zbdfs mounts.")
+        }
+        guard m.isZBDFS else {
+            throw CLIError.usage("\(mnt) is a \(m.fileSystemType) mount, not zbdfs; unmount it with umount(8).")
+        }
+        try flush(m)
+        try Unmounting.unmount(mnt)
+        if !Unmounting.waitForRelease(of: m.source, seconds: timeout) {
+            throw CLIError.runtime("unmounted \(mnt), but \(m.source) is still held after \(Int(timeout)) s: the mount's process is still flushing or stuck; check `ps ax | grep 'zbdfs mount'`.")
+        }
+    }
+
+    /// Asks the mount to flush; a mount whose process is gone has nothing left to flush.
+    func flush(_ m: MountEntry) throws {
+        do {
+            try FUSEControl.sync(mountPoint: m.mountPoint)
+        } catch where error.errno == ENOTCONN {
+            FileHandle.standardError.write(Data("zbdfs: the process serving \(m.mountPoint) is gone; unmounting (what it had not flushed is lost)\n".utf8))
+        } catch {
+            throw CLIError.runtime("flushing \(m.mountPoint) failed: \(error). It stays mounted and nothing is lost yet; check `zbdfs zones \(m.source)`, or force with `fusermount3 -u \(m.mountPoint)` (unflushed data is then lost).")
+        }
+    }
+}

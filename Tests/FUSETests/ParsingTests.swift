@@ -1,0 +1,53 @@
+// Unit tests without a mount: -o option lists and the kernel's mount table.
+
+import Testing
+@testable import ZonedFUSE
+
+struct OptionParsingTests {
+    @Test func oursLibfusesAndFstabOnlyOptions() throws {
+        let o = try FUSEMountOptions(parsing: ["ro,allow_other", "noatime,defaults,noauto,x-systemd.automount,_netdev"])
+        #expect(o.readOnly && o.allowOther && !o.debug)
+        #expect(o.passThrough == ["ro", "allow_other", "noatime"])
+        let args = o.fuseArguments(fsname: "/srv/a,b\\c.img")
+        #expect(args == ["zbdfs", "-o", "default_permissions,fsname=/srv/a\\,b\\\\c.img,subtype=zbdfs,ro,allow_other,noatime"])
+        #expect(try FUSEMountOptions(parsing: ["ro,rw"]).readOnly == false)
+        #expect(try FUSEMountOptions(parsing: ["default_permissions"]).passThrough.isEmpty)
+    }
+
+    @Test func unknownAndFixedOptionsAreRefusedByName() {
+        #expect(throws: FUSEOptionError.self) { try FUSEMountOptions(parsing: ["ro,bogus"]) }
+        #expect(throws: FUSEOptionError.self) { try FUSEMountOptions(parsing: ["fsname=x"]) }
+        #expect(throws: FUSEOptionError.self) { try FUSEMountOptions(parsing: ["max_read"]) }  // needs a value
+        do {
+            _ = try FUSEMountOptions(parsing: ["nosuid,frobnicate=3"])
+        } catch {
+            #expect(error.message.contains("'frobnicate=3'"))
+        }
+    }
+
+    @Test func commaEscapes() {
+        #expect(FUSEMountOptions.split("a\\,b,c") == ["a,b", "c"])
+        #expect(FUSEMountOptions.escape("x,y\\z") == "x\\,y\\\\z")
+    }
+}
+
+struct MountTableTests {
+    static let sample = """
+        22 1 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:12 - proc proc rw
+        42 27 0:39 / /tmp/with\\040space/mnt rw,nosuid,nodev,relatime shared:1 master:2 - fuse.zbdfs /tmp/dev\\040one.img rw,user_id=0,group_id=0,default_permissions
+        43 27 0:40 / /mnt/b rw,relatime - fuse.zbdfs /srv/b.img rw,user_id=0,group_id=0
+        garbage line
+        44 27 0:41 / /mnt/c rw - ext4
+        """
+
+    @Test func parsesEscapesAndOptionalFields() {
+        let t = MountTable.parse(Self.sample)
+        #expect(t.count == 3)
+        #expect(t[1].mountPoint == "/tmp/with space/mnt" && t[1].source == "/tmp/dev one.img" && t[1].isZBDFS)
+        #expect(t[0].fileSystemType == "proc" && !t[0].isZBDFS)
+        #expect(MountTable.mounts(ofDevice: "/srv/b.img", in: t).map(\.mountPoint) == ["/mnt/b"])
+        #expect(MountTable.mount(at: "/proc", in: t)?.fileSystemType == "proc")
+        #expect(MountTable.unescape("a\\134b\\011") == "a\\b\t")
+        #expect(MountTable.unescape("trailing\\04") == "trailing\\04")
+    }
+}

@@ -1,0 +1,157 @@
+// Test support for real FUSE mounts: the built `zbdfs` binary, shell scripts with a time limit,
+// devices formatted through the library, and mounts that are always taken down.
+//
+// Invariants:
+// - Every mount a test makes is unmounted in its cleanup (`fusermount3 -u`, then `umount -l`
+//   as the fallback), so a failing test never leaves a stale mount behind.
+// - Every shell command runs under timeout(1): a hung mount fails the test instead of hanging it.
+
+import Foundation
+import Testing
+import ZonedBackendFile
+import ZonedCore
+import ZonedFS
+
+struct Run {
+    var status: Int32
+    var out: String
+    var err: String
+}
+
+/// The zbdfs binary built beside the test bundle (or $ZBDFS_BIN).
+func zbdfsBinary() throws -> String {
+    if let p = ProcessInfo.processInfo.environment["ZBDFS_BIN"] { return p }
+    let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for candidate in [dir, dir.deletingLastPathComponent()] {
+        let p = candidate.appendingPathComponent("zbdfs").path
+        if FileManager.default.isExecutableFile(atPath: p) { return p }
+    }
+    throw Missing(message: "zbdfs binary not found beside \(dir.path); run `swift build` first or set ZBDFS_BIN")
+}
+struct Missing: Error { var message: String }
+
+/// Why FUSE tests cannot run here, or nil.
+let fuseUnavailable: String? = {
+    if !FileManager.default.fileExists(atPath: "/dev/fuse") { return "/dev/fuse is missing (no fuse kernel module)" }
+    return nil
+}()
+
+/// Runs `script` with bash under `timeout` ($1... are `argsScript`); stdout and stderr are captured.
+@discardableResult
+func sh(_ script: String, timeout: Int = 60, env: [String: String] = [:], argsScript: [String] = []) throws -> Run {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
+    p.arguments = ["-k", "5", String(timeout), "/bin/bash", "-euo", "pipefail", "-c", script, "zbdfs-test"] + argsScript
+    var e = ProcessInfo.processInfo.environment
+    e["ZBDFS"] = try zbdfsBinary()
+    for (k, v) in env { e[k] = v }
+    p.environment = e
+    // Files, not pipes: a background process that kept a pipe open would make reading it hang.
+    let base = NSTemporaryDirectory() + "zbdfs-sh-\(UUID().uuidString)"
+    _ = FileManager.default.createFile(atPath: base + ".out", contents: nil)
+    _ = FileManager.default.createFile(atPath: base + ".err", contents: nil)
+    defer {
+        try? FileManager.default.removeItem(atPath: base + ".out")
+        try? FileManager.default.removeItem(atPath: base + ".err")
+    }
+    p.standardOutput = FileHandle(forWritingAtPath: base + ".out")
+    p.standardError = FileHandle(forWritingAtPath: base + ".err")
+    try p.run()
+    p.waitUntilExit()
+    let o = (try? String(contentsOfFile: base + ".out", encoding: .utf8)) ?? ""
+    let e2 = (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? ""
+    return Run(status: p.terminationStatus, out: o, err: e2)
+}
+
+/// Runs `zbdfs ARGS`.
+@discardableResult
+func zbdfs(_ args: String..., timeout: Int = 60) throws -> Run {
+    try sh("exec \"$ZBDFS\" " + args.map(quote).joined(separator: " "), timeout: timeout)
+}
+
+func quote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+
+/// A scratch folder with a mount point, removed (after unmounting) at the end.
+final class Scratch {
+    let dir: String
+    let mnt: String
+    init(_ tag: String) {
+        dir = "/tmp/zbdfs-fuse-\(getpid())-\(tag)-\(UUID().uuidString.prefix(8))"
+        mnt = dir + "/mnt"
+        try? FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: true)
+    }
+    func path(_ name: String) -> String { dir + "/" + name }
+    deinit {
+        forceUnmount(mnt)
+        // Never delete through a mount that would not go away: that would empty the device (or
+        // hang on a dead one). Leave the folder for a look instead.
+        if !isMounted(mnt) { try? FileManager.default.removeItem(atPath: dir) }
+    }
+}
+
+/// Takes a mount down whatever state it is in (also a dead one whose daemon was killed).
+func forceUnmount(_ mnt: String) {
+    for _ in 0..<3 where isMounted(mnt) {
+        _ = try? sh("fusermount3 -u \(quote(mnt)) 2>/dev/null || umount -l \(quote(mnt)) 2>/dev/null || true", timeout: 20)
+    }
+}
+
+func isMounted(_ mnt: String) -> Bool {
+    let text = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+    return text.split(separator: "\n").contains { $0.split(separator: " ").count > 4 && $0.split(separator: " ")[4] == mnt }
+}
+
+enum Backing {
+    case emulated
+    case conventional
+
+    /// Zone size the tests use (conventional mode needs it again at mount).
+    static let zoneSize = ByteCount.mib(4)
+
+    /// Extra `zbdfs mount` arguments this device needs: none (conventional mode reads its zone
+    /// size from the superblock).
+    var mountArguments: [String] { [] }
+}
+
+/// Creates and formats a 256 MiB device at `path` through the library.
+func makeDevice(_ path: String, _ kind: Backing) throws {
+    let dev: any ZonedDevice
+    switch kind {
+    case .emulated:
+        // Zones of 4 MiB with 3.5 MiB capacity and a tight active-zone budget, like a ZNS drive.
+        let g = DeviceGeometry(zoneCount: 64, zoneSize: Backing.zoneSize, zoneCapacity: .kib(3584),
+                               logicalBlockSize: .kib(4), maxOpenZones: 6, maxActiveZones: 8,
+                               maxWriteBytes: .kib(512), conventionalZoneCount: 0)
+        dev = try EmulatedZonedDevice.create(path: path, geometry: g, overwrite: true)
+    case .conventional:
+        try ConventionalDevice.create(path: path, size: .mib(256), overwrite: true)
+        dev = try ConventionalDevice.open(path: path, zoneSize: Backing.zoneSize)
+    }
+    defer { dev.close() }
+    try FileSystem.format(device: dev, options: FormatOptions(label: "fuse-test"))
+}
+
+/// Opens the (unmounted) device and runs fsck through the library.
+func fsck(_ path: String, _ kind: Backing) throws -> FsckReport {
+    let dev: any ZonedDevice = kind == .emulated
+        ? try EmulatedZonedDevice.open(path: path)
+        : try ConventionalDevice.open(path: path, zoneSize: Backing.zoneSize)
+    defer { dev.close() }
+    return try Fsck.check(device: dev, verifyData: true)
+}
+
+/// Mounts `device` at `mnt` in the background; records a failure with zbdfs's message.
+func mount(_ device: String, _ mnt: String, _ kind: Backing, options: [String] = [],
+           sourceLocation: SourceLocation = #_sourceLocation) throws {
+    var args = ["mount", device, mnt] + kind.mountArguments
+    for o in options { args += ["-o", o] }
+    let r = try sh("exec \"$ZBDFS\" " + args.map(quote).joined(separator: " "), timeout: 30)
+    #expect(r.status == 0, "mount failed: \(r.err)", sourceLocation: sourceLocation)
+    #expect(isMounted(mnt), "not in the mount table after zbdfs mount returned", sourceLocation: sourceLocation)
+}
+
+func umount(_ mnt: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let r = try zbdfs("umount", mnt)
+    #expect(r.status == 0, "umount failed: \(r.err)", sourceLocation: sourceLocation)
+    #expect(!isMounted(mnt), sourceLocation: sourceLocation)
+}
