@@ -39,11 +39,19 @@ CONFORMANCE=${CONFORMANCE:-$BIN/zbdfs-conformance}
 ZBDFS=${ZBDFS:-$BIN/zbdfs}
 FSCHECK=${FSCHECK:-$BIN/zbdfs-fs-check}
 PROFILES_ALL="conv4 maxopen maxactive smalllimits zonecap seqonly nvme"
-STEPS_DEFAULT="conformance format fs-write-verify zones fsck"
+STEPS_DEFAULT="conformance format fs-write-verify mount fuse-workload umount remount-verify zones fsck"
 OUT=/tmp/step.out
 SKIP_FILE=/tmp/step.skip
 # Why this profile's file system cannot be used (format refused or failed); empty when it can.
 FS_UNUSABLE=/tmp/fs.unusable
+# Why the FUSE steps after `mount` cannot run (zbdfs mount failed); empty when they can.
+MOUNT_UNUSABLE=/tmp/mount.unusable
+# The FUSE steps' mount point, the tree the workload makes in it, and the reference lists it
+# leaves in guest RAM (outside the file system under test) for remount-verify.
+MNT=/mnt
+TREE=$MNT/w
+SUMS=/tmp/fuse.sha256
+LISTING=/tmp/fuse.find
 
 # ---------------------------------------------------------------- profiles
 # null_blk: memory-backed (reads must return what was written), 16 MiB zones, 512 KiB max IO
@@ -184,6 +192,118 @@ detail_fsck() {
   fi
 }
 
+# The FUSE steps: zbdfs mount (libfuse3 low-level API, /dev/fuse of the guest kernel's fuse module),
+# standard tools (busybox) through the mount, zbdfs umount, and a second mount that checks what the
+# first one left. When mount fails (FAIL) the three after it are SKIPped with the reason, so the
+# failure is counted once; a mount left behind by a failed step is unmounted before `zones`
+# (run_profile), so zones, fsck and the teardown still see a free device.
+mounted() { grep -q "^[^ ]* $MNT fuse.zbdfs " /proc/mounts; }
+
+# zbdfs mount DEV /mnt; PASS when the command returned (it returns once the mount is ready) and the
+# kernel lists /mnt as a fuse.zbdfs mount whose root can be listed.
+needs_mount() { echo zbdfs; }
+skip_mount() { fs_unusable; }
+step_mount() {
+  rm -f "$MOUNT_UNUSABLE"
+  if do_mount; then return 0; fi
+  echo "zbdfs mount failed (counted at mount)" > "$MOUNT_UNUSABLE"
+  return 1
+}
+do_mount() {
+  grep -qw fuse /proc/filesystems || modprobe fuse || { echo "modprobe fuse failed"; return 1; }
+  [ -c /dev/fuse ] || { echo "no /dev/fuse character device after loading fuse"; return 1; }
+  mkdir -p "$MNT" || return 1
+  timeout -s KILL "$STEP_TIMEOUT" "$ZBDFS" mount "$DEV" "$MNT" || { echo "zbdfs mount exited $?"; return 1; }
+  mounted || { echo "zbdfs mount returned 0 but /proc/mounts has no fuse.zbdfs at $MNT"; return 1; }
+  ls -la "$MNT" > /dev/null || return 1
+  echo "mount: ready: $(grep " $MNT " /proc/mounts)"
+}
+detail_mount() { grep -m 1 '^zbdfs: ' "$OUT" || sed -n 's/^mount: //p' "$OUT" | tail -n 1 | grep . || grep -v '^\[' "$OUT" | tail -n 1; }
+
+fuse_unusable() { fs_unusable || { [ -s "$MOUNT_UNUSABLE" ] && cat "$MOUNT_UNUSABLE"; }; }
+
+# Busybox tools through the mount. busybox dd's oflag=direct opens with O_DIRECT and writes from a
+# page-aligned (mmap'd) buffer, so bs=64k/1M writes are aligned direct writes; the plain dd goes
+# through the page cache. Every file's sha256 and the tree's listing go to guest RAM for
+# remount-verify.
+needs_fuse_workload() { echo zbdfs; }
+skip_fuse_workload() { fuse_unusable; }
+step_fuse_workload() { timeout -s KILL "$STEP_TIMEOUT" sh "$0" fuse-workload-body; }
+fuse_workload_body() {
+  set -eo pipefail
+  mounted || { echo "fuse-workload: $MNT is not a zbdfs mount (run the mount step first)"; exit 1; }
+  rm -rf "$TREE"
+  mkdir -p "$TREE/bin" "$TREE/deep/a/b/c" "$TREE/dd"
+  # Files from the initramfs: the zbdfs binary itself (MBs), busybox, this script, the modules.
+  cp "$ZBDFS" /bin/busybox "$TREE/bin/"
+  cp /suite.sh /init "$TREE/deep/a/b/c/"
+  cp -r /lib/modules "$TREE/deep/modules"
+  # Buffered (page cache), unaligned size and aligned.
+  dd if=/dev/urandom of="$TREE/dd/buffered-odd.bin" bs=1000 count=777 2>&1 | tail -n 1
+  dd if=/dev/urandom of="$TREE/dd/buffered.bin" bs=64k count=64 conv=fsync 2>&1 | tail -n 1
+  # O_DIRECT, aligned: 4 MiB in 1 MiB writes and 2 MiB in 64 KiB writes; then direct over part of
+  # the buffered file (an aligned overwrite in place of page-cache data).
+  dd if=/dev/urandom of="$TREE/dd/direct-1m.bin" bs=1M count=4 oflag=direct conv=fsync 2>&1 | tail -n 1
+  dd if=/dev/urandom of="$TREE/dd/direct-64k.bin" bs=64k count=32 oflag=direct 2>&1 | tail -n 1
+  dd if=/dev/urandom of="$TREE/dd/buffered.bin" bs=64k count=8 seek=16 oflag=direct conv=notrunc 2>&1 | tail -n 1
+  # Read back through O_DIRECT must equal the buffered read.
+  a=$(dd if="$TREE/dd/direct-1m.bin" bs=1M iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
+  b=$(sha256sum < "$TREE/dd/direct-1m.bin" | cut -d' ' -f1)
+  [ "$a" = "$b" ] || { echo "fuse-workload: direct read $a != buffered read $b"; exit 1; }
+  # Renames, links, removal.
+  mv "$TREE/deep/a/b/c/init" "$TREE/deep/init.moved"
+  mv "$TREE/deep/a/b" "$TREE/deep/b.moved"
+  ln "$TREE/dd/direct-64k.bin" "$TREE/dd/hardlink.bin"
+  ln -s ../dd/buffered.bin "$TREE/bin/symlink.bin"
+  ln -s /nowhere "$TREE/bin/dangling"
+  cp "$TREE/bin/busybox" "$TREE/doomed"
+  rm "$TREE/doomed"
+  rm -r "$TREE/deep/modules/"*/kernel/drivers 2>/dev/null || true
+  [ "$(stat -c %h "$TREE/dd/hardlink.bin")" = 2 ] || { echo "fuse-workload: hard link count $(stat -c %h "$TREE/dd/hardlink.bin") != 2"; exit 1; }
+  [ "$(readlink "$TREE/bin/symlink.bin")" = ../dd/buffered.bin ] || { echo "fuse-workload: symlink target wrong"; exit 1; }
+  cmp "$TREE/bin/symlink.bin" "$TREE/dd/buffered.bin"
+  cmp "$TREE/bin/busybox" /bin/busybox
+  sync
+  # The reference: sha256 of every regular file (through the symlink too) and the listing.
+  (cd "$MNT" && find w -type f | sort | xargs sha256sum && sha256sum w/bin/symlink.bin) > "$SUMS"
+  (cd "$MNT" && find w | sort | while read -r f; do echo "$f $(stat -c '%F %s %h' "$f") $(readlink "$f" || true)"; done) > "$LISTING"
+  echo "fuse-workload: PASS $(wc -l < "$SUMS") files hashed, $(find "$TREE" | wc -l) entries, $(du -sk "$TREE" | cut -f1) KiB"
+}
+detail_fuse_workload() { sed -n 's/^fuse-workload: \(PASS \)\{0,1\}//p' "$OUT" | tail -n 1 | grep . || grep -v '^\[' "$OUT" | tail -n 1; }
+
+# zbdfs umount /mnt: flushes, unmounts, waits until the daemon released the device.
+needs_umount() { echo zbdfs; }
+skip_umount() { fuse_unusable; }
+step_umount() {
+  timeout -s KILL "$STEP_TIMEOUT" "$ZBDFS" umount "$MNT" || { echo "zbdfs umount exited $?"; return 1; }
+  ! mounted || { echo "umount: $MNT is still mounted"; return 1; }
+  echo "umount: $MNT unmounted, $DEV released"
+}
+
+# Mount again, `sha256sum -c` the workload's list and compare the listing, unmount.
+needs_remount_verify() { echo zbdfs; }
+skip_remount_verify() { fuse_unusable; }
+step_remount_verify() {
+  [ -s "$SUMS" ] || { echo "remount-verify: no checksum list (fuse-workload did not finish)"; return 1; }
+  do_mount || return 1
+  rc=0
+  (cd "$MNT" && timeout -s KILL "$STEP_TIMEOUT" sha256sum -c "$SUMS") > /tmp/sumcheck.out 2>&1 || rc=1
+  grep -v ': OK$' /tmp/sumcheck.out
+  (cd "$MNT" && find w | sort | while read -r f; do echo "$f $(stat -c '%F %s %h' "$f") $(readlink "$f" || true)"; done) > /tmp/fuse.find.2
+  if ! cmp -s "$LISTING" /tmp/fuse.find.2; then echo "remount-verify: the tree differs after remount:"; diff "$LISTING" /tmp/fuse.find.2 | head -n 20; rc=1; fi
+  timeout -s KILL "$STEP_TIMEOUT" "$ZBDFS" umount "$MNT" || { echo "zbdfs umount exited $?"; rc=1; }
+  [ $rc -ne 0 ] || echo "remount-verify: PASS $(grep -c ': OK$' /tmp/sumcheck.out) files match their sha256, tree listing identical ($(wc -l < "$LISTING") entries)"
+  return $rc
+}
+detail_remount_verify() { sed -n 's/^remount-verify: \(PASS \)\{0,1\}//p' "$OUT" | tail -n 1 | grep . || grep -m 1 'FAILED' "$OUT" || grep -v '^\[' "$OUT" | tail -n 1; }
+
+# A mount a failed step left behind would keep the device busy for zones, fsck and the teardown.
+leave_mount() {
+  mounted || return 0
+  echo "ZBDFS-GUEST: $MNT still mounted after a failed step; zbdfs umount $MNT"
+  timeout -s KILL 60 "$ZBDFS" umount "$MNT" || umount -l "$MNT"
+}
+
 fs_unusable() { [ -s "$FS_UNUSABLE" ] && cat "$FS_UNUSABLE"; }
 
 # Self-test steps (Emulation/selftest): they prove the harness reports what happens.
@@ -243,9 +363,10 @@ run_profile() {
     return
   fi
   result "$p" setup PASS 0 "$t0" "$(sysfs_summary "$DEV")"
-  rm -f "$FS_UNUSABLE"
+  rm -f "$FS_UNUSABLE" "$MOUNT_UNUSABLE" "$SUMS" "$LISTING"
   for s in $STEPS; do
     f=$(echo "$s" | tr '-' '_')
+    case "$s" in zones|fsck) leave_mount ;; esac
     t0=$(now)
     if command -v skip_"$f" >/dev/null && why=$(skip_"$f") && [ -n "$why" ]; then
       result "$p" "$s" SKIP - "$t0" "$why"
@@ -266,6 +387,7 @@ run_profile() {
       result "$p" "$s" FAIL "$rc" "$t0" "$detail"
     fi
   done
+  leave_mount
   t0=$(now)
   if sh -c "$REMOVE" > "$OUT" 2>&1; then
     result "$p" teardown PASS 0 "$t0" "$REMOVE"
@@ -281,6 +403,7 @@ case "${1:-}" in
   default-steps) echo "$STEPS_DEFAULT" ;;
   needs) f=$(echo "$2" | tr '-' '_'); if command -v needs_"$f" >/dev/null; then needs_"$f"; fi ;;
   describe) describe_"$2" ;;
+  fuse-workload-body) fuse_workload_body ;;
   run)
     PROFILES=$2 STEPS=$3 FAILURES=0
     for p in $PROFILES; do run_profile "$p"; done
