@@ -218,7 +218,7 @@ do_mount() {
   ls -la "$MNT" > /dev/null || return 1
   echo "mount: ready: $(grep " $MNT " /proc/mounts)"
 }
-detail_mount() { grep -m 1 '^zbdfs: ' "$OUT" || sed -n 's/^mount: //p' "$OUT" | tail -n 1 | grep . || grep -v '^\[' "$OUT" | tail -n 1; }
+detail_mount() { sed -n 's/^mount: //p' "$OUT" | tail -n 1 | grep . || grep -m 1 '^zbdfs: ' "$OUT" || grep -v '^\[' "$OUT" | tail -n 1; }
 
 fuse_unusable() { fs_unusable || { [ -s "$MOUNT_UNUSABLE" ] && cat "$MOUNT_UNUSABLE"; }; }
 
