@@ -234,8 +234,10 @@ fuse_workload_body() {
   mounted || { echo "fuse-workload: $MNT is not a zbdfs mount (run the mount step first)"; exit 1; }
   rm -rf "$TREE"
   mkdir -p "$TREE/bin" "$TREE/deep/a/b/c" "$TREE/dd"
-  # Files from the initramfs: the zbdfs binary itself (MBs), busybox, this script, the modules.
-  cp "$ZBDFS" /bin/busybox "$TREE/bin/"
+  # Files from the initramfs: busybox, the shared libraries the binaries load (glibc, libfuse3,
+  # ...; a few MiB), this script, init, the modules tree.
+  cp /bin/busybox "$TREE/bin/"
+  cp -r /lib/x86_64-linux-gnu "$TREE/lib"
   cp /suite.sh /init "$TREE/deep/a/b/c/"
   cp -r /lib/modules "$TREE/deep/modules"
   # Buffered (page cache), unaligned size and aligned.
@@ -267,7 +269,7 @@ fuse_workload_body() {
   # The reference: sha256 of every regular file (through the symlink too) and the listing.
   (cd "$MNT" && find w -type f | sort | xargs sha256sum && sha256sum w/bin/symlink.bin) > "$SUMS"
   (cd "$MNT" && find w | sort | while read -r f; do echo "$f $(stat -c '%F %s %h' "$f") $(readlink "$f" || true)"; done) > "$LISTING"
-  echo "fuse-workload: PASS $(wc -l < "$SUMS") files hashed, $(find "$TREE" | wc -l) entries, $(du -sk "$TREE" | cut -f1) KiB"
+  echo "fuse-workload: PASS $(wc -l < "$SUMS") files hashed, $(find "$TREE" | wc -l) entries, $(du -sk "$TREE" | cut -f1) KiB; dd buffered and oflag=direct (aligned, 1 MiB and 64 KiB) written, iflag=direct read matches"
 }
 detail_fuse_workload() { sed -n 's/^fuse-workload: \(PASS \)\{0,1\}//p' "$OUT" | tail -n 1 | grep . || grep -v '^\[' "$OUT" | tail -n 1; }
 
@@ -279,6 +281,7 @@ step_umount() {
   ! mounted || { echo "umount: $MNT is still mounted"; return 1; }
   echo "umount: $MNT unmounted, $DEV released"
 }
+detail_umount() { sed -n 's/^umount: //p' "$OUT" | tail -n 1 | grep . || grep -m 1 '^zbdfs: ' "$OUT" || grep -v '^\[' "$OUT" | tail -n 1; }
 
 # Mount again, `sha256sum -c` the workload's list and compare the listing, unmount.
 needs_remount_verify() { echo zbdfs; }
