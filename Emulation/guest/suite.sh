@@ -303,7 +303,7 @@ detail_remount_verify() { sed -n 's/^remount-verify: \(PASS \)\{0,1\}//p' "$OUT"
 # A mount a failed step left behind would keep the device busy for zones, fsck and the teardown.
 leave_mount() {
   mounted || return 0
-  echo "ZBDFS-GUEST: $MNT still mounted after a failed step; zbdfs umount $MNT"
+  echo "ZBDFS-GUEST: $MNT still mounted (a step failed, or no umount step ran); zbdfs umount $MNT"
   timeout -s KILL 60 "$ZBDFS" umount "$MNT" || umount -l "$MNT"
 }
 
