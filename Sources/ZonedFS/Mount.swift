@@ -155,7 +155,7 @@ extension FileSystem {
             throw DeviceError.corrupted(.mount, "the metadata log is damaged: \(d)\(replay.damage.count > 1 ? " (and \(replay.damage.count - 1) more)" : ""); run `zbdfs fsck` for the full list")
         }
         let zones = try device.reportAllZones()
-        let usage = try ZoneUsage(state: replay.state, zones: zones, geometry: g)
+        let usage = try ZoneUsage(checking: replay.state, zones: zones, geometry: g)
         var roles: [ZoneID: ZoneRole] = [sb.superblockZones.0: .superblock, sb.superblockZones.1: .superblock]
         for z in replay.chain { roles[z] = .metadata }
         for z in usage.live.keys where roles[z] == nil { roles[z] = .data }
@@ -222,21 +222,31 @@ extension FileSystem {
     }
 }
 
-/// Live bytes and the end of the last extent per zone, from a replayed state; checks that every
-/// extent lies below its zone's write pointer and inside its capacity.
+/// Live bytes and the end of the last extent per zone, from a replayed state (mount's accounts,
+/// `FileSystemUsage`); `problem` says which extents cannot be trusted.
 struct ZoneUsage {
     var live: [ZoneID: ByteCount] = [:]
     var end: [ZoneID: DeviceOffset] = [:]
 
-    init(state: ReplayState, zones: [Zone], geometry g: DeviceGeometry) throws(DeviceError) {
-        for (n, layout) in state.layouts {
+    /// Sums the extents of `state` per zone (extents outside the device are left out).
+    init(state: ReplayState, geometry g: DeviceGeometry) {
+        for layout in state.layouts.values {
             for e in layout.map.extents {
-                if let p = ZoneUsage.problem(e, inode: n, zones: zones, geometry: g) { throw DeviceError.corrupted(.mount, p + "; run `zbdfs fsck`") }
-                let z = g.zone(containing: e.device)!
+                guard let z = g.zone(containing: e.device) else { continue }
                 live[z, default: .zero] = live[z, default: .zero] + ByteCount(e.length)
                 end[z] = max(end[z] ?? e.deviceEnd, e.deviceEnd)
             }
         }
+    }
+
+    /// Mount's check: every extent lies below its zone's write pointer and inside its capacity.
+    init(checking state: ReplayState, zones: [Zone], geometry g: DeviceGeometry) throws(DeviceError) {
+        for (n, layout) in state.layouts {
+            for e in layout.map.extents {
+                if let p = ZoneUsage.problem(e, inode: n, zones: zones, geometry: g) { throw DeviceError.corrupted(.mount, p + "; run `zbdfs fsck`") }
+            }
+        }
+        self.init(state: state, geometry: g)
     }
 
     /// Why extent `e` cannot be trusted, or nil.

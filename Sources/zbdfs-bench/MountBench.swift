@@ -58,17 +58,7 @@ func benchFUSE(kind: String, o: Options) throws -> [Workload: Measurement] {
 
 /// An image like BenchDevice's (64 MiB zones, max active 14, 1 MiB writes), formatted, closed.
 func formatBenchDevice(kind: String, path: String, size: ByteCount) throws {
-    let deviceSize = size * 2 + .gib(1)
-    let device: any ZonedDevice
-    if kind == "zoned" {
-        let zone = ByteCount.mib(64)
-        let g = DeviceGeometry(zoneCount: Int(deviceSize.bytes / zone.bytes), zoneSize: zone, maxOpenZones: 14,
-                               maxActiveZones: 14, maxWriteBytes: .mib(1))
-        device = try EmulatedZonedDevice.create(path: path, geometry: g, overwrite: true)
-    } else {
-        try ConventionalDevice.create(path: path, size: deviceSize, overwrite: true)
-        device = try ConventionalDevice.open(path: path, zoneSize: .mib(64), maxWriteBytes: .mib(1))
-    }
+    let device = try makeBenchDevice(kind: kind, path: path, deviceSize: size * 2 + .gib(1))
     defer { device.close() }
     try FileSystem.format(device: device)
 }

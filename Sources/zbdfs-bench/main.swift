@@ -93,23 +93,26 @@ struct Measurement: Codable {
 
 func now() -> Double { Double(SystemClock().nowNanoseconds) / 1e9 }
 
+/// A fresh bench image at `path`: emulated zoned ("zoned": 64 MiB zones, max open/active 14) or
+/// conventional mode (64 MiB zones), 1 MiB max write either way.
+func makeBenchDevice(kind: String, path: String, deviceSize: ByteCount) throws -> any ZonedDevice {
+    if kind == "zoned" {
+        let zone = ByteCount.mib(64)
+        let g = DeviceGeometry(zoneCount: Int(deviceSize.bytes / zone.bytes), zoneSize: zone, maxOpenZones: 14,
+                               maxActiveZones: 14, maxWriteBytes: .mib(1))
+        return try EmulatedZonedDevice.create(path: path, geometry: g, overwrite: true)
+    }
+    try ConventionalDevice.create(path: path, size: deviceSize, overwrite: true)
+    return try ConventionalDevice.open(path: path, zoneSize: .mib(64), maxWriteBytes: .mib(1))
+}
+
 final class BenchDevice: @unchecked Sendable {
     let path: String
     let engine: Engine
     init(kind: String, dir: String, size: ByteCount, checksums: Bool) throws {
         path = "\(dir)/zbdfs-bench-\(kind)-\(getpid()).img"
-        let device: any ZonedDevice
         // Room for the data, the random rewrites' garbage (80 MiB) and zones finished early.
-        let deviceSize = size + .mib(512)
-        if kind == "zoned" {
-            let zone = ByteCount.mib(64)
-            let g = DeviceGeometry(zoneCount: Int(deviceSize.bytes / zone.bytes), zoneSize: zone, maxOpenZones: 14,
-                                   maxActiveZones: 14, maxWriteBytes: .mib(1))
-            device = try EmulatedZonedDevice.create(path: path, geometry: g, overwrite: true)
-        } else {
-            try ConventionalDevice.create(path: path, size: deviceSize, overwrite: true)
-            device = try ConventionalDevice.open(path: path, zoneSize: .mib(64), maxWriteBytes: .mib(1))
-        }
+        let device = try makeBenchDevice(kind: kind, path: path, deviceSize: size + .mib(512))
         // fio fallocates its file before writing (fallocate=native); do the same, so both sides
         // measure the IO path and not tmpfs allocating pages on first touch.
         let fd = open(path, O_RDWR)

@@ -68,10 +68,7 @@ struct Df: ParsableCommand {
                        activeZones: zones.filter { $0.condition.isActive }.count,
                        maxOpenZones: g.maxOpenZones, maxActiveZones: g.maxActiveZones)
         if json {
-            let enc = JSONEncoder()
-            enc.keyEncodingStrategy = .convertToSnakeCase
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try enc.encode(r), as: UTF8.self))
+            print(jsonText(r))
             return
         }
         func f(_ b: UInt64) -> String { ByteCount.format(b) }

@@ -23,9 +23,12 @@ func zbdfsBinary() throws -> String {
 struct CLIMissing: Error { var message: String }
 
 @discardableResult
-func zbdfs(_ args: String...) throws -> Run {
+func zbdfs(_ args: String...) throws -> Run { try runProgram(try zbdfsBinary(), args) }
+
+/// Runs `executable` with `args` to completion, capturing both output streams.
+func runProgram(_ executable: String, _ args: [String]) throws -> Run {
     let p = Process()
-    p.executableURL = URL(fileURLWithPath: try zbdfsBinary())
+    p.executableURL = URL(fileURLWithPath: executable)
     p.arguments = args
     let out = Pipe(), err = Pipe()
     p.standardOutput = out

@@ -18,19 +18,7 @@ func demoFilesBinary() throws -> String {
     return p
 }
 
-func runDemoFiles(_ args: String...) throws -> Run {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: try demoFilesBinary())
-    p.arguments = args
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return Run(status: p.terminationStatus, out: String(decoding: o, as: UTF8.self), err: String(decoding: e, as: UTF8.self))
-}
+func runDemoFiles(_ args: String...) throws -> Run { try runProgram(try demoFilesBinary(), args) }
 
 func contents(_ path: String) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: path)) }
 

@@ -92,9 +92,9 @@ struct RecoveryTests {
         let start = raw.geometry.zoneStart(logZone)
         let z = try raw.zone(logZone)
         #expect(z.writePointer - start >= ByteCount.kib(12), "header, checkpoint and one more frame")
+        let imageOffset = ImageFormat.dataStart(zoneCount: raw.geometry.zoneCount)
         raw.close()
         let file = try FileHandle(forUpdating: URL(fileURLWithPath: s.path("img")))
-        let imageOffset = try imageDataOffset(s.path("img"))
         try file.seek(toOffset: imageOffset + start.bytes + 4096 + 100)  // inside the checkpoint frame's payload
         try file.write(contentsOf: Data([0xFF, 0xFF, 0xFF, 0xFF]))
         try file.close()
@@ -146,9 +146,4 @@ struct RecoveryTests {
         #expect(tmpThere == (content == bytes(40_000, seed: 1)), "exactly one of the two names holds the new file")
         #expect(try Fsck.check(device: again.device).clean)
     }
-}
-
-/// Byte offset of device byte 0 inside an emulated image file.
-func imageDataOffset(_ path: String) throws -> UInt64 {
-    ImageFormat.dataStart(zoneCount: try EmulatedZonedDevice.open(path: path).geometry.zoneCount)
 }

@@ -47,15 +47,7 @@ public struct FileSystemUsage: Sendable, Equatable {
         let g = device.geometry
         guard let (sb, _) = try SuperblockIO.newest(device: device).best, sb.geometryMismatch(g) == nil else { return nil }
         let replay = try LogReplay.read(device: device, superblock: sb)
-        var live: [ZoneID: ByteCount] = [:]
-        var end: [ZoneID: DeviceOffset] = [:]
-        for layout in replay.state.layouts.values {
-            for e in layout.map.extents {
-                guard let z = g.zone(containing: e.device) else { continue }
-                live[z, default: .zero] = live[z, default: .zero] + ByteCount(e.length)
-                end[z] = max(end[z] ?? e.deviceEnd, e.deviceEnd)
-            }
-        }
+        let usage = ZoneUsage(state: replay.state, geometry: g)
         let chain = Set(replay.chain)
         var rows: [ZoneUsageEntry] = []
         for z in try device.reportAllZones() {
@@ -70,11 +62,11 @@ public struct FileSystemUsage: Sendable, Equatable {
                 role = .metadata
                 written = sequential ? z.written : capacity
             } else {
-                written = sequential ? z.written : (end[z.id].map { $0 - z.start } ?? .zero)
+                written = sequential ? z.written : (usage.end[z.id].map { $0 - z.start } ?? .zero)
                 role = written.bytes > 0 ? .data : .free
             }
             if z.condition == .full, sequential, role != .superblock { written = min(written, capacity) }
-            let l = role == .data ? min(live[z.id] ?? .zero, written) : (role == .free ? .zero : written)
+            let l = role == .data ? min(usage.live[z.id] ?? .zero, written) : (role == .free ? .zero : written)
             // A full zone's unwritten tail (finished early) is unusable until reset; the superblock
             // zones are finished after one copy by design and count as metadata use.
             let unusable = z.condition == .full && role != .superblock ? capacity - min(capacity, written) : .zero
