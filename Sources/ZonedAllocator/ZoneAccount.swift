@@ -7,6 +7,9 @@
 //   (live) or not any more (garbage, reclaimable by resetting the zone once live reaches zero).
 // - reserved is capacity promised to grants whose data has not been written yet; a zone with
 //   reserved > 0 is never finished (its writers would then fail).
+// - inFlight <= reserved: bytes submitted to the device (zone appends, or a batch of writes at the
+//   write pointer) whose completion is not accounted yet. They are still reserved, not written,
+//   so the device's write pointer may be ahead of `writePointer` by up to inFlight.
 // - phase .active  <=> the zone holds written or reserved bytes and is not full: it uses one of
 //   the device's active-zone resources. .empty zones use none, .full and .unavailable neither.
 
@@ -41,6 +44,8 @@ public struct ZoneAccount: Sendable, Equatable {
     public internal(set) var written: ByteCount = .zero
     /// Capacity promised to outstanding grants.
     public internal(set) var reserved: ByteCount = .zero
+    /// Part of `reserved` submitted to the device and not yet completed.
+    public internal(set) var inFlight: ByteCount = .zero
     public internal(set) var live: ByteCount = .zero
     public internal(set) var garbage: ByteCount = .zero
     /// Capacity lost by finishing the zone before it was full.
@@ -57,7 +62,8 @@ public struct ZoneAccount: Sendable, Equatable {
         guard phase == .empty || phase == .active else { return .zero }
         return capacity - written - reserved - unusable
     }
-    /// Where the next byte lands (the zone's write pointer as we track it).
+    /// Where the next byte lands (the zone's write pointer as we track it; with IO in flight the
+    /// device's may be ahead by up to `inFlight`).
     public var writePointer: DeviceOffset { start + written }
 
     public func problem() -> String? {
@@ -71,6 +77,7 @@ public struct ZoneAccount: Sendable, Equatable {
         default: break
         }
         if grants == 0 && reserved.bytes > 0 { return "\(id): reserved bytes without grants" }
+        if inFlight > reserved { return "\(id): \(inFlight.bytes) bytes in flight exceed the \(reserved.bytes) reserved" }
         return nil
     }
 }

@@ -5,8 +5,10 @@
 //   reserve(bytes)            before the writer locks its file range (seed step 3): promises space
 //   grant(bytes, role, hint)  picks a zone and promises `length <= bytes` of its capacity; the
 //                             grant may be shorter than asked at the end of a zone
-//   append(grant, piece)      writes one device-sized piece into the grant's zone; the device (zone
-//                             append) or our per-zone sequencer decides where it lands
+//   submit(grant, pieces)     writes device-sized pieces into the grant's zone as one batch: with
+//                             zone append all in flight at once, the device deciding where each
+//                             lands; otherwise at the write pointer, behind the zone's sequencer
+//   append(grant, piece)      a batch of one
 //   complete(grant)           gives back whatever of the grant was not written
 //   discard(zone, bytes)      written bytes no longer referenced become garbage
 //
@@ -16,6 +18,10 @@
 // - Active zones of each role stay within the budget: data zones use at most
 //   maxActive - reservedActiveZones (so metadata and reclaim can always activate a zone), every
 //   role together at most maxActive. Conventional zones do not count (the device has no limit on them).
+// - With zone append the allocator reserves bytes in a zone, the device picks the offsets: the
+//   pieces submitted against a grant never exceed it, so everything in flight fits below the
+//   zone's capacity and lands inside the zone. `written` counts completed bytes only; the device's
+//   pointer may be ahead of it by the zone's `inFlight` bytes.
 // - A zone is finished only when it has no outstanding grants; a caller must complete its grant
 //   before asking for another, or a finish could wait on itself.
 // - Decisions depend only on the accounts, the request and the clock given at init: no Dictionary
@@ -31,10 +37,15 @@ public struct AllocatorConfig: Sendable {
     public var reservedEmptyZones: Int = 0
     /// Empty zones only reclaim may take (to move live data out of a victim); 0 without reclaim.
     public var reclaimReserveZones: Int = 0
-    public init(reservedActiveZones: Int = 2, reservedEmptyZones: Int = 0, reclaimReserveZones: Int = 0) {
+    /// Write sequential zones with the device's zone append when it has one; false forces writes
+    /// at the write pointer (to compare the two, or for a device whose append is slow).
+    public var zoneAppend = true
+    public init(reservedActiveZones: Int = 2, reservedEmptyZones: Int = 0, reclaimReserveZones: Int = 0,
+                zoneAppend: Bool = true) {
         self.reservedActiveZones = reservedActiveZones
         self.reservedEmptyZones = reservedEmptyZones
         self.reclaimReserveZones = reclaimReserveZones
+        self.zoneAppend = zoneAppend
     }
 }
 
@@ -377,7 +388,7 @@ public final class ZoneAllocator: @unchecked Sendable {
     /// 2. an idle active zone of this role (no grant in flight) where the whole request fits most
     ///    tightly — writers in different zones do not queue behind each other's IO;
     /// 3. a newly activated empty zone, if the active budget allows;
-    /// 4. a busy active zone where the whole request fits (its writes are sequenced);
+    /// 4. a busy active zone where the whole request fits (its writes are sequenced, or appended);
     /// 5. with no empty zone left at all, whatever an active zone still has (a short grant);
     /// otherwise a zone must be finished (active budget spent) or there is no space.
     private func decide(_ bytes: ByteCount, _ role: ZoneRole, _ hint: ZoneID?, useReserve: Bool = false) -> GrantOutcome {
@@ -446,27 +457,107 @@ public final class ZoneAllocator: @unchecked Sendable {
 
     // MARK: Writing
 
-    /// Writes one piece (at most the device's max write, or max append when appending) into the
-    /// grant's zone and returns where it landed. Pieces of one grant land in call order; pieces of
-    /// different grants in one zone may interleave, so callers record each piece's address.
+    /// True when sequential zones are written with the device's zone append: the device has one
+    /// and the config does not force writes at the write pointer.
+    public var usesZoneAppend: Bool { config.zoneAppend && device.geometry.supportsZoneAppend }
+
+    /// The largest piece `submit` takes for `zone`: the append limit when the zone is appended to,
+    /// the max write otherwise.
+    public func pieceLimit(_ zone: ZoneID) -> ByteCount {
+        appends(zone) ? device.geometry.maxAppendBytes : device.geometry.maxWriteBytes
+    }
+
+    /// Whether writes into `zone` are zone appends. Per zone and fixed for the allocator's life, so
+    /// a zone never mixes appends with writes at the pointer: a write at the pointer we track would
+    /// miss the device's while appends are in flight.
+    private func appends(_ zone: ZoneID) -> Bool { !conventional[zone.int] && usesZoneAppend }
+
+    /// Writes one piece into the grant's zone and returns where it landed (a batch of one).
     public func append(_ grant: ZoneGrant, _ piece: UnsafeRawBufferPointer) throws(DeviceError) -> DeviceOffset {
-        let n = ByteCount(piece.count)
-        let g = device.geometry
-        let z = grant.zone
-        if !conventional[z.int], g.supportsZoneAppend, n <= g.maxAppendBytes {
-            let at: DeviceOffset
-            do throws(DeviceError) { at = try device.append(piece, to: z) } catch { try? resync(z); throw error }
-            lock.withLock { wrote(z, n, viaAppend: true) }
-            return at
+        try submit(grant, [piece])[0].get()
+    }
+
+    /// Writes `pieces` into the grant's zone as one device batch; result i says where piece i
+    /// landed or why it failed. Each piece is at most `pieceLimit(grant.zone)`; together they are at
+    /// most what the caller has not yet written of its grant (so they all fit in the zone).
+    ///
+    /// With zone append the pieces are in flight together and the device picks each address: they
+    /// may complete and land in any order, interleaved with other grants' appends to the zone, and
+    /// a failed piece does not stop the others. At the write pointer the batch is issued behind the
+    /// zone's sequencer at consecutive addresses, so the pieces land back to back in order, and
+    /// every piece after a failed one fails too (it would miss the pointer).
+    /// The caller passes the bytes that landed, whatever it does with them, to `complete`.
+    public func submit(_ grant: ZoneGrant, _ pieces: [UnsafeRawBufferPointer]) -> [Result<DeviceOffset, DeviceError>] {
+        guard !pieces.isEmpty else { return [] }
+        let limit = pieceLimit(grant.zone).int
+        for p in pieces {
+            precondition(p.count > 0 && p.count <= limit, "piece of \(p.count) B for \(grant.zone) (limit \(limit) B)")
         }
-        // Software zone append: one write at a time per zone, at the write pointer we track.
-        let seq = sequencers[z.int]
-        return try seq.withLock { () throws(DeviceError) -> DeviceOffset in
-            let at = lock.withLock { zones[z.int].writePointer }
-            do throws(DeviceError) { try device.write(piece, at: at) } catch { try? resync(z); throw error }
-            lock.withLock { wrote(z, n, viaAppend: false) }
-            return at
+        return appends(grant.zone) ? submitAppends(grant.zone, pieces) : submitAtPointer(grant.zone, pieces)
+    }
+
+    private func submitAppends(_ z: ZoneID, _ pieces: [UnsafeRawBufferPointer]) -> [Result<DeviceOffset, DeviceError>] {
+        let total = ByteCount(UInt64(pieces.reduce(0) { $0 + $1.count }))
+        startFlight(z, total)
+        let results = ZoneAllocator.ordered(device.submit(pieces.map { .append($0, zone: z) }), count: pieces.count, .append)
+        let failed = lock.withLock { () -> Bool in
+            zones[z.int].inFlight = zones[z.int].inFlight - total
+            var failed = false
+            for (p, r) in zip(pieces, results) {
+                if case .success = r { wrote(z, ByteCount(p.count), viaAppend: true) } else { failed = true }
+            }
+            return failed
         }
+        if failed { try? resync(z) }
+        return results
+    }
+
+    private func submitAtPointer(_ z: ZoneID, _ pieces: [UnsafeRawBufferPointer]) -> [Result<DeviceOffset, DeviceError>] {
+        let total = ByteCount(UInt64(pieces.reduce(0) { $0 + $1.count }))
+        // The sequencer keeps every other writer of the zone out from reading the pointer until
+        // this batch is accounted.
+        return sequencers[z.int].withLock {
+            var at = lock.withLock { zones[z.int].writePointer }
+            var batch: [DeviceIO] = []
+            for p in pieces {
+                batch.append(.write(p, at: at))
+                at = at + ByteCount(p.count)
+            }
+            startFlight(z, total)
+            var results = ZoneAllocator.ordered(device.submit(batch), count: pieces.count, .write)
+            // Only the prefix before the first failure is written where we said; anything the
+            // device took past it (not on a sequential zone) is not ours to count.
+            if let bad = results.firstIndex(where: { if case .failure = $0 { true } else { false } }) {
+                for i in (bad + 1)..<results.count {
+                    results[i] = .failure(.io(.write, "not written: piece \(bad) of the batch failed before it"))
+                }
+            }
+            let failed = lock.withLock { () -> Bool in
+                zones[z.int].inFlight = zones[z.int].inFlight - total
+                var failed = false
+                for (p, r) in zip(pieces, results) {
+                    if case .success = r { wrote(z, ByteCount(p.count), viaAppend: false) } else { failed = true }
+                }
+                return failed
+            }
+            if failed { try? resync(z) }
+            return results
+        }
+    }
+
+    /// Counts `total` bytes of the zone's reservation as submitted.
+    private func startFlight(_ z: ZoneID, _ total: ByteCount) {
+        lock.withLock {
+            precondition(zones[z.int].inFlight + total <= zones[z.int].reserved, "\(z): submitting \(total) beyond its grants")
+            zones[z.int].inFlight = zones[z.int].inFlight + total
+        }
+    }
+
+    /// Completions put back in batch order; an IO the device never completed counts as failed.
+    private static func ordered(_ completions: [IOCompletion], count: Int, _ op: DeviceOperation) -> [Result<DeviceOffset, DeviceError>] {
+        var out = [Result<DeviceOffset, DeviceError>](repeating: .failure(.io(op, "the device returned no completion")), count: count)
+        for c in completions where c.index >= 0 && c.index < count { out[c.index] = c.result }
+        return out
     }
 
     /// Takes `n` bytes of a grant in a conventional zone without writing them (preallocation:
@@ -556,13 +647,15 @@ public final class ZoneAllocator: @unchecked Sendable {
                 a.phase = .full
                 a.unusable = a.capacity - a.written - a.reserved
             default:
+                // Appends still in flight may already have moved the device's pointer: only what
+                // is beyond them was taken without our knowing.
                 let devWritten = z.writePointer - z.start
-                if devWritten > a.written {
+                if devWritten > a.written + a.inFlight {
                     // The device took bytes we did not count (a failed write that landed partly): garbage.
-                    let extra = devWritten - a.written
+                    let extra = devWritten - a.written - a.inFlight
                     a.written = devWritten
                     a.garbage = a.garbage + extra
-                    a.reserved = a.reserved - min(a.reserved, extra)
+                    a.reserved = a.reserved - min(a.reserved - a.inFlight, extra)
                 }
             }
             zones[id.int] = a

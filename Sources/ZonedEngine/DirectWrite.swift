@@ -10,9 +10,14 @@
 //   6. allocate: a grant at some zone's write pointer, possibly shorter than asked (end of zone);
 //      when the active budget is spent the allocator waits for a zone finish (EAGAIN under NOWAIT)
 //   7. create the ordered extent; the range lock is released, the ordered extent now guards it
-//   8. submit in pieces the device takes; each piece splits its own ordered extent off the front;
-//      if a piece fails, the rest is finished as failed and the caller gets a short write
-//   9. per completed piece: map it where it landed, grow i_size, account replaced extents as garbage
+//   8. submit in batches of pieces the device takes; each batch splits its own ordered extent off
+//      the front. At the write pointer a batch is one piece; with zone append several pieces are
+//      in flight at once and the device picks where each lands. If a piece fails, the rest is
+//      finished as failed and the caller gets a short write (a prefix: appended pieces past the
+//      failure that landed anyway become garbage)
+//   9. per completed batch: record where each piece landed on the ordered extent, split it where
+//      pieces landed apart (out-of-order appends) so every extent is contiguous on the device, map
+//      each run with its checksums at its address, grow i_size, account replaced extents as garbage
 // Invariant: no extent is ever inserted for bytes whose IO did not complete.
 
 import ZonedAllocator
@@ -134,7 +139,8 @@ extension Engine {
         reservation.releaseAll()  // what the grant did not cover (the seed frees data space past len)
         // Steps 8 and 9.
         let r = submitPieces(inode, oe, grant, UnsafeRawBufferPointer(rebasing: data[0..<grant.length.int]), sizeLimit: sizeLimit)
-        allocator.complete(grant, written: ByteCount(UInt64(r.written)))
+        // Everything the device took counts, mapped or not: the allocator accounted it as written.
+        allocator.complete(grant, written: ByteCount(r.landed))
         if let failure = r.failure, r.written == 0 { throw failure }
         return (r.written, r.failure != nil)
     }
@@ -149,68 +155,104 @@ extension Engine {
         }
     }
 
-    /// Step 8: one device-sized piece at a time, each with its own ordered extent split off the
-    /// front; step 9 per completed piece. On failure the rest of the ordered extent finishes failed.
+    /// Step 8: the grant goes to the device in batches, each with its own ordered extent split off
+    /// the front (the seed extracts one per submitted bio). A batch is one piece at the write
+    /// pointer; with zone append it is up to `appendsInFlight` pieces in flight at once. Step 9
+    /// per completed batch (`finishBatch`). On failure the rest of the ordered extent finishes failed.
+    /// `written`: bytes mapped (a prefix of `data`); `landed`: bytes the device took, mapped or not.
     private func submitPieces(_ inode: Inode, _ oe: OrderedExtent, _ grant: ZoneGrant, _ data: UnsafeRawBufferPointer,
-                              sizeLimit: UInt64) -> (written: Int, failure: DeviceError?) {
-        let maxPiece = pieceLimit(grant.zone)
+                              sizeLimit: UInt64) -> (written: Int, landed: UInt64, failure: DeviceError?) {
+        let batchBytes = batchLimit(grant.zone)
         // Aligned caller memory (O_DIRECT users) goes to the device as it is; anything else is
         // copied through a pooled scratch buffer.
         let zeroCopy = AlignedBuffer.isAligned(data.baseAddress)
-        let buffer = zeroCopy ? nil : buffers.take(min(maxPiece, data.count))
+        let buffer = zeroCopy ? nil : buffers.take(min(batchBytes, data.count))
         defer { if let buffer { buffers.give(buffer) } }
         var written = 0
+        var landed: UInt64 = 0
         while written < data.count {
-            let n = min(maxPiece, data.count - written)
-            let pieceOE: OrderedExtent
+            let n = min(batchBytes, data.count - written)
+            let batchOE: OrderedExtent
             if UInt64(n) < oe.length {
-                pieceOE = inode.state.withLock { let f = oe.splitFront(UInt64(n)); inode.addOrdered(f); return f }
+                batchOE = inode.state.withLock { let f = oe.splitFront(UInt64(n)); inode.addOrdered(f); return f }
                 count { $0.orderedExtentSplits += 1 }
             } else {
-                pieceOE = oe
+                batchOE = oe
             }
             let source = UnsafeRawBufferPointer(rebasing: data[written..<(written + n)])
-            let piece: UnsafeRawBufferPointer
+            let batch: UnsafeRawBufferPointer
             if let buffer {
                 buffer.slice(0, n).copyMemory(from: source)
-                piece = UnsafeRawBufferPointer(buffer.slice(0, n))
+                batch = UnsafeRawBufferPointer(buffer.slice(0, n))
             } else {
-                piece = source
+                batch = source
             }
-            // Checksums of what is sent, taken before the device sees it.
-            let crcs = config.dataChecksums ? ChecksumStore.compute(piece, block: Int(block)) : []
-            let at: DeviceOffset
-            do {
-                at = try allocator.append(grant, piece)
-            } catch {
-                inode.state.withLock {
-                    inode.finishOrdered(pieceOE, ok: false)
-                    if pieceOE !== oe { inode.finishOrdered(oe, ok: false) }
-                }
-                return (written, error)
+            let outcome = sendBatch(grant, batch, fileOffset: batchOE.fileOffset, checksummed: config.dataChecksums)
+            landed += outcome.landedBytes
+            finishBatch(inode, batchOE, outcome, sizeLimit: sizeLimit)
+            written += Int(outcome.keptBytes)
+            if let failure = outcome.failure {
+                if batchOE !== oe { inode.state.withLock { inode.finishOrdered(oe, ok: false) } }
+                return (written, landed, failure)
             }
-            let fileOffset = pieceOE.fileOffset
-            let kind: FileExtent.Kind = crcs.isEmpty ? .unchecked : .data
-            let change = FileChange.mapped(FileExtent(fileOffset: fileOffset, length: UInt64(n), device: at, kind: kind),
-                                           checksums: crcs, sizeAtLeast: min(fileOffset + UInt64(n), sizeLimit))
-            let replaced = inode.state.withLock {
-                let old = apply(inode, change)
-                inode.finishOrdered(pieceOE, ok: true)
-                return old
-            }
-            discard(replaced)
-            count { $0.deviceBytesWritten += UInt64(n) }
-            written += n
         }
-        return (written, nil)
+        return (written, landed, nil)
     }
 
-    /// The largest piece the device takes for a zone: zone append's limit when we will append.
-    func pieceLimit(_ zone: ZoneID) -> Int {
-        let g = device.geometry
-        if !allocator.isConventional(zone), g.supportsZoneAppend { return g.maxAppendBytes.int }
-        return g.maxWriteBytes.int
+    /// Step 9 for one batch: record where each kept piece landed on the batch's ordered extent,
+    /// split it wherever pieces landed apart (and off the failed tail), map each run where it is
+    /// and finish its ordered extent. One state-lock hold, so readers see all of it or none.
+    private func finishBatch(_ inode: Inode, _ oe: OrderedExtent, _ outcome: BatchOutcome, sizeLimit: UInt64) {
+        let kind: FileExtent.Kind = config.dataChecksums ? .data : .unchecked
+        let keptBytes = outcome.keptBytes
+        var splits: UInt64 = 0
+        let replaced = inode.state.withLock { () -> [FileExtent] in
+            guard keptBytes > 0 else {
+                inode.finishOrdered(oe, ok: false)
+                return []
+            }
+            // The failed tail finishes failed; the landed front goes on.
+            let front: OrderedExtent
+            if keptBytes < oe.length {
+                front = oe.splitFront(keptBytes)
+                inode.addOrdered(front)
+                inode.finishOrdered(oe, ok: false)
+            } else {
+                front = oe
+            }
+            for p in outcome.kept { front.recordLanded(p) }
+            let runs = front.landedRuns
+            var replaced: [FileExtent] = []
+            for (i, run) in runs.enumerated() {
+                let runOE: OrderedExtent
+                if i < runs.count - 1 {
+                    runOE = front.splitFront(run.length)
+                    inode.addOrdered(runOE)
+                    splits += 1
+                } else {
+                    runOE = front
+                }
+                let change = FileChange.mapped(run.extent(kind: kind), checksums: run.checksums,
+                                               sizeAtLeast: min(run.fileEnd, sizeLimit))
+                replaced += apply(inode, change)
+                inode.finishOrdered(runOE, ok: true)
+            }
+            return replaced
+        }
+        if splits > 0 { count { $0.landedApartSplits += splits } }
+        discard(replaced)
+        discardStray(outcome.stray)
     }
+
+    /// The bytes of one batch into `zone`: one piece at the write pointer (each write must find
+    /// the pointer where the previous one left it), `appendsInFlight` pieces with zone append.
+    func batchLimit(_ zone: ZoneID) -> Int {
+        let piece = allocator.pieceLimit(zone).int
+        return appendsTo(zone) ? piece * max(1, config.appendsInFlight) : piece
+    }
+
+    /// Whether writes into `zone` are zone appends (the device decides where they land).
+    func appendsTo(_ zone: ZoneID) -> Bool { allocator.usesZoneAppend && !allocator.isConventional(zone) }
 
     /// Whether this file could take an in-place write at all (the seed's NODATACOW | PREALLOC test).
     private func mayWriteInPlace(_ inode: Inode) -> Bool {

@@ -3,7 +3,8 @@
 // Invariants:
 // - The engine is generic over `ZonedDevice`; it never names a backend.
 // - All device space goes through one ZoneAllocator; the engine never writes a sequential zone
-//   except through `ZoneAllocator.append`, so write-pointer order holds by construction.
+//   except through `ZoneAllocator.submit`, so write-pointer order holds by construction (at the
+//   pointer) or the device keeps it (zone append, whose addresses are recorded at completion).
 // - Inode numbers are handed out from 1, in order; the inode table changes under `tableLock`.
 // - Errors are DeviceError (errno-typed): EINVAL, ENOENT, ENOSPC, EAGAIN, EIO, EOPNOTSUPP.
 
@@ -28,6 +29,9 @@ public struct IOFlags: OptionSet, Sendable {
 public struct EngineCounters: Sendable, Equatable {
     public var eagainReturns: UInt64 = 0
     public var orderedExtentSplits: UInt64 = 0
+    /// Ordered extents split at completion because their pieces did not land back to back (zone
+    /// appends completing out of order, or between another writer's appends).
+    public var landedApartSplits: UInt64 = 0
     public var shortWrites: UInt64 = 0
     public var bufferedFallbacks: UInt64 = 0
     public var nocowWrites: UInt64 = 0
@@ -54,12 +58,24 @@ public struct EngineConfig: Sendable {
     public var dataChecksums = true
     /// A file's page cache is written back once it holds more than this.
     public var bufferedCacheBytes: ByteCount = .mib(4)
+    /// Zone appends of one write submitted as one device batch, all in flight at once (when the
+    /// device has zone append and `allocator.zoneAppend` is on). Writes at the write pointer go
+    /// one at a time per zone whatever this says.
+    public var appendsInFlight = 8
     public init(maxReadChunk: ByteCount = .mib(1), allocator: AllocatorConfig = AllocatorConfig(), dataChecksums: Bool = true,
-                bufferedCacheBytes: ByteCount = .mib(4)) {
+                bufferedCacheBytes: ByteCount = .mib(4), appendsInFlight: Int = 8) {
         self.maxReadChunk = maxReadChunk
         self.allocator = allocator
         self.dataChecksums = dataChecksums
         self.bufferedCacheBytes = bufferedCacheBytes
+        self.appendsInFlight = appendsInFlight
+    }
+
+    /// Write with zone append when the device has it; false forces writes at the write pointer
+    /// (an engine and mount option, to compare the two).
+    public var zoneAppend: Bool {
+        get { allocator.zoneAppend }
+        set { allocator.zoneAppend = newValue }
     }
 }
 

@@ -12,7 +12,8 @@ import ZonedCore
 
 public typealias InodeNumber = UInt64
 
-/// Writes in flight over a file range (the seed's btrfs_ordered_extent).
+/// Writes in flight over a file range (the seed's btrfs_ordered_extent). Changed under its
+/// inode's `state` lock.
 final class OrderedExtent: @unchecked Sendable {
     enum Kind: Sendable { case regular, nocow, prealloc }
     enum State: Sendable, Equatable { case pending, finished(ok: Bool) }
@@ -21,6 +22,9 @@ final class OrderedExtent: @unchecked Sendable {
     private(set) var length: UInt64
     let kind: Kind
     var state: State = .pending
+    /// Completed pieces and where they landed (recorded at completion: with zone append only the
+    /// device knows the address until then). Inside [fileOffset, fileEnd), not overlapping.
+    private(set) var landed: [LandedPiece] = []
 
     init(fileOffset: UInt64, length: UInt64, kind: Kind) {
         self.fileOffset = fileOffset
@@ -31,15 +35,29 @@ final class OrderedExtent: @unchecked Sendable {
     var fileEnd: UInt64 { fileOffset + length }
     func overlaps(_ s: UInt64, _ e: UInt64) -> Bool { fileOffset < e && s < fileEnd }
 
-    /// Splits the first `n` bytes off into their own ordered extent (one per submitted piece, the
-    /// seed's btrfs_extract_ordered_extent); this one keeps the rest.
+    /// Splits the first `n` bytes off into their own ordered extent (one per submitted batch, the
+    /// seed's btrfs_extract_ordered_extent; or one per run of pieces that landed back to back);
+    /// this one keeps the rest. Recorded pieces go with the part they lie in.
     func splitFront(_ n: UInt64) -> OrderedExtent {
         precondition(n > 0 && n < length, "split of \(n) from an ordered extent of \(length)")
+        let cut = fileOffset + n
+        precondition(!landed.contains { $0.fileOffset < cut && $0.fileEnd > cut }, "split at \(cut) cuts a landed piece")
         let front = OrderedExtent(fileOffset: fileOffset, length: n, kind: kind)
-        fileOffset += n
+        front.landed = landed.filter { $0.fileEnd <= cut }
+        landed.removeAll { $0.fileEnd <= cut }
+        fileOffset = cut
         length -= n
         return front
     }
+
+    /// Records a completed piece and where it landed (the seed's btrfs_record_physical_zoned).
+    func recordLanded(_ p: LandedPiece) {
+        precondition(p.fileOffset >= fileOffset && p.fileEnd <= fileEnd, "piece \(p.fileOffset)+\(p.length) outside its ordered extent")
+        landed.append(p)
+    }
+
+    /// The recorded pieces as runs contiguous on the device, in file order.
+    var landedRuns: [LandedPiece] { LandedPiece.contiguousRuns(landed) }
 }
 
 final class Inode: @unchecked Sendable {

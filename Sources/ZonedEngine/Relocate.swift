@@ -7,8 +7,10 @@
 // - Data is read and verified against its checksums before it is written again: reclaim never
 //   turns a bad block into a good-looking one (EIO instead). New checksums are computed from the
 //   bytes written; for data they equal the old ones.
-// - Each moved piece goes through the normal path: allocator grant, append at a write pointer,
-//   a `.mapped` change (recorded in the log), the old range accounted as garbage.
+// - Each moved chunk goes through the normal path: allocator grant, one batch of pieces (zone
+//   appends in flight together, or a write at the pointer), a `.mapped` change per run of pieces
+//   that landed back to back (recorded in the log), the old range accounted as garbage. A chunk
+//   that fails part-way keeps its moved prefix (those bytes equal the old ones) and throws.
 
 import ZonedAllocator
 import ZonedCore
@@ -47,16 +49,18 @@ extension Engine {
                 allocator.complete(grant, written: .zero)
                 throw error
             }
-            let crcs = extent.kind == .data ? ChecksumStore.compute(buffer.readOnly, block: Int(block)) : []
-            let at: DeviceOffset
-            do throws(DeviceError) { at = try allocator.append(grant, buffer.readOnly) } catch {
-                allocator.complete(grant, written: .zero)
-                throw error
+            // One batch: with zone append its pieces may land apart, so each run maps on its own.
+            let outcome = sendBatch(grant, buffer.readOnly, fileOffset: extent.fileOffset + moved, checksummed: extent.kind == .data)
+            allocator.complete(grant, written: ByteCount(outcome.landedBytes))
+            let replaced = inode.state.withLock { () -> [FileExtent] in
+                LandedPiece.contiguousRuns(outcome.kept).flatMap { run in
+                    apply(inode, .mapped(run.extent(kind: extent.kind), checksums: run.checksums, sizeAtLeast: 0))
+                }
             }
-            allocator.complete(grant, written: grant.length)
-            let piece = FileExtent(fileOffset: extent.fileOffset + moved, length: n, device: at, kind: extent.kind)
-            discard(inode.state.withLock { apply(inode, .mapped(piece, checksums: crcs, sizeAtLeast: 0)) })
-            count { $0.deviceBytesWritten += n; $0.relocatedBytes += n }
+            discard(replaced)
+            discardStray(outcome.stray)
+            count { $0.relocatedBytes += outcome.keptBytes }
+            if let failure = outcome.failure { throw failure }
             moved += n
         }
         return moved

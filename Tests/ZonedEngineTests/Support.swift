@@ -75,6 +75,17 @@ final class GatedDevice: ForwardingDevice, @unchecked Sendable {
         gate()
         try inner.write(data, at: offset)
     }
+
+    override func append(_ data: UnsafeRawBufferPointer, to zone: ZoneID) throws(DeviceError) -> DeviceOffset {
+        gate()
+        return try inner.append(data, to: zone)
+    }
+
+    /// The engine writes through batches: a batch that writes parks as a whole.
+    override func submit(_ batch: [DeviceIO]) -> [IOCompletion] {
+        if batch.contains(where: { if case .read = $0 { false } else { true } }) { gate() }
+        return inner.submit(batch)
+    }
 }
 
 /// Runs `body` on another thread; `join()` waits for it and rethrows.

@@ -195,7 +195,8 @@ final class Journal: ChangeRecorder, @unchecked Sendable {
             throw DeviceError.io(.write, "metadata zone \(z) could not take a frame of \(frame.count) B")
         }
         var done = 0
-        let piece = max(block, min(device.geometry.maxWriteBytes.int, device.geometry.supportsZoneAppend ? device.geometry.maxAppendBytes.int : Int.max))
+        // One piece at a time even with zone append: a frame's pieces must land in order.
+        let piece = allocator.pieceLimit(z).int
         var failure: DeviceError?
         let buffer = AlignedBuffer(count: frame.count)
         frame.withUnsafeBytes { buffer.slice(0, frame.count).copyMemory(from: $0) }
