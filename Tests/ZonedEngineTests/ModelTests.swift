@@ -1,6 +1,7 @@
 // Seeded random sequences of write / read / truncate / punch / fallocate, direct and buffered,
 // aligned and not, compared byte for byte with an in-memory model of each file; on the emulated
-// zoned device (with zone limits, so zone finishes happen) and in conventional mode.
+// zoned device (with zone limits, so zone finishes happen), on it with zone append completing out
+// of order, and in conventional mode.
 // A failing seed is printed; add it to `regressionSeeds` to replay it forever.
 
 import Dispatch
@@ -32,7 +33,11 @@ struct FileModel {
     }
 }
 
-enum ModelDevice: String, CaseIterable, Sendable { case zoned, conventional }
+enum ModelDevice: String, CaseIterable, Sendable {
+    case zoned, conventional
+    /// Zoned with 16 KiB zone appends whose completions the fault plan permutes in every batch.
+    case zonedAppendOutOfOrder = "zoned-append-out-of-order"
+}
 
 struct ModelRun {
     let engine: Engine
@@ -114,6 +119,11 @@ func modelEngine(_ kind: ModelDevice, _ s: Scratch) throws -> Engine {
         let g = DeviceGeometry(zoneCount: 512, zoneSize: .mib(1), zoneCapacity: .kib(960), maxOpenZones: 4,
                                maxActiveZones: 4, maxWriteBytes: .kib(64), conventionalZoneCount: 0)
         return try Engine(device: try s.emulated(g), config: EngineConfig(maxReadChunk: .kib(128), allocator: AllocatorConfig(reservedActiveZones: 2)))
+    case .zonedAppendOutOfOrder:
+        let g = DeviceGeometry(zoneCount: 512, zoneSize: .mib(1), zoneCapacity: .kib(960), maxOpenZones: 4,
+                               maxActiveZones: 4, maxWriteBytes: .kib(64), maxAppendBytes: .kib(16), conventionalZoneCount: 0)
+        return try Engine(device: try s.emulated(g, faults: FaultPlan(seed: 77, outOfOrderAppends: true)),
+                          config: EngineConfig(maxReadChunk: .kib(128), allocator: AllocatorConfig(reservedActiveZones: 2)))
     case .conventional:
         return try Engine(device: try s.conventional(size: .mib(512), zoneSize: .mib(1)), config: EngineConfig(maxReadChunk: .kib(128)))
     }
@@ -138,5 +148,8 @@ struct ModelTests {
             }
         }
         if let problem = try run.verifyAll() { Issue.record("seed \(seed) on \(device.rawValue): \(problem)") }
+        if device == .zonedAppendOutOfOrder {
+            #expect(run.engine.stats.landedApartSplits > 0 && run.engine.allocator.stats.deviceAppends > 0, "the appends must land apart")
+        }
     }
 }
