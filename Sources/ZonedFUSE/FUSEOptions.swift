@@ -19,6 +19,9 @@ public struct FUSEMountOptions: Sendable, Equatable {
     public var readOnly = false
     public var allowOther = false
     public var debug = false
+    /// `noappend`: write sequential zones at the write pointer even when the device has zone
+    /// append (to compare the two); `append` (the default) undoes it. Ours only: not passed on.
+    public var zoneAppend = true
     /// Options for libfuse and the kernel, as given (`ro` and `allow_other` included).
     public var passThrough: [String] = []
 
@@ -56,6 +59,8 @@ public struct FUSEMountOptions: Sendable, Equatable {
         case "rw": readOnly = false; passThrough.removeAll { $0 == "ro" }
         case "allow_other": allowOther = true; passThrough.append(option)
         case "debug": debug = true; passThrough.append(option)
+        case "noappend": zoneAppend = false
+        case "append": zoneAppend = true
         case _ where FUSEMountOptions.fstabOnly.contains(name) || name.hasPrefix("x-") || name == "comment":
             return
         case _ where FUSEMountOptions.fixed.contains(name):
@@ -66,7 +71,7 @@ public struct FUSEMountOptions: Sendable, Equatable {
         case _ where !option.contains("=") && FUSEMountOptions.fuseFlags.contains(name):
             passThrough.append(option)
         default:
-            throw FUSEOptionError(message: "unknown mount option '\(option)'; zbdfs takes ro, rw, allow_other, allow_root, auto_unmount, debug, max_read=N and the generic flags (nosuid, nodev, noexec, noatime, sync, dirsync, ...)")
+            throw FUSEOptionError(message: "unknown mount option '\(option)'; zbdfs takes ro, rw, noappend, append, allow_other, allow_root, auto_unmount, debug, max_read=N and the generic flags (nosuid, nodev, noexec, noatime, sync, dirsync, ...)")
         }
     }
 

@@ -58,7 +58,7 @@ struct Emulate: ParsableCommand {
         @Flag(help: "Enable zone append (with --max-append as its size limit).")
         var zoneAppend = false
 
-        @Option(help: "Largest zone append; implies --zone-append.")
+        @Option(help: "Largest zone append (at most the zone capacity); implies --zone-append. `zbdfs zones` shows it.")
         var maxAppend: String?
 
         @Flag(help: "Overwrite IMAGE if it exists (its contents are lost).")
@@ -111,6 +111,10 @@ struct Emulate: ParsableCommand {
                 append = try parse(a, "--max-append")
                 guard append.isMultiple(of: bs), append >= bs else {
                     throw ValidationError("--max-append \(a) is not a positive multiple of the \(blockSize)-byte block size.")
+                }
+                // One append never crosses a zone, so a larger limit could never be used.
+                guard append <= cap else {
+                    throw ValidationError("--max-append \(a) is above the zone capacity \(cap); use at most the zone capacity, e.g. 128K.")
                 }
             } else if zoneAppend {
                 append = min(.kib(128), cap)

@@ -27,7 +27,8 @@ struct Mount: ParsableCommand {
         Returns once the mount is ready; a background process serves it until `zbdfs umount`,
         umount(8) or `fusermount3 -u`, or SIGTERM/SIGINT, which flush everything and unmount.
         The device is opened exclusively: a second mount or a format of a mounted device fails
-        and names the mount. Options (-o, comma-separated, repeatable): ro, rw, allow_other
+        and names the mount. Options (-o, comma-separated, repeatable): ro, rw, noappend (write
+        at the write pointer even when the device has zone append), append (the default), allow_other
         (other users may enter; off by default), allow_root, auto_unmount, debug (implies a
         FUSE request trace on stderr with --foreground), max_read=N, and the generic flags
         nosuid, nodev, noexec, noatime, sync, dirsync. Permissions are checked by the kernel
@@ -97,7 +98,7 @@ struct Mount: ParsableCommand {
         // the file system's background reclaim — inherit them blocked; the loop's workers,
         // started after they are unblocked here, take them. One that arrives meanwhile waits.
         let ending = EndingSignals.block()
-        let fs = try openFileSystem(readOnly: opts.readOnly)
+        let fs = try openFileSystem(opts)
         let session: FUSESession
         do {
             session = try FUSESession(adapter: FUSEAdapter(fs: fs, log: log), options: opts, fsname: device)
@@ -107,7 +108,7 @@ struct Mount: ParsableCommand {
             throw CLIError.runtime("cannot mount \(device) at \(mnt): \(error.message)")
         }
         EndingSignals.unblock(ending)
-        let mode = opts.readOnly ? "read-only" : "read-write"
+        let mode = (opts.readOnly ? "read-only" : "read-write") + (fs.engine.allocator.usesZoneAppend ? ", zone append" : "")
         if daemonChild {
             Daemon.announceReady()
         }
@@ -126,7 +127,7 @@ struct Mount: ParsableCommand {
         log.write("\(device) unmounted from \(mnt), everything flushed; written \(ByteCount(st.userBytesWritten)), of it \(ByteCount(st.bufferedBytesCached)) through the page cache; \(st.bufferedFallbacks) unaligned O_DIRECT writes took the buffered fallback")
     }
 
-    func openFileSystem(readOnly: Bool) throws -> FileSystem {
+    func openFileSystem(_ opts: FUSEMountOptions) throws -> FileSystem {
         var target = self.target
         // Conventional mode: the zone size the file system was made with is the only one that
         // mounts, and its superblock at offset 0 says which (so fstab lines need no option).
@@ -135,7 +136,9 @@ struct Mount: ParsableCommand {
         }
         let dev = try target.open()
         do {
-            return try FileSystem.mount(device: dev, options: MountOptions(readOnly: readOnly))
+            var options = MountOptions(readOnly: opts.readOnly)
+            options.engine.zoneAppend = opts.zoneAppend
+            return try FileSystem.mount(device: dev, options: options)
         } catch {
             dev.close()
             let fix = error.errno == EINVAL || error.errno == EUCLEAN

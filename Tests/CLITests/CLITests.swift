@@ -124,6 +124,27 @@ struct CLITests {
         #expect(!FileManager.default.fileExists(atPath: img), "a refused create must not leave a file")
     }
 
+    @Test func maxAppendIsTakenByCreateAndShownByZones() throws {
+        let img = tempImage("append")
+        defer { try? FileManager.default.removeItem(atPath: img) }
+        let c = try zbdfs("emulate", "create", img, "--size", "32M", "--zone-size", "4M", "--max-write", "256K", "--max-append", "64K")
+        #expect(c.status == 0, "\(c.err)")
+        #expect(c.out.contains("max write 256 KiB, zone append up to 64 KiB"), "\(c.out)")
+        let created = try zbdfs("emulate", "create", img, "--size", "32M", "--zone-size", "4M", "--max-append", "64K", "--force", "--json")
+        #expect(created.out.contains("\"max_append_bytes\" : 65536"), "\(created.out)")
+        let text = try zbdfs("zones", img)
+        #expect(text.status == 0 && text.out.contains("zone append up to 64 KiB"), "\(text.out)")
+        #expect((try zonesJSON(img)["geometry"] as? [String: Any])?["max_append_bytes"] as? Int == 64 << 10)
+        // Without append: "no" and 0.
+        #expect(try zbdfs("emulate", "create", img, "--size", "32M", "--zone-size", "4M", "--force").status == 0)
+        #expect(try zbdfs("zones", img).out.contains("zone append no"))
+        #expect((try zonesJSON(img)["geometry"] as? [String: Any])?["max_append_bytes"] as? Int == 0)
+        expectUsageError(try zbdfs("emulate", "create", img, "--size", "32M", "--zone-size", "4M", "--max-append", "6000", "--force"),
+                         mentions: "--max-append")
+        expectUsageError(try zbdfs("emulate", "create", img, "--size", "32M", "--zone-size", "4M", "--zone-capacity", "2M",
+                                   "--max-append", "3M", "--force"), mentions: "zone capacity")
+    }
+
     @Test func existingImageIsNotOverwrittenWithoutForce() throws {
         let img = tempImage("exists")
         defer { try? FileManager.default.removeItem(atPath: img) }

@@ -12,6 +12,9 @@ struct OptionParsingTests {
         #expect(args == ["zbdfs", "-o", "default_permissions,fsname=/srv/a\\,b\\\\c.img,subtype=zbdfs,ro,allow_other,noatime"])
         #expect(try FUSEMountOptions(parsing: ["ro,rw"]).readOnly == false)
         #expect(try FUSEMountOptions(parsing: ["default_permissions"]).passThrough.isEmpty)
+        let wap = try FUSEMountOptions(parsing: ["rw,noappend"])
+        #expect(!wap.zoneAppend && wap.passThrough.isEmpty, "noappend is ours, not libfuse's")
+        #expect(try FUSEMountOptions(parsing: ["noappend,append"]).zoneAppend && FUSEMountOptions().zoneAppend)
     }
 
     @Test func unknownAndFixedOptionsAreRefusedByName() {
