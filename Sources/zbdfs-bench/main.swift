@@ -3,6 +3,8 @@
 //
 //   zbdfs-bench [--dir /dev/shm] [--size 1G] [--repeat 3] [--no-checksums] [--json] [--no-fio] [--no-mounts]
 //   zbdfs-bench --reclaim [--dir /dev/shm] [--json]   (reclaim write amplification; ReclaimBench.swift)
+//   zbdfs-bench --append [--max-append 128K] [--dir /dev/shm] [--size 1G] [--repeat 3] [--json]
+//                                                      (zone append vs write-at-pointer; AppendBench.swift)
 //
 // Every figure is the median of --repeat rounds; a round runs the engine on both devices and fio
 // back to back, so a noisy neighbour slows all three sides of a round alike (on 2 shared cores
@@ -42,6 +44,10 @@ struct Options {
     var reclaim = false
     /// fio through mounts too: zbdfs via FUSE and btrfs on a loop device (MountBench.swift).
     var mounts = true
+    /// Run the zone append vs write-at-pointer table instead of the IO table.
+    var append = false
+    /// The small append limit of that table's third column.
+    var maxAppend = ByteCount.kib(128)
 }
 
 func parseOptions() -> Options {
@@ -62,11 +68,17 @@ func parseOptions() -> Options {
             o.repeats = n
         case "--no-checksums": o.checksums = false
         case "--reclaim": o.reclaim = true
+        case "--append": o.append = true
+        case "--max-append":
+            guard !args.isEmpty, let v = ByteCount(parsing: args.removeFirst()), v >= .kib(4), v <= .mib(1), v.isMultiple(of: .kib(4)) else {
+                die("--max-append needs a multiple of 4K between 4K and 1M")
+            }
+            o.maxAppend = v
         case "--json": o.json = true
         case "--no-fio": o.fio = false
         case "--no-mounts": o.mounts = false
         case "-h", "--help":
-            print("usage: zbdfs-bench [--dir /dev/shm] [--size 1G] [--repeat 3] [--no-checksums] [--json] [--no-fio] [--no-mounts] | --reclaim")
+            print("usage: zbdfs-bench [--dir /dev/shm] [--size 1G] [--repeat 3] [--no-checksums] [--json] [--no-fio] [--no-mounts] | --reclaim | --append [--max-append 128K]")
             exit(0)
         default: die("unknown argument \(a); see --help")
         }
@@ -94,12 +106,13 @@ struct Measurement: Codable {
 func now() -> Double { Double(SystemClock().nowNanoseconds) / 1e9 }
 
 /// A fresh bench image at `path`: emulated zoned ("zoned": 64 MiB zones, max open/active 14) or
-/// conventional mode (64 MiB zones), 1 MiB max write either way.
-func makeBenchDevice(kind: String, path: String, deviceSize: ByteCount) throws -> any ZonedDevice {
+/// conventional mode (64 MiB zones), 1 MiB max write either way. `maxAppend`: the emulated
+/// device's zone append limit (none by default).
+func makeBenchDevice(kind: String, path: String, deviceSize: ByteCount, maxAppend: ByteCount = .zero) throws -> any ZonedDevice {
     if kind == "zoned" {
         let zone = ByteCount.mib(64)
         let g = DeviceGeometry(zoneCount: Int(deviceSize.bytes / zone.bytes), zoneSize: zone, maxOpenZones: 14,
-                               maxActiveZones: 14, maxWriteBytes: .mib(1))
+                               maxActiveZones: 14, maxWriteBytes: .mib(1), maxAppendBytes: maxAppend)
         return try EmulatedZonedDevice.create(path: path, geometry: g, overwrite: true)
     }
     try ConventionalDevice.create(path: path, size: deviceSize, overwrite: true)
@@ -109,10 +122,11 @@ func makeBenchDevice(kind: String, path: String, deviceSize: ByteCount) throws -
 final class BenchDevice: @unchecked Sendable {
     let path: String
     let engine: Engine
-    init(kind: String, dir: String, size: ByteCount, checksums: Bool) throws {
+    /// `maxAppend`: the device's zone append limit; `zoneAppend`: whether the engine uses it.
+    init(kind: String, dir: String, size: ByteCount, checksums: Bool, maxAppend: ByteCount = .zero, zoneAppend: Bool = true) throws {
         path = "\(dir)/zbdfs-bench-\(kind)-\(getpid()).img"
         // Room for the data, the random rewrites' garbage (80 MiB) and zones finished early.
-        let device = try makeBenchDevice(kind: kind, path: path, deviceSize: size + .mib(512))
+        let device = try makeBenchDevice(kind: kind, path: path, deviceSize: size + .mib(512), maxAppend: maxAppend)
         // fio fallocates its file before writing (fallocate=native); do the same, so both sides
         // measure the IO path and not tmpfs allocating pages on first touch.
         let fd = open(path, O_RDWR)
@@ -122,7 +136,9 @@ final class BenchDevice: @unchecked Sendable {
             _ = posix_fallocate(fd, 0, st.st_size)
             close(fd)
         }
-        engine = try Engine(device: device, config: EngineConfig(dataChecksums: checksums))
+        var config = EngineConfig(dataChecksums: checksums)
+        config.zoneAppend = zoneAppend
+        engine = try Engine(device: device, config: config)
         // Let the kernel finish with the pages of the previous image (freed at its unlink) before
         // timing anything: measured runs right after a multi-GiB unlink and fallocate were 2-4x slower.
         sleep(2)
@@ -133,6 +149,43 @@ final class BenchDevice: @unchecked Sendable {
     }
 }
 
+/// seq-write-1M-qd1: one writer, 1 MiB direct writes of seeded bytes into a new file, `total` bytes.
+func sequentialWrite(_ engine: Engine, total: Int) throws -> (InodeNumber, Measurement) {
+    let f = engine.createFile()
+    let buf = AlignedBuffer(count: 1 << 20)
+    var rng = SeededRandom(seed: 1)
+    rng.fill(buf.mutable)
+    let t0 = now()
+    var off = 0
+    while off < total {
+        _ = try engine.write(f, at: UInt64(off), buf.readOnly)
+        off += 1 << 20
+    }
+    return (f, Measurement(bytes: UInt64(total), ops: UInt64(total >> 20), seconds: now() - t0))
+}
+
+/// seq-write-1M-qd8: eight writers at once, each 1 MiB direct writes into its own file, `total` bytes in all.
+func concurrentSequentialWrites(_ engine: Engine, total: Int) throws -> Measurement {
+    let files = (0..<8).map { _ in engine.createFile() }
+    let per = total / 8
+    let failure = NSLock()
+    nonisolated(unsafe) var error: (any Error)?
+    let t0 = now()
+    DispatchQueue.concurrentPerform(iterations: 8) { w in
+        let buf = AlignedBuffer(count: 1 << 20)
+        buf.fill(UInt8(w))
+        var off = 0
+        do {
+            while off < per {
+                _ = try engine.write(files[w], at: UInt64(off), buf.readOnly)
+                off += 1 << 20
+            }
+        } catch let e { failure.withLock { error = e } }
+    }
+    if let error { throw error }
+    return Measurement(bytes: UInt64(per * 8), ops: UInt64(per * 8 >> 20), seconds: now() - t0)
+}
+
 /// Runs the engine side of every workload on one device kind.
 func benchEngine(kind: String, o: Options) throws -> [Workload: Measurement] {
     var out: [Workload: Measurement] = [:]
@@ -140,17 +193,11 @@ func benchEngine(kind: String, o: Options) throws -> [Workload: Measurement] {
     // Sequential writes at QD1, then reads of the same file.
     do {
         let d = try BenchDevice(kind: kind, dir: o.dir, size: o.size, checksums: o.checksums)
-        let f = d.engine.createFile()
+        let (f, m) = try sequentialWrite(d.engine, total: total)
+        out[.seqWrite1] = m
         let buf = AlignedBuffer(count: 1 << 20)
-        var rng = SeededRandom(seed: 1)
-        rng.fill(buf.mutable)
-        let t0 = now()
+        var rng = SeededRandom(seed: 2)
         var off = 0
-        while off < total {
-            _ = try d.engine.write(f, at: UInt64(off), buf.readOnly)
-            off += 1 << 20
-        }
-        out[.seqWrite1] = Measurement(bytes: UInt64(total), ops: UInt64(total >> 20), seconds: now() - t0)
         let t1 = now()
         off = 0
         while off < total {
@@ -172,24 +219,7 @@ func benchEngine(kind: String, o: Options) throws -> [Workload: Measurement] {
     // Eight concurrent sequential writers.
     do {
         let d = try BenchDevice(kind: kind, dir: o.dir, size: o.size, checksums: o.checksums)
-        let files = (0..<8).map { _ in d.engine.createFile() }
-        let per = total / 8
-        let failure = NSLock()
-        nonisolated(unsafe) var error: (any Error)?
-        let t0 = now()
-        DispatchQueue.concurrentPerform(iterations: 8) { w in
-            let buf = AlignedBuffer(count: 1 << 20)
-            buf.fill(UInt8(w))
-            var off = 0
-            do {
-                while off < per {
-                    _ = try d.engine.write(files[w], at: UInt64(off), buf.readOnly)
-                    off += 1 << 20
-                }
-            } catch let e { failure.withLock { error = e } }
-        }
-        if let error { throw error }
-        out[.seqWrite8] = Measurement(bytes: UInt64(per * 8), ops: UInt64(per * 8 >> 20), seconds: now() - t0)
+        out[.seqWrite8] = try concurrentSequentialWrites(d.engine, total: total)
         if ProcessInfo.processInfo.environment["ZBDFS_BENCH_DEBUG"] != nil {
             FileHandle.standardError.write(Data("\(kind) qd8: \(d.engine.allocator.stats) \(d.engine.stats)\n".utf8))
         }
@@ -261,6 +291,15 @@ func median(_ rounds: [[Workload: Measurement]]) -> [Workload: Measurement] {
 }
 
 let o = parseOptions()
+if o.append {
+    do {
+        try runAppendBench(o: o)
+        exit(0)
+    } catch {
+        FileHandle.standardError.write(Data("zbdfs-bench: \(error)\n".utf8))
+        exit(1)
+    }
+}
 if o.reclaim {
     do {
         var results: [ReclaimResult] = []
