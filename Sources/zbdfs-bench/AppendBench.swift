@@ -2,13 +2,16 @@
 // direct writes at queue depth 1 and 8, with zone append and with writes at the write pointer,
 // measured in the same run.
 //
-// Columns (the same 64 MiB-zone, max-active-14, 1 MiB-max-write device each time):
-//   write-at-pointer   the device offers 1 MiB appends, the engine is told not to use them
-//                      (EngineConfig.zoneAppend = false, the mount's -o noappend): one write per
-//                      zone at a time, each at the pointer the allocator tracks
-//   append <= 1 MiB    zone append with the same piece size as the writes: one append per 1 MiB
-//   append <= N        zone append limited to --max-append (default 128 KiB, the emulator's
-//                      default): each 1 MiB write is a batch of 1 MiB / N appends in flight at once
+// Columns: the same 64 MiB-zone, max-active-14 device each time, at two piece sizes —
+//   wap 1M     the device takes 1 MiB writes and offers 1 MiB appends, the engine is told not to
+//              append (EngineConfig.zoneAppend = false, the mount's -o noappend): one write per
+//              zone at a time, at the pointer the allocator tracks
+//   app 1M     zone append of 1 MiB: one append per write
+//   wap N      --max-append (default 128 KiB) as the device's write limit too, written at the
+//              pointer: 1 MiB / N writes per 1 MiB write, one at a time
+//   app N      zone append limited to N: each 1 MiB write is one batch of 1 MiB / N appends,
+//              all submitted together
+// so append and write-at-pointer compare at the same piece size (the emulator pays per IO).
 // Every figure is the median of --repeat rounds; each round runs every column once, in an order
 // that rotates from round to round so no column always runs first (or last) on a warm machine.
 
@@ -18,16 +21,18 @@ import ZonedEngine
 
 struct AppendColumn {
     var name: String
+    var maxWrite: ByteCount
     var maxAppend: ByteCount
     var zoneAppend: Bool
     var key: String
 }
 
 func appendColumns(smallAppend: ByteCount) -> [AppendColumn] {
-    [AppendColumn(name: "write-at-ptr", maxAppend: .mib(1), zoneAppend: false, key: "write_at_pointer"),
-     AppendColumn(name: "append<=1MiB", maxAppend: .mib(1), zoneAppend: true, key: "append_1mib"),
-     AppendColumn(name: "append<=\(smallAppend.bytes >> 10)KiB", maxAppend: smallAppend, zoneAppend: true,
-                  key: "append_\(smallAppend.bytes >> 10)kib")]
+    let k = smallAppend.bytes >> 10
+    return [AppendColumn(name: "wap 1M", maxWrite: .mib(1), maxAppend: .mib(1), zoneAppend: false, key: "write_at_pointer_1mib"),
+            AppendColumn(name: "append 1M", maxWrite: .mib(1), maxAppend: .mib(1), zoneAppend: true, key: "append_1mib"),
+            AppendColumn(name: "wap \(k)K", maxWrite: smallAppend, maxAppend: smallAppend, zoneAppend: false, key: "write_at_pointer_\(k)kib"),
+            AppendColumn(name: "append \(k)K", maxWrite: smallAppend, maxAppend: smallAppend, zoneAppend: true, key: "append_\(k)kib")]
 }
 
 /// One round: both sequential workloads for one column, each on a fresh device.
@@ -36,13 +41,13 @@ func benchAppendColumn(_ c: AppendColumn, o: Options) throws -> (results: [Workl
     var out: [Workload: Measurement] = [:]
     var appends: UInt64 = 0, writes: UInt64 = 0
     do {
-        let d = try BenchDevice(kind: "zoned", dir: o.dir, size: o.size, checksums: o.checksums, maxAppend: c.maxAppend, zoneAppend: c.zoneAppend)
+        let d = try BenchDevice(kind: "zoned", dir: o.dir, size: o.size, checksums: o.checksums, maxAppend: c.maxAppend, maxWrite: c.maxWrite, zoneAppend: c.zoneAppend)
         out[.seqWrite1] = try sequentialWrite(d.engine, total: total).1
         appends += d.engine.allocator.stats.deviceAppends
         writes += UInt64(total >> 20)
     }
     do {
-        let d = try BenchDevice(kind: "zoned", dir: o.dir, size: o.size, checksums: o.checksums, maxAppend: c.maxAppend, zoneAppend: c.zoneAppend)
+        let d = try BenchDevice(kind: "zoned", dir: o.dir, size: o.size, checksums: o.checksums, maxAppend: c.maxAppend, maxWrite: c.maxWrite, zoneAppend: c.zoneAppend)
         out[.seqWrite8] = try concurrentSequentialWrites(d.engine, total: total)
         appends += d.engine.allocator.stats.deviceAppends
         writes += UInt64(total >> 20)
@@ -75,18 +80,20 @@ func runAppendBench(o: Options) throws {
             rows.append(r)
         }
         let cols: [[String: Any]] = columns.enumerated().map { i, c in
-            ["key": c.key, "max_append_bytes": c.maxAppend.bytes, "zone_append": c.zoneAppend, "device_appends_per_write": appendsPerWrite[i]]
+            ["key": c.key, "max_write_bytes": c.maxWrite.bytes, "max_append_bytes": c.maxAppend.bytes, "zone_append": c.zoneAppend,
+             "device_appends_per_write": appendsPerWrite[i]]
         }
         let top: [String: Any] = ["dir": o.dir, "size_bytes": o.size.bytes, "rounds": o.repeats, "columns": cols, "append": rows]
         let data = try JSONSerialization.data(withJSONObject: top, options: [.prettyPrinted, .sortedKeys])
         print(String(decoding: data, as: UTF8.self))
         return
     }
-    print("zbdfs-bench --append: engine API on an emulated zoned device in \(o.dir) (64 MiB zones, max active 14, max write 1 MiB), "
+    let k = o.maxAppend.bytes >> 10
+    print("zbdfs-bench --append: engine API on an emulated zoned device in \(o.dir) (64 MiB zones, max active 14), 1 MiB direct writes, "
           + "\(o.size) per workload, median of \(o.repeats) rounds\(o.checksums ? "" : ", without data checksums")")
-    let widths = [20, 14, 14, 14, 10, 10]
-    let small = columns[2].name
-    print(benchLine(["workload"] + columns.map(\.name) + ["1MiB/wap", "\(o.maxAppend.bytes >> 10)K/wap"], widths))
+    print("wap = write at the write pointer (one IO per zone at a time); append = zone append (one batch per write); 1M / \(k)K = the device's write and append limit")
+    let widths = [18, 11, 11, 11, 11, 11, 13]
+    print(benchLine(["workload"] + columns.map(\.name) + ["app/wap 1M", "app/wap \(k)K"], widths))
     for w in workloads {
         let m = columns.indices.map { medians[$0][w] }
         func rate(_ x: Measurement?) -> String { x.map { String(format: "%.0f MB/s", $0.mbPerSecond) } ?? "-" }
@@ -94,10 +101,9 @@ func runAppendBench(o: Options) throws {
             guard let a, let b else { return "-" }
             return String(format: "%.2f", a.mbPerSecond / b.mbPerSecond)
         }
-        print(benchLine([w.rawValue, rate(m[0]), rate(m[1]), rate(m[2]), ratio(m[1], m[0]), ratio(m[2], m[0])], widths))
+        print(benchLine([w.rawValue] + m.map(rate) + [ratio(m[1], m[0]), ratio(m[3], m[2])], widths))
     }
-    print("device appends per 1 MiB write: " + columns.indices.map { "\(columns[$0].name) \(String(format: "%.1f", appendsPerWrite[$0]))" }.joined(separator: ", ")
-          + "; \(small): each write's appends go to the device as one batch")
+    print("device appends per 1 MiB write: " + columns.indices.map { "\(columns[$0].name) \(String(format: "%.1f", appendsPerWrite[$0]))" }.joined(separator: ", "))
 }
 
 /// A table row: the first cell left-aligned, the others right-aligned to `widths`.

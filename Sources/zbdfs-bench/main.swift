@@ -106,13 +106,14 @@ struct Measurement: Codable {
 func now() -> Double { Double(SystemClock().nowNanoseconds) / 1e9 }
 
 /// A fresh bench image at `path`: emulated zoned ("zoned": 64 MiB zones, max open/active 14) or
-/// conventional mode (64 MiB zones), 1 MiB max write either way. `maxAppend`: the emulated
-/// device's zone append limit (none by default).
-func makeBenchDevice(kind: String, path: String, deviceSize: ByteCount, maxAppend: ByteCount = .zero) throws -> any ZonedDevice {
+/// conventional mode (64 MiB zones), 1 MiB max write either way. `maxAppend` and `maxWrite`: the
+/// emulated device's zone append limit (none by default) and write limit.
+func makeBenchDevice(kind: String, path: String, deviceSize: ByteCount, maxAppend: ByteCount = .zero,
+                     maxWrite: ByteCount = .mib(1)) throws -> any ZonedDevice {
     if kind == "zoned" {
         let zone = ByteCount.mib(64)
         let g = DeviceGeometry(zoneCount: Int(deviceSize.bytes / zone.bytes), zoneSize: zone, maxOpenZones: 14,
-                               maxActiveZones: 14, maxWriteBytes: .mib(1), maxAppendBytes: maxAppend)
+                               maxActiveZones: 14, maxWriteBytes: maxWrite, maxAppendBytes: maxAppend)
         return try EmulatedZonedDevice.create(path: path, geometry: g, overwrite: true)
     }
     try ConventionalDevice.create(path: path, size: deviceSize, overwrite: true)
@@ -122,11 +123,12 @@ func makeBenchDevice(kind: String, path: String, deviceSize: ByteCount, maxAppen
 final class BenchDevice: @unchecked Sendable {
     let path: String
     let engine: Engine
-    /// `maxAppend`: the device's zone append limit; `zoneAppend`: whether the engine uses it.
-    init(kind: String, dir: String, size: ByteCount, checksums: Bool, maxAppend: ByteCount = .zero, zoneAppend: Bool = true) throws {
+    /// `maxAppend`, `maxWrite`: the device's limits; `zoneAppend`: whether the engine appends.
+    init(kind: String, dir: String, size: ByteCount, checksums: Bool, maxAppend: ByteCount = .zero, maxWrite: ByteCount = .mib(1),
+         zoneAppend: Bool = true) throws {
         path = "\(dir)/zbdfs-bench-\(kind)-\(getpid()).img"
         // Room for the data, the random rewrites' garbage (80 MiB) and zones finished early.
-        let device = try makeBenchDevice(kind: kind, path: path, deviceSize: size + .mib(512), maxAppend: maxAppend)
+        let device = try makeBenchDevice(kind: kind, path: path, deviceSize: size + .mib(512), maxAppend: maxAppend, maxWrite: maxWrite)
         // fio fallocates its file before writing (fallocate=native); do the same, so both sides
         // measure the IO path and not tmpfs allocating pages on first touch.
         let fd = open(path, O_RDWR)
