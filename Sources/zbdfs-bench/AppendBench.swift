@@ -50,6 +50,9 @@ func benchAppendColumn(_ c: AppendColumn, o: Options) throws -> (results: [Workl
         let d = try BenchDevice(kind: "zoned", dir: o.dir, size: o.size, checksums: o.checksums, maxAppend: c.maxAppend, maxWrite: c.maxWrite, zoneAppend: c.zoneAppend)
         out[.seqWrite8] = try concurrentSequentialWrites(d.engine, total: total)
         appends += d.engine.allocator.stats.deviceAppends
+        if ProcessInfo.processInfo.environment["ZBDFS_BENCH_DEBUG"] != nil {
+            FileHandle.standardError.write(Data("\(c.name) qd8: \(out[.seqWrite8]!.mbPerSecond) MB/s \(d.engine.allocator.stats) \(d.engine.stats)\n".utf8))
+        }
         writes += UInt64(total >> 20)
     }
     return (out, Double(appends) / Double(max(1, writes)))
