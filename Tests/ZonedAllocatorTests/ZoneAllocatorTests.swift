@@ -42,8 +42,71 @@ func writeGrant(_ a: ZoneAllocator, _ g: ZoneGrant, _ data: AlignedBuffer) throw
     return pieces
 }
 
+/// Holds the first batch after the device took it and before the allocator hears back: its bytes
+/// are on the device (its write pointer moved) but still in flight for the allocator.
+final class ParkAfterSubmit: ForwardingDevice, @unchecked Sendable {
+    private let cond = ConditionLock()
+    private var armed = false, parked = false, open = true
+
+    func arm() { cond.withLock { armed = true; open = false } }
+    func waitParked() { cond.withLock { while !parked { cond.wait() } } }
+    func release() { cond.withLock { open = true; cond.broadcast() } }
+
+    override func submit(_ batch: [DeviceIO]) -> [IOCompletion] {
+        let completions = inner.submit(batch)
+        cond.withLock {
+            guard armed else { return }
+            armed = false
+            parked = true
+            cond.broadcast()
+            while !open { cond.wait() }
+        }
+        return completions
+    }
+}
+
 @Suite("Zone allocator")
 struct ZoneAllocatorTests {
+    @Test func appendsInFlightAreNotTakenForGarbageWhenAnotherGrantResyncs() throws {
+        var g = small
+        g.maxAppendBytes = .kib(16)
+        // IO 1: grant A's append (lands, then parks); IO 2: grant B's append fails.
+        let (emu, path) = try device(g, faults: FaultPlan(seed: 1, failingIOs: [2]))
+        defer { emu.close(); try? FileManager.default.removeItem(atPath: path) }
+        let dev = ParkAfterSubmit(emu)
+        let a = try ZoneAllocator(device: dev)
+        let ga = try a.grant(.kib(16))
+        let gb = try a.grant(.kib(16), hint: ga.zone)
+        #expect(gb.zone == ga.zone)
+        dev.arm()
+        let dataA = block(4, 1), dataB = block(4, 2)
+        let landedA = ConditionLock()
+        nonisolated(unsafe) var resultA: Result<DeviceOffset, DeviceError>?
+        let done = DispatchGroup()
+        DispatchQueue.global().async(group: done) {
+            let r = a.submit(ga, [dataA.readOnly])[0]
+            landedA.withLock { resultA = r }
+        }
+        dev.waitParked()
+        #expect(a.account(ga.zone).inFlight == .kib(16))
+        // B fails; the allocator asks the device, whose pointer already counts A's bytes.
+        let rb = a.submit(gb, [dataB.readOnly])[0]
+        if case .success = rb { Issue.record("the injected failure did not happen") }
+        a.complete(gb, written: .zero)
+        var acct = a.account(ga.zone)
+        #expect(acct.garbage == .zero && acct.written == .zero && acct.reserved == .kib(16) && acct.inFlight == .kib(16),
+                "A's bytes in flight were taken for garbage: \(acct)")
+        dev.release()
+        done.wait()
+        let atA = try #require(landedA.withLock { resultA }).get()
+        #expect(atA == g.zoneStart(ga.zone))
+        a.complete(ga, written: .kib(16))
+        acct = a.account(ga.zone)
+        #expect(acct.written == .kib(16) && acct.live == .kib(16) && acct.garbage == .zero && acct.reserved == .zero && acct.inFlight == .zero)
+        #expect(try dev.zone(ga.zone).writePointer == acct.writePointer)
+        #expect(a.problem() == nil)
+    }
+
     let small = DeviceGeometry(zoneCount: 8, zoneSize: .kib(256), zoneCapacity: .kib(192), maxOpenZones: 4,
                                maxActiveZones: 4, maxWriteBytes: .kib(64))
 
