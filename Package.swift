@@ -26,6 +26,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C libraries, found through pkg-config.
@@ -44,7 +45,9 @@ let package = Package(
         .target(name: "ZonedBackendFile", dependencies: ["ZonedCore", "CZonedShim"]),
         .target(name: "ZonedBackendKernel", dependencies: ["ZonedCore", "CURing", "CZBD", "CZonedShim"]),
         .target(name: "ZonedConformance", dependencies: ["ZonedCore"]),
-        .target(name: "ZonedMonitor", dependencies: ["ZonedCore"]),
+        // Monitoring: status snapshots, the top view, Prometheus metrics and their HTTP endpoint.
+        .target(name: "ZonedMonitor", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedEngine", "ZonedFS",
+                                                     .product(name: "Prometheus", package: "swift-prometheus")]),
         .target(name: "ZonedAllocator", dependencies: ["ZonedCore"]),
         .target(name: "ZonedEngine", dependencies: ["ZonedCore", "ZonedAllocator"]),
         // The file system: on-device format, metadata log, namespace, mount, fsck.
