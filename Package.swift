@@ -83,7 +83,7 @@ let package = Package(
         .testTarget(name: "ZonedAllocatorTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedBackendFile"]),
         .testTarget(name: "ZonedEngineTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedEngine", "ZonedBackendFile"]),
         .testTarget(name: "ZonedFSTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedEngine", "ZonedFS", "ZonedBackendFile"]),
-        .testTarget(name: "ZonedMonitorTests", dependencies: ["ZonedCore", "ZonedMonitor"]),
+        .testTarget(name: "ZonedMonitorTests", dependencies: ["ZonedCore", "ZonedMonitor", "ZonedFS", "ZonedEngine", "ZonedBackendFile"]),
         .testTarget(name: "CLITests", dependencies: ["ZonedCore"]),
         // Real mounts of the built `zbdfs` binary, driven by standard tools.
         .testTarget(name: "FUSETests", dependencies: ["ZonedCore", "ZonedBackendFile", "ZonedFS", "ZonedFUSE"]),

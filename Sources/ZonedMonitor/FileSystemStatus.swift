@@ -114,7 +114,7 @@ public struct FileSystemStatus: Codable, Sendable, Equatable {
     public func json() -> String {
         let enc = JSONEncoder()
         enc.keyEncodingStrategy = .convertToSnakeCase
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         // Encoding plain value types cannot fail; a failure here is a programmer error.
         return String(decoding: try! enc.encode(self), as: UTF8.self)
     }

@@ -128,7 +128,7 @@ public struct TopView {
     func legend() -> [String] {
         switch style {
         case .plain:
-            return ["cells: condition letter (E empty, o/O open, C closed, F full, R read-only, X offline, N conventional) and fill in tenths"]
+            return ["cells: condition (E empty, o/O open, C closed, F full, R/X read-only/offline, N conv.) + fill in tenths"]
         case .terminal:
             let parts = [("empty", "empty"), ("open", "implicit-open"), ("closed", "closed"), ("full", "full"), ("read-only/offline", "offline")]
             return ["cells: fill . ▁ … █ of capacity; colour: " + parts.map { "\u{1B}[\(TopView.colour($0.1))m\($0.0)\u{1B}[0m" }.joined(separator: " ")]

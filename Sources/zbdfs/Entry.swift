@@ -80,7 +80,7 @@ func printError(_ line: String) {
 func jsonText<T: Encodable>(_ value: T) -> String {
     let enc = JSONEncoder()
     enc.keyEncodingStrategy = .convertToSnakeCase
-    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+    enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
     // Encoding plain value types cannot fail; a failure here is a programmer error.
     let data = try! enc.encode(value)
     return String(decoding: data, as: UTF8.self)
