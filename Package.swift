@@ -86,7 +86,7 @@ let package = Package(
         .testTarget(name: "ZonedMonitorTests", dependencies: ["ZonedCore", "ZonedMonitor", "ZonedFS", "ZonedEngine", "ZonedBackendFile"]),
         .testTarget(name: "CLITests", dependencies: ["ZonedCore"]),
         // Real mounts of the built `zbdfs` binary, driven by standard tools.
-        .testTarget(name: "FUSETests", dependencies: ["ZonedCore", "ZonedBackendFile", "ZonedFS", "ZonedFUSE"]),
+        .testTarget(name: "FUSETests", dependencies: ["ZonedCore", "ZonedBackendFile", "ZonedFS", "ZonedFUSE", "ZonedMonitor"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -142,7 +142,7 @@ struct StatusTests {
         let a = try fs.createFile("/a")
         try fs.write(a, at: 0, bytes: pattern(128 << 10, seed: 8), direct: true)
         let metrics = FileSystemMetrics { try FileSystemStatus.live(fs, path: "img", mountPoint: "/mnt") }
-        var samples = try parseExposition(metrics.render())
+        var samples = try PrometheusText.parse(metrics.render())
         let st = try FileSystemStatus.live(fs, path: "img", mountPoint: "/mnt")
         #expect(samples["zbdfs_space_size_bytes"] == Double(st.space.sizeBytes))
         #expect(samples["zbdfs_user_written_bytes_total"] == Double(128 << 10))
@@ -151,32 +151,8 @@ struct StatusTests {
         #expect(samples.keys.allSatisfy { $0.hasPrefix("zbdfs_") })
 
         try fs.write(a, at: 128 << 10, bytes: pattern(64 << 10, seed: 9), direct: true)
-        samples = try parseExposition(metrics.render())
+        samples = try PrometheusText.parse(metrics.render())
         #expect(samples["zbdfs_user_written_bytes_total"] == Double(192 << 10), "a counter follows the mount's count")
         try fs.unmount()
     }
-}
-
-struct ExpositionError: Error { var line: String }
-
-/// Parses Prometheus text exposition: `name{labels} value` lines, comments checked for shape.
-func parseExposition(_ bytes: [UInt8]) throws -> [String: Double] {
-    var out: [String: Double] = [:]
-    var types: [String: String] = [:]
-    for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
-        if line.hasPrefix("# TYPE ") {
-            let parts = line.split(separator: " ")
-            guard parts.count == 4 else { throw ExpositionError(line: String(line)) }
-            types[String(parts[2])] = String(parts[3])
-            continue
-        }
-        if line.hasPrefix("#") { continue }
-        guard let space = line.lastIndex(of: " "), let v = Double(line[line.index(after: space)...]) else { throw ExpositionError(line: String(line)) }
-        let key = String(line[..<space])
-        let name = String(key.prefix { $0 != "{" })
-        guard name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }), types[name] != nil else { throw ExpositionError(line: String(line)) }
-        if types[name] == "counter", !name.hasSuffix("_total") { throw ExpositionError(line: "counter without _total: \(line)") }
-        out[key] = v
-    }
-    return out
 }
