@@ -192,14 +192,29 @@ skip_fs_write_verify() { fs_unusable; }
 step_fs_write_verify() { timeout -s KILL "$STEP_TIMEOUT" "$FSCHECK" workload "$DEV"; }
 detail_fs_write_verify() { sed -n 's/^fs-write-verify: \(PASS \)\{0,1\}//p' "$OUT" | tail -n 1 | grep . || grep -v '^\[' "$OUT" | tail -n 1; }
 
-# zbdfs zones --json exits 0 and is a consistent zone report for this device (zone count from sysfs).
+# zbdfs zones --json exits 0 and is a consistent zone report for this device (zone count from sysfs,
+# and, through NVMe passthrough, the append limit Linux derived from the same namespace).
 needs_zones() { echo zbdfs zbdfs-fs-check; }
 step_zones() {
   timeout -s KILL "$STEP_TIMEOUT" "$ZBDFS" zones "$DEV" --json > /tmp/zones.json
   rc=$?
   [ $rc -eq 0 ] || { echo "zbdfs zones --json exited $rc"; return $rc; }
-  timeout -s KILL "$STEP_TIMEOUT" "$ZBDFS" zones "$DEV" | grep '^summary'
+  timeout -s KILL "$STEP_TIMEOUT" "$ZBDFS" zones "$DEV" | grep -E '^(limits|summary)'
+  check_append_limit || return 1
   timeout -s KILL "$STEP_TIMEOUT" "$FSCHECK" zones-json /tmp/zones.json --zones "$(cat "/sys/block/$(sysdev)/queue/nr_zones")"
+}
+# Through NVMe passthrough zbdfs appends itself, so its append limit must be the one Linux derived
+# from the same namespace (ZASL): queue/zone_append_max_bytes. (The kernel backend has no zone
+# append to user space; its rows do not check this.)
+check_append_limit() {
+  [ "${BACKEND:-kernel}" = nvme ] || return 0
+  got=$(sed -n 's/.*"max_append_bytes" *: *\([0-9]*\).*/\1/p' /tmp/zones.json | head -n 1)
+  want=$(cat "/sys/block/$(sysdev)/queue/zone_append_max_bytes")
+  [ "$got" = "$want" ] || { echo "zones: FAIL zbdfs zones --json says max_append_bytes=$got, expected $want"; return 1; }
+  # The block device with --backend nvme is driven through its char device too.
+  via=$(timeout -s KILL "$STEP_TIMEOUT" "$ZBDFS" zones "/dev/$(sysdev)" --backend nvme --json | sed -n 's/.*"backend" *: *"\([a-z]*\)".*/\1/p' | head -n 1)
+  [ "$via" = nvme ] || { echo "zones: FAIL zbdfs zones /dev/$(sysdev) --backend nvme answered with backend '$via'"; return 1; }
+  echo "zones: append limit $got B as expected; /dev/$(sysdev) --backend nvme reaches $DEV"
 }
 detail_zones() { sed -n 's/^zones: \(PASS \)\{0,1\}//p' "$OUT" | tail -n 1 | grep . || grep -v '^\[' "$OUT" | tail -n 1; }
 

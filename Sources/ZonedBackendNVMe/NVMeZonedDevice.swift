@@ -44,6 +44,8 @@ public final class NVMeZonedDevice: ZonedDevice {
     let controller: NVMeController
     /// The O_EXCL descriptor of the sibling block device, held while open (-1: none).
     private let blockClaimFD: Int32
+    /// The namespace's block device this open claimed with O_EXCL, if any ("/dev/nvme0n1").
+    public let claimedBlockDevice: String?
     static let queueEntries = 64
     static let idleQueueLimit = 4
 
@@ -58,7 +60,8 @@ public final class NVMeZonedDevice: ZonedDevice {
     let wpFloor: Mutex<[NVMeWPFloor]>
 
     init(path: String, charDevicePath: String, controller: NVMeController, namespaceID: UInt32,
-         identity: NVMeIdentity, geometry: DeviceGeometry, zones: [Zone], blockClaimFD: Int32, firstQueue: NVMeQueue) {
+         identity: NVMeIdentity, geometry: DeviceGeometry, zones: [Zone], blockClaimFD: Int32,
+         claimedBlockDevice: String?, firstQueue: NVMeQueue) {
         self.path = path
         self.charDevicePath = charDevicePath
         self.controller = controller
@@ -66,6 +69,7 @@ public final class NVMeZonedDevice: ZonedDevice {
         self.identity = identity
         self.geometry = geometry
         self.blockClaimFD = blockClaimFD
+        self.claimedBlockDevice = claimedBlockDevice
         wpFloor = Mutex(zones.map { NVMeWPFloor(offset: $0.writePointer.bytes, resets: 0) })
         leases.withLock { $0.idle.append(firstQueue) }
     }
@@ -101,7 +105,8 @@ public final class NVMeZonedDevice: ZonedDevice {
                 blockFD = try claimBlockDevice(sibling)
             }
             return try make(path: path, charPath: charPath, controller: controller,
-                            limits: NVMePaths.queueLimits(sibling), blockClaimFD: blockFD)
+                            limits: NVMePaths.queueLimits(sibling), blockClaimFD: blockFD,
+                            claimedBlockDevice: blockFD >= 0 ? sibling.map { "/dev/\($0.name)" } : nil)
         } catch {
             if blockFD >= 0 { _ = Glibc.close(blockFD) }
             controller.close()
@@ -111,7 +116,7 @@ public final class NVMeZonedDevice: ZonedDevice {
 
     /// Identifies the namespace behind `controller`, reads its zones and makes the device.
     static func make(path: String, charPath: String, controller: NVMeController, limits: NVMeQueueLimits,
-                     blockClaimFD: Int32) throws(DeviceError) -> NVMeZonedDevice {
+                     blockClaimFD: Int32, claimedBlockDevice: String? = nil) throws(DeviceError) -> NVMeZonedDevice {
         let nsid = try controller.namespaceID().get()
         let identity = try identify(controller, nsid: nsid, path: charPath)
         let (zoneSize, zoneCount) = try NVMeGeometry.zoneLayout(identity).mapError { e in
@@ -131,7 +136,7 @@ public final class NVMeZonedDevice: ZonedDevice {
         let queue = try controller.makeQueue(entries: queueEntries)
         return NVMeZonedDevice(path: path, charDevicePath: charPath, controller: controller, namespaceID: nsid,
                                identity: identity, geometry: geometry, zones: zones, blockClaimFD: blockClaimFD,
-                               firstQueue: queue)
+                               claimedBlockDevice: claimedBlockDevice, firstQueue: queue)
     }
 
     /// The four identify structures, decoded.

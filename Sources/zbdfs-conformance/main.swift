@@ -75,6 +75,9 @@ let g = target.device.geometry
 print("device \(path) (\(target.device.kind.rawValue)): \(g.zoneCount) zones × \(g.zoneSize), capacity \(g.zoneCapacity), "
     + "\(g.conventionalZoneCount) conventional, max open \(g.maxOpenZones), max active \(g.maxActiveZones), "
     + "max write \(g.maxWriteBytes), append \(g.maxAppendBytes), command set \(g.commandSet.rawValue)")
+if let nvme = target.device as? NVMeZonedDevice {
+    print("nvme: commands to \(nvme.charDevicePath), namespace \(nvme.namespaceID); block device claimed: \(nvme.claimedBlockDevice ?? "none")")
+}
 
 var passed = 0, failed = 0, skipped = 0
 for check in ConformanceSuite.checks where only == nil || check.name == only {
