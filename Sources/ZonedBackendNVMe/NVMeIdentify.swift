@@ -25,22 +25,22 @@ struct FieldReader {
         self.structure = structure
     }
 
-    func u8(_ offset: Int, _ field: String) throws(DecodeError) -> UInt8 {
-        UInt8(try uint(offset, 1, field))
+    func u8(_ offset: Int, _ field: @autoclosure () -> String) throws(DecodeError) -> UInt8 {
+        UInt8(try uint(offset, 1, field()))
     }
-    func u16(_ offset: Int, _ field: String) throws(DecodeError) -> UInt16 {
-        UInt16(try uint(offset, 2, field))
+    func u16(_ offset: Int, _ field: @autoclosure () -> String) throws(DecodeError) -> UInt16 {
+        UInt16(try uint(offset, 2, field()))
     }
-    func u32(_ offset: Int, _ field: String) throws(DecodeError) -> UInt32 {
-        UInt32(try uint(offset, 4, field))
+    func u32(_ offset: Int, _ field: @autoclosure () -> String) throws(DecodeError) -> UInt32 {
+        UInt32(try uint(offset, 4, field()))
     }
-    func u64(_ offset: Int, _ field: String) throws(DecodeError) -> UInt64 {
-        try uint(offset, 8, field)
+    func u64(_ offset: Int, _ field: @autoclosure () -> String) throws(DecodeError) -> UInt64 {
+        try uint(offset, 8, field())
     }
 
-    private func uint(_ offset: Int, _ width: Int, _ field: String) throws(DecodeError) -> UInt64 {
+    private func uint(_ offset: Int, _ width: Int, _ field: @autoclosure () -> String) throws(DecodeError) -> UInt64 {
         guard offset >= 0, width <= 8, offset <= bytes.count - width else {
-            throw DecodeError("\(structure): \(bytes.count) bytes is too short for \(field)", at: offset)
+            throw DecodeError("\(structure): \(bytes.count) bytes is too short for \(field())", at: offset)
         }
         var v: UInt64 = 0
         for i in 0..<width { v |= UInt64(bytes[offset + i]) << (8 * UInt64(i)) }

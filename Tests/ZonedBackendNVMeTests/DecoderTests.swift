@@ -176,14 +176,18 @@ struct DecoderTests {
             _ = try? NVMeZonedNamespaceIdentity.decode(b, formatIndex: Int(rng.below(70)))
             _ = try? NVMeControllerIdentity.decode(b)
             _ = try? NVMeZonedControllerIdentity.decode(b)
+            // Plain checks in the loop (an #expect per input would dominate the run time).
             if let ds = try? NVMeZoneReport.decode(b) {
-                for d in ds {
-                    #expect(NVMeZoneDescriptor.byteCount == d.encoded.count)
+                // A 4 KiB identify buffer read as a report holds 63 descriptors; a few show as much.
+                for d in ds.prefix(4) {
                     let back = try? NVMeZoneReport.decode(NVMeZoneReport.encode([d]))
-                    #expect(back == [d])
+                    if d.encoded.count != NVMeZoneDescriptor.byteCount || back != [d] {
+                        Issue.record("descriptor \(d) does not re-encode to itself (input \(i))")
+                    }
                     for bs in [UInt64(512), 4096, 65536] {
-                        if let z = try? NVMeZoneReport.zone(d, blockSize: ByteCount(bs), zoneSizeBlocks: 1 + rng.below(1 << 20)) {
-                            #expect(z.capacity <= z.size && z.start <= z.writePointer && z.writePointer <= z.start + z.capacity)
+                        if let z = try? NVMeZoneReport.zone(d, blockSize: ByteCount(bs), zoneSizeBlocks: 1 + rng.below(1 << 20)),
+                           !(z.capacity <= z.size && z.start <= z.writePointer && z.writePointer <= z.start + z.capacity) {
+                            Issue.record("descriptor \(d) maps to an impossible zone \(z) (input \(i))")
                         }
                     }
                 }
@@ -191,8 +195,9 @@ struct DecoderTests {
             if let id = identity(b, rng: &rng) {
                 let lim = NVMeQueueLimits(maxHardwareBytes: rng.chance(0.5) ? rng.below(1 << 24) : nil,
                                           maxSegments: rng.chance(0.5) ? Int(rng.below(300)) : nil)
-                if case .success(let g) = NVMeGeometry.geometry(id, limits: lim, capacity: ByteCount(4096 * (1 + rng.below(8)))) {
-                    #expect(g.problem() == nil)
+                if case .success(let g) = NVMeGeometry.geometry(id, limits: lim, capacity: ByteCount(4096 * (1 + rng.below(8)))),
+                   let p = g.problem() {
+                    Issue.record("geometry accepted with a problem: \(p) (input \(i))")
                 }
             }
         }
