@@ -2,6 +2,8 @@
 // batch rules — a zone's appends in flight together, its writes one at a time, completions in
 // the controller's order — that the guest can only show by not failing.
 
+import Dispatch
+import Foundation
 import Testing
 import ZonedConformance
 import ZonedCore
@@ -97,6 +99,44 @@ struct FakeDeviceTests {
         #expect(e0.kind == .io && e0.detail.contains("Zone Invalid Write"))
         #expect(e1.kind == .io && e1.detail.contains("not sent"))
         #expect(try after[2].result.get() == start + bs * 9)
+    }
+
+    /// Threads appending to one zone at once (each call leases its own queue, as FUSE workers
+    /// do): every append lands once, the zone is tiled, every thread reads its own bytes back.
+    @Test func concurrentAppendersShareAZone() throws {
+        let fake = FakeZNS()
+        let d = try Self.open(fake)
+        defer { d.close() }
+        let bs = d.geometry.logicalBlockSize.int, z = ZoneID(4)
+        let perThread = 8, threads = 4
+        let lock = NSLock()
+        nonisolated(unsafe) var landed: [(DeviceOffset, Int, [UInt8])] = []
+        nonisolated(unsafe) var errors: [String] = []
+        DispatchQueue.concurrentPerform(iterations: threads) { t in
+            var rng = SeededRandom(seed: UInt64(100 + t))
+            for k in 0..<perThread {
+                let bytes = rng.bytes(bs * (1 + (t + k) % 4))
+                let b = AlignedBuffer(copying: bytes)
+                do throws(DeviceError) {
+                    let at = try d.append(b.readOnly, to: z)
+                    lock.lock(); landed.append((at, bytes.count, bytes)); lock.unlock()
+                } catch {
+                    lock.lock(); errors.append("\(error)"); lock.unlock()
+                }
+            }
+        }
+        #expect(errors.isEmpty, "\(errors)")
+        landed.sort { $0.0 < $1.0 }
+        var next = d.geometry.zoneStart(z)
+        for (at, n, bytes) in landed {
+            #expect(at == next)
+            let back = AlignedBuffer(count: n)
+            try d.read(into: back, at: at)
+            #expect(back.bytes == bytes)
+            next = at + ByteCount(n)
+        }
+        #expect(landed.count == threads * perThread)
+        #expect(try d.zone(z).writePointer == next)
     }
 
     @Test func aWildAppendLandingIsAnErrorNotAnOffset() throws {

@@ -121,7 +121,7 @@ final class FakeZNS: NVMeController, @unchecked Sendable {
                 case 1, 2, 3, 4, 0xE:
                     zones[z] = FZone(state: 1, wp: zoneStart(z))
                     let b = Int(zoneStart(z)) * blockSize, n = Int(p.zoneBlocks) * blockSize
-                    data.replaceSubrange(b..<(b + n), with: repeatElement(0, count: n))
+                    data.withUnsafeMutableBytes { _ = memset($0.baseAddress! + b, 0, n) }
                     return .success
                 default: return .status(.invalidZoneStateTransition)
                 }
