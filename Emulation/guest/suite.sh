@@ -11,8 +11,10 @@
 #   on the host:   sh suite.sh profiles | all-profiles | steps | default-steps | needs STEP |
 #                  describe PROFILE   (listing only; no devices)
 #
-# Profiles: create_NAME sets DEV (the block device) and REMOVE (the command that undoes it);
-# describe_NAME prints one line. Steps: step_NAME runs against $DEV and returns its status; its
+# Profiles: create_NAME sets DEV (the device the steps use) and REMOVE (the command that undoes
+# it), and may set SYSDEV (the block device whose sysfs describes DEV, when DEV is not one: the NVMe
+# char device /dev/ng0n1 has no queue/ of its own) and BACKEND (the zbdfs-conformance backend,
+# default kernel); describe_NAME prints one line. Steps: step_NAME runs against $DEV and returns its status; its
 # output goes to the console; detail_NAME (optional) turns that output (in $OUT) into the result's
 # detail. skip_NAME (optional) prints a reason when the step does not apply to the profile. A step
 # that finds, while running, that it does not apply (zbdfs format refusing a device it cannot use
@@ -38,7 +40,7 @@ BIN=${BIN:-/test}
 CONFORMANCE=${CONFORMANCE:-$BIN/zbdfs-conformance}
 ZBDFS=${ZBDFS:-$BIN/zbdfs}
 FSCHECK=${FSCHECK:-$BIN/zbdfs-fs-check}
-PROFILES_ALL="conv4 maxopen maxactive smalllimits zonecap seqonly nvme"
+PROFILES_ALL="conv4 maxopen maxactive smalllimits zonecap seqonly nvme nvmept"
 STEPS_DEFAULT="conformance format fs-write-verify mount fuse-workload umount remount-verify zones fsck"
 OUT=/tmp/step.out
 SKIP_FILE=/tmp/step.skip
@@ -92,6 +94,29 @@ create_nvme() {
   REMOVE=true  # the namespace belongs to QEMU; its zones are reset by the steps themselves
 }
 
+# The same QEMU namespace as `nvme`, driven from user space: /dev/ng0n1 (its generic char device)
+# through ZonedBackendNVMe (libnvme identify and zone management, io_uring passthrough reads,
+# writes and zone appends). zbdfs detects the char device; no IO scheduler is involved.
+describe_nvmept() { echo "QEMU NVMe ZNS namespace through /dev/ng0n1 (io_uring passthrough, zone append): 32 x 16 MiB zones, 12 MiB capacity, max open/active 14, zasl=5 (128 KiB append)"; }
+create_nvmept() {
+  modprobe nvme || return 1
+  wait_for_block /dev/nvme0n1 || return 1
+  wait_for_char /dev/ng0n1 || return 1
+  DEV=/dev/ng0n1
+  SYSDEV=nvme0n1
+  BACKEND=nvme
+  REMOVE=true  # the namespace belongs to QEMU; its zones are reset by the steps themselves
+}
+
+wait_for_char() {
+  i=0
+  while [ ! -c "$1" ]; do
+    i=$((i + 1))
+    [ $i -le 100 ] || { echo "no $1 after 10 s"; return 1; }
+    sleep 0.1
+  done
+}
+
 wait_for_block() {
   i=0
   while [ ! -b "$1" ]; do
@@ -130,7 +155,7 @@ nullb_configfs() {
 
 # ---------------------------------------------------------------- steps
 needs_conformance() { echo zbdfs-conformance; }
-step_conformance() { timeout -s KILL "$STEP_TIMEOUT" "$CONFORMANCE" "$DEV" --backend kernel; }
+step_conformance() { timeout -s KILL "$STEP_TIMEOUT" "$CONFORMANCE" "$DEV" --backend "${BACKEND:-kernel}"; }
 detail_conformance() {
   line=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$OUT" | tail -1)
   failed=$(sed -n 's/^FAIL \([^:]*\):.*/\1/p' "$OUT" | tr '\n' ' ')
@@ -167,14 +192,29 @@ skip_fs_write_verify() { fs_unusable; }
 step_fs_write_verify() { timeout -s KILL "$STEP_TIMEOUT" "$FSCHECK" workload "$DEV"; }
 detail_fs_write_verify() { sed -n 's/^fs-write-verify: \(PASS \)\{0,1\}//p' "$OUT" | tail -n 1 | grep . || grep -v '^\[' "$OUT" | tail -n 1; }
 
-# zbdfs zones --json exits 0 and is a consistent zone report for this device (zone count from sysfs).
+# zbdfs zones --json exits 0 and is a consistent zone report for this device (zone count from sysfs,
+# and, through NVMe passthrough, the append limit Linux derived from the same namespace).
 needs_zones() { echo zbdfs zbdfs-fs-check; }
 step_zones() {
   timeout -s KILL "$STEP_TIMEOUT" "$ZBDFS" zones "$DEV" --json > /tmp/zones.json
   rc=$?
   [ $rc -eq 0 ] || { echo "zbdfs zones --json exited $rc"; return $rc; }
-  timeout -s KILL "$STEP_TIMEOUT" "$ZBDFS" zones "$DEV" | grep '^summary'
-  timeout -s KILL "$STEP_TIMEOUT" "$FSCHECK" zones-json /tmp/zones.json --zones "$(cat "/sys/block/${DEV#/dev/}/queue/nr_zones")"
+  timeout -s KILL "$STEP_TIMEOUT" "$ZBDFS" zones "$DEV" | grep -E '^(limits|summary)'
+  check_append_limit || return 1
+  timeout -s KILL "$STEP_TIMEOUT" "$FSCHECK" zones-json /tmp/zones.json --zones "$(cat "/sys/block/$(sysdev)/queue/nr_zones")"
+}
+# Through NVMe passthrough zbdfs appends itself, so its append limit must be the one Linux derived
+# from the same namespace (ZASL): queue/zone_append_max_bytes. (The kernel backend has no zone
+# append to user space; its rows do not check this.)
+check_append_limit() {
+  [ "${BACKEND:-kernel}" = nvme ] || return 0
+  got=$(sed -n 's/.*"max_append_bytes" *: *\([0-9]*\).*/\1/p' /tmp/zones.json | head -n 1)
+  want=$(cat "/sys/block/$(sysdev)/queue/zone_append_max_bytes")
+  [ "$got" = "$want" ] || { echo "zones: FAIL zbdfs zones --json says max_append_bytes=$got, expected $want"; return 1; }
+  # The block device with --backend nvme is driven through its char device too.
+  via=$(timeout -s KILL "$STEP_TIMEOUT" "$ZBDFS" zones "/dev/$(sysdev)" --backend nvme --json | sed -n 's/.*"backend" *: *"\([a-z]*\)".*/\1/p' | head -n 1)
+  [ "$via" = nvme ] || { echo "zones: FAIL zbdfs zones /dev/$(sysdev) --backend nvme answered with backend '$via'"; return 1; }
+  echo "zones: append limit $got B as expected; /dev/$(sysdev) --backend nvme reaches $DEV"
 }
 detail_zones() { sed -n 's/^zones: \(PASS \)\{0,1\}//p' "$OUT" | tail -n 1 | grep . || grep -v '^\[' "$OUT" | tail -n 1; }
 
@@ -342,15 +382,20 @@ result() {
   [ "$3" != FAIL ] || FAILURES=$((FAILURES + 1))
 }
 
+# The block device whose sysfs describes $DEV.
+sysdev() { echo "${SYSDEV:-${DEV#/dev/}}"; }
+
 sysfs_summary() {
-  q=/sys/block/${1#/dev/}/queue
-  echo "$1 $(cat $q/zoned) nr_zones=$(cat $q/nr_zones) zone_sectors=$(cat $q/chunk_sectors) lbs=$(cat $q/logical_block_size) max_open=$(cat $q/max_open_zones) max_active=$(cat $q/max_active_zones) max_sectors_kb=$(cat $q/max_sectors_kb) scheduler=$(sed 's/.*\[\(.*\)\].*/\1/' $q/scheduler)"
+  q=/sys/block/$(sysdev)/queue
+  echo "$1${SYSDEV:+ (sysfs of $SYSDEV)} $(cat $q/zoned) nr_zones=$(cat $q/nr_zones) zone_sectors=$(cat $q/chunk_sectors) lbs=$(cat $q/logical_block_size) max_open=$(cat $q/max_open_zones) max_active=$(cat $q/max_active_zones) max_sectors_kb=$(cat $q/max_sectors_kb) scheduler=$(sed 's/.*\[\(.*\)\].*/\1/' $q/scheduler)${SYSDEV:+ $(passthrough_limits "$q")}"
 }
+# What bounds one passthrough command (ZonedBackendNVMe reads the same attributes).
+passthrough_limits() { echo "max_hw_sectors_kb=$(cat "$1"/max_hw_sectors_kb) max_segments=$(cat "$1"/max_segments) zone_append_max_bytes=$(cat "$1"/zone_append_max_bytes 2>/dev/null || echo ?)"; }
 
 run_profile() {
   p=$1
   echo "ZBDFS-PROFILE $p: $(describe_"$p")"
-  t0=$(now) DEV="" REMOVE=""
+  t0=$(now) DEV="" REMOVE="" SYSDEV="" BACKEND=""
   create_"$p" > "$OUT" 2>&1
   rc=$?
   cat "$OUT"
