@@ -51,6 +51,9 @@ struct Df: ParsableCommand {
         /// Since the mount started (live figures only).
         var zoneFinishWaits: UInt64?
         var reclaimWriterWaits: UInt64?
+        var reclaimWriterWaitNanoseconds: UInt64?
+        var zonesReclaimed: UInt64
+        var reclaimBytesMoved: UInt64
 
         init(_ s: FileSystemStatus) {
             let sp = s.space
@@ -68,6 +71,9 @@ struct Df: ParsableCommand {
             maxOpenZones = s.zones.summary.maxOpenZones; maxActiveZones = s.zones.summary.maxActiveZones
             zoneFinishWaits = s.activity?.zoneFinishWaits
             reclaimWriterWaits = s.activity?.reclaimWriterWaits
+            reclaimWriterWaitNanoseconds = s.activity?.reclaimWriterWaitNanoseconds
+            zonesReclaimed = s.lifetime.zonesReclaimed
+            reclaimBytesMoved = s.lifetime.reclaimBytesWritten
         }
     }
 
@@ -93,8 +99,9 @@ struct Df: ParsableCommand {
         print("write amp  \(amp(r.writeAmplification)): \(f(r.deviceBytesWritten)) written to the device for \(f(r.userBytesWritten)) written by programs, since format")
         print("zones      " + r.zonesByRole.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
               + "; open \(r.openZones)/\(lim(r.maxOpenZones)), active \(r.activeZones)/\(lim(r.maxActiveZones))")
+        print("reclaim    \(r.zonesReclaimed) zones reclaimed, \(f(r.reclaimBytesMoved)) moved, reclaim write amp \(amp(r.reclaimWriteAmplification)), since format")
         if let w = r.zoneFinishWaits, let rw = r.reclaimWriterWaits {
-            print("waits      \(w) zone-finish waits, \(rw) reclaim waits since mount")
+            print("waits      \(w) zone-finish waits, \(rw) reclaim waits (\((r.reclaimWriterWaitNanoseconds ?? 0) / 1_000_000) ms) since mount")
         }
     }
 }
