@@ -41,7 +41,7 @@ CONFORMANCE=${CONFORMANCE:-$BIN/zbdfs-conformance}
 ZBDFS=${ZBDFS:-$BIN/zbdfs}
 FSCHECK=${FSCHECK:-$BIN/zbdfs-fs-check}
 PROFILES_ALL="conv4 maxopen maxactive smalllimits zonecap seqonly nvme nvmept"
-STEPS_DEFAULT="conformance format fs-write-verify mount fuse-workload umount remount-verify zones fsck"
+STEPS_DEFAULT="conformance format fs-write-verify mount fuse-workload monitor umount remount-verify zones fsck"
 OUT=/tmp/step.out
 SKIP_FILE=/tmp/step.skip
 # Why this profile's file system cannot be used (format refused or failed); empty when it can.
@@ -313,6 +313,30 @@ fuse_workload_body() {
 }
 detail_fuse_workload() { sed -n 's/^fuse-workload: \(PASS \)\{0,1\}//p' "$OUT" | tail -n 1 | grep . || grep -v '^\[' "$OUT" | tail -n 1; }
 
+# Live monitoring of the mount on a real device: df and zones answered by the mount (not the
+# device), one plain top frame, a reclaim pass by hand; the mount's zone report is the same before
+# and after the monitors (they write nothing).
+needs_monitor() { echo zbdfs; }
+skip_monitor() { fuse_unusable; }
+step_monitor() { timeout -s KILL "$STEP_TIMEOUT" sh "$0" monitor-body; }
+monitor_body() {
+  set -eo pipefail
+  mounted || { echo "monitor: $MNT is not a zbdfs mount (run the mount step first)"; exit 1; }
+  before=$("$ZBDFS" zones "$MNT" --json)
+  df=$("$ZBDFS" df "$DEV" --json)
+  echo "$df" | grep -q '"source" : "mount"' || { echo "monitor: df of the mounted device was not answered by the mount"; exit 1; }
+  top=$("$ZBDFS" top "$MNT" --count 1)
+  echo "$top" | grep -q ' | ' || { echo "monitor: top printed no zone grid"; exit 1; }
+  after=$("$ZBDFS" zones "$MNT" --json)
+  [ "$before" = "$after" ] || { echo "monitor: the zone report changed while only monitors ran"; exit 1; }
+  r=$("$ZBDFS" reclaim "$MNT" --json)
+  zones=$(echo "$r" | sed -n 's/.*"zones_reclaimed" : \([0-9]*\).*/\1/p')
+  used=$(echo "$df" | sed -n 's/.*"used_bytes" : \([0-9]*\).*/\1/p')
+  wa=$(echo "$df" | sed -n 's/.*"write_amplification" : \([0-9.]*\).*/\1/p')
+  echo "monitor: PASS live df from the mount (used $used B, write amp $wa), top grid, zone report unchanged by monitors; reclaim by hand reset $zones zones"
+}
+detail_monitor() { sed -n 's/^monitor: \(PASS \)\{0,1\}//p' "$OUT" | tail -n 1 | grep . || grep -v '^\[' "$OUT" | tail -n 1; }
+
 # zbdfs umount /mnt: flushes, unmounts, waits until the daemon released the device.
 needs_umount() { echo zbdfs; }
 skip_umount() { fuse_unusable; }
@@ -452,6 +476,7 @@ case "${1:-}" in
   needs) f=$(echo "$2" | tr '-' '_'); if command -v needs_"$f" >/dev/null; then needs_"$f"; fi ;;
   describe) describe_"$2" ;;
   fuse-workload-body) fuse_workload_body ;;
+  monitor-body) monitor_body ;;
   run)
     PROFILES=$2 STEPS=$3 FAILURES=0
     for p in $PROFILES; do run_profile "$p"; done
