@@ -322,8 +322,9 @@ step_monitor() { timeout -s KILL "$STEP_TIMEOUT" sh "$0" monitor-body; }
 monitor_body() {
   set -eo pipefail
   mounted || { echo "monitor: $MNT is not a zbdfs mount (run the mount step first)"; exit 1; }
+  dev=$(awk -v m="$MNT" '$2 == m && $3 == "fuse.zbdfs" { print $1 }' /proc/mounts)
   before=$("$ZBDFS" zones "$MNT" --json)
-  df=$("$ZBDFS" df "$DEV" --json)
+  df=$("$ZBDFS" df "$dev" --json)
   echo "$df" | grep -q '"source" : "mount"' || { echo "monitor: df of the mounted device was not answered by the mount"; exit 1; }
   top=$("$ZBDFS" top "$MNT" --count 1)
   echo "$top" | grep -q ' | ' || { echo "monitor: top printed no zone grid"; exit 1; }
