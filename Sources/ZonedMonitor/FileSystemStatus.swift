@@ -45,6 +45,8 @@ public struct FileSystemStatus: Codable, Sendable, Equatable {
         public var reclaimWriterWaits: UInt64
         public var reclaimWriterWaitNanoseconds: UInt64
         public var checksumErrors: UInt64
+        /// Bytes of buffered writes in the mount's page cache, not on the device yet.
+        public var cachedBytes: UInt64
     }
 
     /// "mount" (served live by a mount) or "device" (read from an unmounted device).
@@ -94,7 +96,8 @@ public struct FileSystemStatus: Codable, Sendable, Equatable {
             zoneFinishWaits: e.zoneFinishWaits, zoneFinishWaitNanoseconds: e.zoneFinishWaitNanoseconds,
             zonesFinished: a.zonesFinished, zonesReset: a.zonesReset, reclaimPasses: r.passes,
             zonesReclaimed: r.zonesReclaimed, reclaimBytesMoved: r.bytesMoved, reclaimWriterWaits: r.writerWaits,
-            reclaimWriterWaitNanoseconds: r.writerWaitNanoseconds, checksumErrors: e.checksumErrors)
+            reclaimWriterWaitNanoseconds: r.writerWaitNanoseconds, checksumErrors: e.checksumErrors,
+            cachedBytes: fs.engine.cachedBytes.bytes)
         return FileSystemStatus(source: "mount", mountPoint: mountPoint, sampledAt: clock.nowNanoseconds,
                                 zones: ZoneReport(path: path, kind: fs.device.kind, geometry: fs.device.geometry, zones: zones),
                                 usage: usage, lifetime: fs.lifetime, activity: activity)

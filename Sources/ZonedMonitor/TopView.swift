@@ -45,7 +45,8 @@ public struct TopView {
         out.append("zones   open \(sum.openZones)/\(limit(sum.maxOpenZones))  active \(sum.activeZones)/\(limit(sum.maxActiveZones))  "
                    + conditionCounts())
         out.append("io      write \(rate(\.userBytesWritten))  read \(rate(\.userBytesRead))  device write \(rate(\.deviceBytesWritten))  "
-                   + "write amp \(s.writeAmplification.map { String(format: "%.2f", $0) } ?? "-") since format")
+                   + "write amp \(s.writeAmplification.map { String(format: "%.2f", $0) } ?? "-") since format"
+                   + (s.activity.map { $0.cachedBytes > 0 ? ", \(fmt($0.cachedBytes)) cached" : "" } ?? ""))
         if let a = s.activity {
             out.append("waits   zone finish \(a.zoneFinishWaits) (\(ms(a.zoneFinishWaitNanoseconds)) ms)  reclaim \(a.reclaimWriterWaits) (\(ms(a.reclaimWriterWaitNanoseconds)) ms)  "
                        + "reclaimed \(a.zonesReclaimed) zones, moved \(fmt(a.reclaimBytesMoved))")

@@ -54,6 +54,8 @@ struct Df: ParsableCommand {
         var reclaimWriterWaitNanoseconds: UInt64?
         var zonesReclaimed: UInt64
         var reclaimBytesMoved: UInt64
+        /// Buffered writes still in the mount's page cache (live figures only).
+        var cachedBytes: UInt64?
 
         init(_ s: FileSystemStatus) {
             let sp = s.space
@@ -74,6 +76,7 @@ struct Df: ParsableCommand {
             reclaimWriterWaitNanoseconds = s.activity?.reclaimWriterWaitNanoseconds
             zonesReclaimed = s.lifetime.zonesReclaimed
             reclaimBytesMoved = s.lifetime.reclaimBytesWritten
+            cachedBytes = s.activity?.cachedBytes
         }
     }
 
@@ -96,7 +99,8 @@ struct Df: ParsableCommand {
         print("garbage    \(f(r.garbageBytes)) (\(pct(r.garbageBytes))), reclaimable")
         print("unusable   \(f(r.unusableBytes)) (\(pct(r.unusableBytes))), zones finished early, back after a reset")
         print("space amp  \(String(format: "%.3f", r.spaceAmplification))")
-        print("write amp  \(amp(r.writeAmplification)): \(f(r.deviceBytesWritten)) written to the device for \(f(r.userBytesWritten)) written by programs, since format")
+        print("write amp  \(amp(r.writeAmplification)): \(f(r.deviceBytesWritten)) written to the device for \(f(r.userBytesWritten)) written by programs, since format"
+              + (r.cachedBytes.map { $0 > 0 ? "; \(f($0)) of them still in the page cache" : "" } ?? ""))
         print("zones      " + r.zonesByRole.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
               + "; open \(r.openZones)/\(lim(r.maxOpenZones)), active \(r.activeZones)/\(lim(r.maxActiveZones))")
         print("reclaim    \(r.zonesReclaimed) zones reclaimed, \(f(r.reclaimBytesMoved)) moved, reclaim write amp \(amp(r.reclaimWriteAmplification)), since format")
