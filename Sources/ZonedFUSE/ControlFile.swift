@@ -107,8 +107,10 @@ extension FUSEAdapter {
     func controlWrite(_ req: fuse_req_t?, _ data: UnsafePointer<CChar>?, _ size: Int, _ fi: UnsafeMutablePointer<fuse_file_info>?) {
         answer(req, "control command") { () throws(DeviceError) in
             guard let control, let h = fi?.pointee.fh, controls.get(h) != nil else { throw DeviceError(errno: EBADF, .write, "no open control file") }
-            let line = String(decoding: UnsafeRawBufferPointer(start: data, count: size), as: UTF8.self)
-            let result = try control.command(line.trimmingCharacters(in: .whitespacesAndNewlines)).get()
+            // One command per write; words separated by any whitespace (`echo reclaim >` adds a newline).
+            let text = String(decoding: UnsafeRawBufferPointer(start: data, count: size), as: UTF8.self)
+            let line = text.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+            let result = try control.command(line).get()
             controls.update(h) { $0.contents = result }
             _ = fuse_reply_write(req, size)
         }
@@ -118,19 +120,6 @@ extension FUSEAdapter {
         if let h = fi?.pointee.fh { _ = controls.remove(h) }
         _ = fuse_reply_err(req, 0)
     }
-}
-
-extension String {
-    fileprivate func trimmingCharacters(in set: Set<Character>) -> String {
-        var s = Substring(self)
-        while let f = s.first, set.contains(f) { s.removeFirst() }
-        while let l = s.last, set.contains(l) { s.removeLast() }
-        return String(s)
-    }
-}
-
-extension Set where Element == Character {
-    fileprivate static var whitespacesAndNewlines: Set<Character> { [" ", "\t", "\n", "\r"] }
 }
 
 // MARK: The client side (monitoring commands, tests, library users)
