@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "ZonedCore", targets: ["ZonedCore"]),
         .library(name: "ZonedBackendFile", targets: ["ZonedBackendFile"]),
         .library(name: "ZonedBackendKernel", targets: ["ZonedBackendKernel"]),
+        .library(name: "ZonedBackendNVMe", targets: ["ZonedBackendNVMe"]),
         .library(name: "ZonedConformance", targets: ["ZonedConformance"]),
         .library(name: "ZonedMonitor", targets: ["ZonedMonitor"]),
         .library(name: "ZonedAllocator", targets: ["ZonedAllocator"]),
@@ -26,6 +27,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C libraries, found through pkg-config.
@@ -43,8 +45,12 @@ let package = Package(
         .target(name: "ZonedCore", dependencies: ["CZonedShim"]),
         .target(name: "ZonedBackendFile", dependencies: ["ZonedCore", "CZonedShim"]),
         .target(name: "ZonedBackendKernel", dependencies: ["ZonedCore", "CURing", "CZBD", "CZonedShim"]),
+        // NVMe ZNS namespaces through their generic char device: libnvme + io_uring passthrough.
+        .target(name: "ZonedBackendNVMe", dependencies: ["ZonedCore", "CURing", "CNVMe", "CZonedShim"]),
         .target(name: "ZonedConformance", dependencies: ["ZonedCore"]),
-        .target(name: "ZonedMonitor", dependencies: ["ZonedCore"]),
+        // Monitoring: status snapshots, the top view, Prometheus metrics and their HTTP endpoint.
+        .target(name: "ZonedMonitor", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedEngine", "ZonedFS",
+                                                     .product(name: "Prometheus", package: "swift-prometheus")]),
         .target(name: "ZonedAllocator", dependencies: ["ZonedCore"]),
         .target(name: "ZonedEngine", dependencies: ["ZonedCore", "ZonedAllocator"]),
         // The file system: on-device format, metadata log, namespace, mount, fsck.
@@ -52,7 +58,7 @@ let package = Package(
         // The file system through libfuse3's low-level API (`zbdfs mount`).
         .target(name: "ZonedFUSE", dependencies: ["ZonedCore", "ZonedEngine", "ZonedFS", "CFUSE3"]),
         .executableTarget(name: "zbdfs", dependencies: [
-            "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedMonitor", "ZonedFS", "ZonedEngine", "ZonedFUSE",
+            "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedBackendNVMe", "ZonedMonitor", "ZonedFS", "ZonedEngine", "ZonedFUSE",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // tools/demo: files written, read back and listed through the file system library.
@@ -60,13 +66,13 @@ let package = Package(
         // The file system's write-and-verify workload and a `zbdfs zones --json` check, on a kernel
         // zoned device in the QEMU guest (Emulation/run-suite) or an emulated image.
         .executableTarget(name: "zbdfs-fs-check", dependencies: [
-            "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedEngine", "ZonedFS", "ZonedMonitor",
+            "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedBackendNVMe", "ZonedEngine", "ZonedFS", "ZonedMonitor",
         ]),
         // tools/bench: the engine next to fio on the same kind of backing file.
         .executableTarget(name: "zbdfs-bench", dependencies: ["ZonedCore", "ZonedBackendFile", "ZonedAllocator", "ZonedEngine", "ZonedFS"]),
         // Runs the conformance suite against a device outside `swift test` (the QEMU guest).
         .executableTarget(name: "zbdfs-conformance", dependencies: [
-            "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedConformance",
+            "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedBackendNVMe", "ZonedConformance",
         ]),
         // Checks KernelZonedDevice against a real kernel zoned device and records the kernel's
         // own errno per zone rule (run in the QEMU guest by Emulation/run-guest).
@@ -77,13 +83,14 @@ let package = Package(
         .testTarget(name: "ConformanceTests", dependencies: [
             "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedConformance",
         ]),
+        .testTarget(name: "ZonedBackendNVMeTests", dependencies: ["ZonedCore", "ZonedBackendNVMe", "ZonedConformance"]),
         .testTarget(name: "ZonedAllocatorTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedBackendFile"]),
         .testTarget(name: "ZonedEngineTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedEngine", "ZonedBackendFile"]),
         .testTarget(name: "ZonedFSTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedEngine", "ZonedFS", "ZonedBackendFile"]),
-        .testTarget(name: "ZonedMonitorTests", dependencies: ["ZonedCore", "ZonedMonitor"]),
+        .testTarget(name: "ZonedMonitorTests", dependencies: ["ZonedCore", "ZonedMonitor", "ZonedFS", "ZonedEngine", "ZonedBackendFile"]),
         .testTarget(name: "CLITests", dependencies: ["ZonedCore"]),
         // Real mounts of the built `zbdfs` binary, driven by standard tools.
-        .testTarget(name: "FUSETests", dependencies: ["ZonedCore", "ZonedBackendFile", "ZonedFS", "ZonedFUSE"]),
+        .testTarget(name: "FUSETests", dependencies: ["ZonedCore", "ZonedBackendFile", "ZonedFS", "ZonedFUSE", "ZonedMonitor"]),
     ],
     swiftLanguageModes: [.v6]
 )

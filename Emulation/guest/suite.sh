@@ -11,8 +11,10 @@
 #   on the host:   sh suite.sh profiles | all-profiles | steps | default-steps | needs STEP |
 #                  describe PROFILE   (listing only; no devices)
 #
-# Profiles: create_NAME sets DEV (the block device) and REMOVE (the command that undoes it);
-# describe_NAME prints one line. Steps: step_NAME runs against $DEV and returns its status; its
+# Profiles: create_NAME sets DEV (the device the steps use) and REMOVE (the command that undoes
+# it), and may set SYSDEV (the block device whose sysfs describes DEV, when DEV is not one: the NVMe
+# char device /dev/ng0n1 has no queue/ of its own) and BACKEND (the zbdfs-conformance backend,
+# default kernel); describe_NAME prints one line. Steps: step_NAME runs against $DEV and returns its status; its
 # output goes to the console; detail_NAME (optional) turns that output (in $OUT) into the result's
 # detail. skip_NAME (optional) prints a reason when the step does not apply to the profile. A step
 # that finds, while running, that it does not apply (zbdfs format refusing a device it cannot use
@@ -38,8 +40,8 @@ BIN=${BIN:-/test}
 CONFORMANCE=${CONFORMANCE:-$BIN/zbdfs-conformance}
 ZBDFS=${ZBDFS:-$BIN/zbdfs}
 FSCHECK=${FSCHECK:-$BIN/zbdfs-fs-check}
-PROFILES_ALL="conv4 maxopen maxactive smalllimits zonecap seqonly nvme"
-STEPS_DEFAULT="conformance format fs-write-verify mount fuse-workload umount remount-verify zones fsck"
+PROFILES_ALL="conv4 maxopen maxactive smalllimits zonecap seqonly nvme nvmept"
+STEPS_DEFAULT="conformance format fs-write-verify mount fuse-workload monitor umount remount-verify zones fsck"
 OUT=/tmp/step.out
 SKIP_FILE=/tmp/step.skip
 # Why this profile's file system cannot be used (format refused or failed); empty when it can.
@@ -92,6 +94,29 @@ create_nvme() {
   REMOVE=true  # the namespace belongs to QEMU; its zones are reset by the steps themselves
 }
 
+# The same QEMU namespace as `nvme`, driven from user space: /dev/ng0n1 (its generic char device)
+# through ZonedBackendNVMe (libnvme identify and zone management, io_uring passthrough reads,
+# writes and zone appends). zbdfs detects the char device; no IO scheduler is involved.
+describe_nvmept() { echo "QEMU NVMe ZNS namespace through /dev/ng0n1 (io_uring passthrough, zone append): 32 x 16 MiB zones, 12 MiB capacity, max open/active 14, zasl=5 (128 KiB append)"; }
+create_nvmept() {
+  modprobe nvme || return 1
+  wait_for_block /dev/nvme0n1 || return 1
+  wait_for_char /dev/ng0n1 || return 1
+  DEV=/dev/ng0n1
+  SYSDEV=nvme0n1
+  BACKEND=nvme
+  REMOVE=true  # the namespace belongs to QEMU; its zones are reset by the steps themselves
+}
+
+wait_for_char() {
+  i=0
+  while [ ! -c "$1" ]; do
+    i=$((i + 1))
+    [ $i -le 100 ] || { echo "no $1 after 10 s"; return 1; }
+    sleep 0.1
+  done
+}
+
 wait_for_block() {
   i=0
   while [ ! -b "$1" ]; do
@@ -130,7 +155,7 @@ nullb_configfs() {
 
 # ---------------------------------------------------------------- steps
 needs_conformance() { echo zbdfs-conformance; }
-step_conformance() { timeout -s KILL "$STEP_TIMEOUT" "$CONFORMANCE" "$DEV" --backend kernel; }
+step_conformance() { timeout -s KILL "$STEP_TIMEOUT" "$CONFORMANCE" "$DEV" --backend "${BACKEND:-kernel}"; }
 detail_conformance() {
   line=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$OUT" | tail -1)
   failed=$(sed -n 's/^FAIL \([^:]*\):.*/\1/p' "$OUT" | tr '\n' ' ')
@@ -167,14 +192,29 @@ skip_fs_write_verify() { fs_unusable; }
 step_fs_write_verify() { timeout -s KILL "$STEP_TIMEOUT" "$FSCHECK" workload "$DEV"; }
 detail_fs_write_verify() { sed -n 's/^fs-write-verify: \(PASS \)\{0,1\}//p' "$OUT" | tail -n 1 | grep . || grep -v '^\[' "$OUT" | tail -n 1; }
 
-# zbdfs zones --json exits 0 and is a consistent zone report for this device (zone count from sysfs).
+# zbdfs zones --json exits 0 and is a consistent zone report for this device (zone count from sysfs,
+# and, through NVMe passthrough, the append limit Linux derived from the same namespace).
 needs_zones() { echo zbdfs zbdfs-fs-check; }
 step_zones() {
   timeout -s KILL "$STEP_TIMEOUT" "$ZBDFS" zones "$DEV" --json > /tmp/zones.json
   rc=$?
   [ $rc -eq 0 ] || { echo "zbdfs zones --json exited $rc"; return $rc; }
-  timeout -s KILL "$STEP_TIMEOUT" "$ZBDFS" zones "$DEV" | grep '^summary'
-  timeout -s KILL "$STEP_TIMEOUT" "$FSCHECK" zones-json /tmp/zones.json --zones "$(cat "/sys/block/${DEV#/dev/}/queue/nr_zones")"
+  timeout -s KILL "$STEP_TIMEOUT" "$ZBDFS" zones "$DEV" | grep -E '^(limits|summary)'
+  check_append_limit || return 1
+  timeout -s KILL "$STEP_TIMEOUT" "$FSCHECK" zones-json /tmp/zones.json --zones "$(cat "/sys/block/$(sysdev)/queue/nr_zones")"
+}
+# Through NVMe passthrough zbdfs appends itself, so its append limit must be the one Linux derived
+# from the same namespace (ZASL): queue/zone_append_max_bytes. (The kernel backend has no zone
+# append to user space; its rows do not check this.)
+check_append_limit() {
+  [ "${BACKEND:-kernel}" = nvme ] || return 0
+  got=$(sed -n 's/.*"max_append_bytes" *: *\([0-9]*\).*/\1/p' /tmp/zones.json | head -n 1)
+  want=$(cat "/sys/block/$(sysdev)/queue/zone_append_max_bytes")
+  [ "$got" = "$want" ] || { echo "zones: FAIL zbdfs zones --json says max_append_bytes=$got, expected $want"; return 1; }
+  # The block device with --backend nvme is driven through its char device too.
+  via=$(timeout -s KILL "$STEP_TIMEOUT" "$ZBDFS" zones "/dev/$(sysdev)" --backend nvme --json | sed -n 's/.*"backend" *: *"\([a-z]*\)".*/\1/p' | head -n 1)
+  [ "$via" = nvme ] || { echo "zones: FAIL zbdfs zones /dev/$(sysdev) --backend nvme answered with backend '$via'"; return 1; }
+  echo "zones: append limit $got B as expected; /dev/$(sysdev) --backend nvme reaches $DEV"
 }
 detail_zones() { sed -n 's/^zones: \(PASS \)\{0,1\}//p' "$OUT" | tail -n 1 | grep . || grep -v '^\[' "$OUT" | tail -n 1; }
 
@@ -273,6 +313,31 @@ fuse_workload_body() {
 }
 detail_fuse_workload() { sed -n 's/^fuse-workload: \(PASS \)\{0,1\}//p' "$OUT" | tail -n 1 | grep . || grep -v '^\[' "$OUT" | tail -n 1; }
 
+# Live monitoring of the mount on a real device: df and zones answered by the mount (not the
+# device), one plain top frame, a reclaim pass by hand; the mount's zone report is the same before
+# and after the monitors (they write nothing).
+needs_monitor() { echo zbdfs; }
+skip_monitor() { fuse_unusable; }
+step_monitor() { timeout -s KILL "$STEP_TIMEOUT" sh "$0" monitor-body; }
+monitor_body() {
+  set -eo pipefail
+  mounted || { echo "monitor: $MNT is not a zbdfs mount (run the mount step first)"; exit 1; }
+  dev=$(awk -v m="$MNT" '$2 == m && $3 == "fuse.zbdfs" { print $1 }' /proc/mounts)
+  before=$("$ZBDFS" zones "$MNT" --json)
+  df=$("$ZBDFS" df "$dev" --json)
+  echo "$df" | grep -q '"source" : "mount"' || { echo "monitor: df of the mounted device was not answered by the mount"; exit 1; }
+  top=$("$ZBDFS" top "$MNT" --count 1)
+  echo "$top" | grep -q ' | ' || { echo "monitor: top printed no zone grid"; exit 1; }
+  after=$("$ZBDFS" zones "$MNT" --json)
+  [ "$before" = "$after" ] || { echo "monitor: the zone report changed while only monitors ran"; exit 1; }
+  r=$("$ZBDFS" reclaim "$MNT" --json)
+  zones=$(echo "$r" | sed -n 's/.*"zones_reclaimed" : \([0-9]*\).*/\1/p')
+  used=$(echo "$df" | sed -n 's/.*"used_bytes" : \([0-9]*\).*/\1/p')
+  wa=$(echo "$df" | sed -n 's/.*"write_amplification" : \([0-9.]*\).*/\1/p')
+  echo "monitor: PASS live df from the mount (used $used B, write amp $wa), top grid, zone report unchanged by monitors; reclaim by hand reset $zones zones"
+}
+detail_monitor() { sed -n 's/^monitor: \(PASS \)\{0,1\}//p' "$OUT" | tail -n 1 | grep . || grep -v '^\[' "$OUT" | tail -n 1; }
+
 # zbdfs umount /mnt: flushes, unmounts, waits until the daemon released the device.
 needs_umount() { echo zbdfs; }
 skip_umount() { fuse_unusable; }
@@ -342,15 +407,20 @@ result() {
   [ "$3" != FAIL ] || FAILURES=$((FAILURES + 1))
 }
 
+# The block device whose sysfs describes $DEV.
+sysdev() { echo "${SYSDEV:-${DEV#/dev/}}"; }
+
 sysfs_summary() {
-  q=/sys/block/${1#/dev/}/queue
-  echo "$1 $(cat $q/zoned) nr_zones=$(cat $q/nr_zones) zone_sectors=$(cat $q/chunk_sectors) lbs=$(cat $q/logical_block_size) max_open=$(cat $q/max_open_zones) max_active=$(cat $q/max_active_zones) max_sectors_kb=$(cat $q/max_sectors_kb) scheduler=$(sed 's/.*\[\(.*\)\].*/\1/' $q/scheduler)"
+  q=/sys/block/$(sysdev)/queue
+  echo "$1${SYSDEV:+ (sysfs of $SYSDEV)} $(cat $q/zoned) nr_zones=$(cat $q/nr_zones) zone_sectors=$(cat $q/chunk_sectors) lbs=$(cat $q/logical_block_size) max_open=$(cat $q/max_open_zones) max_active=$(cat $q/max_active_zones) max_sectors_kb=$(cat $q/max_sectors_kb) scheduler=$(sed 's/.*\[\(.*\)\].*/\1/' $q/scheduler)${SYSDEV:+ $(passthrough_limits "$q")}"
 }
+# What bounds one passthrough command (ZonedBackendNVMe reads the same attributes).
+passthrough_limits() { echo "max_hw_sectors_kb=$(cat "$1"/max_hw_sectors_kb) max_segments=$(cat "$1"/max_segments) zone_append_max_bytes=$(cat "$1"/zone_append_max_bytes 2>/dev/null || echo ?)"; }
 
 run_profile() {
   p=$1
   echo "ZBDFS-PROFILE $p: $(describe_"$p")"
-  t0=$(now) DEV="" REMOVE=""
+  t0=$(now) DEV="" REMOVE="" SYSDEV="" BACKEND=""
   create_"$p" > "$OUT" 2>&1
   rc=$?
   cat "$OUT"
@@ -407,6 +477,7 @@ case "${1:-}" in
   needs) f=$(echo "$2" | tr '-' '_'); if command -v needs_"$f" >/dev/null; then needs_"$f"; fi ;;
   describe) describe_"$2" ;;
   fuse-workload-body) fuse_workload_body ;;
+  monitor-body) monitor_body ;;
   run)
     PROFILES=$2 STEPS=$3 FAILURES=0
     for p in $PROFILES; do run_profile "$p"; done

@@ -83,3 +83,29 @@ uint32_t zbdfs_crc32c_hw(uint32_t crc, const void *data, size_t n) { (void)data;
 int zbdfs_punch_hole(int fd, uint64_t offset, uint64_t length) {
     return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length) == 0 ? 0 : -errno;
 }
+
+#include <string.h>
+#include <linux/io_uring.h>
+#include <linux/nvme_ioctl.h>
+void zbdfs_nvme_prep_io(void *sqe, int fd, uint64_t user_data, const struct zbdfs_nvme_io *cmd) {
+    struct io_uring_sqe *s = sqe;
+    memset(s, 0, 128);  /* the whole 128-byte entry: stale command bytes must not reach the device */
+    s->opcode = IORING_OP_URING_CMD;
+    s->fd = fd;
+    s->cmd_op = NVME_URING_CMD_IO;
+    s->user_data = user_data;
+    struct nvme_uring_cmd c;
+    memset(&c, 0, sizeof c);
+    c.opcode = cmd->opcode;
+    c.nsid = cmd->nsid;
+    c.addr = cmd->addr;
+    c.data_len = cmd->data_len;
+    c.cdw10 = cmd->cdw10;
+    c.cdw11 = cmd->cdw11;
+    c.cdw12 = cmd->cdw12;
+    c.cdw13 = cmd->cdw13;
+    c.cdw14 = cmd->cdw14;
+    c.cdw15 = cmd->cdw15;
+    _Static_assert(sizeof(struct nvme_uring_cmd) <= 80, "nvme_uring_cmd must fit the SQE128 command area");
+    memcpy(s->cmd, &c, sizeof c);
+}

@@ -22,7 +22,7 @@ public enum ConformanceSuite {
         geometry, reportRange, writeAtWritePointer, writeOffWritePointer, alignment, maxWriteSize,
         readPastWritePointer, fillToCapacity, writePastCapacity, finish, reset, explicitOpenClose,
         implicitOpenLimit, explicitOpenLimit, activeLimit, conventionalRandomWrites,
-        conventionalManagementRefused, zoneAppend, batchSubmit, concurrentWriters, flushAndReopen,
+        conventionalManagementRefused, zoneAppend, batchAppend, batchSubmit, concurrentWriters, flushAndReopen,
     ]
 
     static let geometry = ConformanceCheck("geometry", "geometry is valid and the zone report matches it") { t in

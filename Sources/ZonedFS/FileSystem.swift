@@ -71,6 +71,8 @@ public final class FileSystem: @unchecked Sendable {
     /// What mount found and did (for tools and tests).
     public internal(set) var mountReport = MountReport()
     private(set) var reclaimer: Reclaimer!
+    /// The lifetime counters the log held at mount; `lifetime` adds this mount's work to them.
+    let lifetimeAtMount: LifetimeCounters
 
     init(device: any ZonedDevice, engine: Engine, journal: Journal, namespace: Namespace, options: MountOptions,
          clock: any EngineClock) {
@@ -82,6 +84,7 @@ public final class FileSystem: @unchecked Sendable {
         self.readOnly = options.readOnly
         self.clock = clock
         self.timestamps = FileSystem.timestampClock(for: clock)
+        self.lifetimeAtMount = namespace.lifetime
         journal.quiesce = { [unowned self] body throws(DeviceError) in
             _ = fsLock.lock(.exclusive)
             defer { fsLock.unlock() }
@@ -99,6 +102,18 @@ public final class FileSystem: @unchecked Sendable {
     public func reclaim(goal: ByteCount? = nil) throws(DeviceError) -> Int {
         try requireWritable(.write)
         return try reclaimer.pass(goal: goal ?? engine.allocator.totals.capacity)
+    }
+
+    /// Lifetime write counters: the log's as of mount plus this mount's writes.
+    public var lifetime: LifetimeCounters {
+        let e = engine.stats, j = journal.counters
+        var d = LifetimeCounters()
+        d.userBytesWritten = e.userBytesWritten
+        d.dataBytesWritten = e.deviceBytesWritten - min(e.deviceBytesWritten, e.relocatedBytes)
+        d.reclaimBytesWritten = e.relocatedBytes
+        d.metadataBytesWritten = j.bytes + j.superblockWrites * UInt64(Superblock.copySize(block: device.geometry.logicalBlockSize.bytes))
+        d.zonesReclaimed = reclaimer.stats.zonesReclaimed
+        return lifetimeAtMount.adding(d)
     }
 
     public var superblock: Superblock { journal.superblock }
@@ -150,7 +165,8 @@ public final class FileSystem: @unchecked Sendable {
         nsLock.withLock {
             let batch = dirty.sorted().compactMap { namespace.attributes($0) }.map { LogRecord.inode($0) }
             dirty.removeAll()
-            if !batch.isEmpty { journal.append(batch) }
+            // Counters ride along with anything logged, so an idle sync writes nothing.
+            if !batch.isEmpty || journal.pendingBytes > 0 { journal.append(batch + [.counters(lifetime)]) }
         }
         try journal.commit(durable: durable)
     }
@@ -186,6 +202,7 @@ public final class FileSystem: @unchecked Sendable {
                 if layout.size > 0 { out.append([.file(n, .extended(to: layout.size))]) }
             }
             dirty.removeAll()  // the checkpoint carries the newest attributes
+            out.append([.counters(lifetime)])
             return (namespace.nextInode, out)
         }
     }

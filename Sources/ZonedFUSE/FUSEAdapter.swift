@@ -37,12 +37,16 @@ public final class FUSEAdapter: @unchecked Sendable {
     let log: FUSELog
     let files = HandleTable<OpenFile>()
     let dirs = HandleTable<OpenDirectory>()
+    let controls = HandleTable<ControlHandle>()
+    /// The control file (`ControlFile`), when the mount serves one.
+    let control: ControlFile?
     let blockSize: UInt64
     static let timeout = 1.0
 
-    public init(fs: FileSystem, log: FUSELog) {
+    public init(fs: FileSystem, log: FUSELog, control: ControlFile? = nil) {
         self.fs = fs
         self.log = log
+        self.control = control
         self.blockSize = fs.device.geometry.logicalBlockSize.bytes
     }
 

@@ -27,32 +27,77 @@ extension FUSEAdapter {
         ops.`init` = { userdata, conn in
             Unmanaged<FUSEAdapter>.fromOpaque(userdata!).takeUnretainedValue().initialize(conn)
         }
-        ops.lookup = { req, parent, name in FUSEAdapter.of(req).lookup(req, parent, name) }
-        ops.getattr = { req, ino, _ in FUSEAdapter.of(req).getattr(req, ino) }
-        ops.setattr = { req, ino, attr, toSet, _ in FUSEAdapter.of(req).setattr(req, ino, attr, toSet) }
-        ops.readlink = { req, ino in FUSEAdapter.of(req).readlink(req, ino) }
-        ops.mknod = { req, parent, name, mode, _ in FUSEAdapter.of(req).mknod(req, parent, name, mode) }
-        ops.mkdir = { req, parent, name, mode in FUSEAdapter.of(req).mkdir(req, parent, name, mode) }
-        ops.unlink = { req, parent, name in FUSEAdapter.of(req).unlink(req, parent, name) }
-        ops.rmdir = { req, parent, name in FUSEAdapter.of(req).rmdir(req, parent, name) }
-        ops.symlink = { req, target, parent, name in FUSEAdapter.of(req).symlink(req, target, parent, name) }
-        ops.rename = { req, parent, name, newParent, newName, flags in
-            FUSEAdapter.of(req).rename(req, parent, name, newParent, newName, UInt32(flags))
+        ops.lookup = { req, parent, name in
+            let a = FUSEAdapter.of(req)
+            if a.isControl(parent: parent, name) { a.controlLookup(req) } else { a.lookup(req, parent, name) }
         }
-        ops.link = { req, ino, parent, name in FUSEAdapter.of(req).link(req, ino, parent, name) }
-        ops.open = { req, ino, fi in FUSEAdapter.of(req).open(req, ino, fi) }
-        ops.read = { req, ino, size, off, fi in FUSEAdapter.of(req).read(req, ino, size, off, fi) }
-        ops.write = { req, ino, buf, size, off, fi in FUSEAdapter.of(req).write(req, ino, buf, size, off, fi) }
+        ops.getattr = { req, ino, _ in
+            let a = FUSEAdapter.of(req)
+            if a.isControl(ino) { a.controlGetattr(req) } else { a.getattr(req, ino) }
+        }
+        // A SETATTR of the control file (the size 0 of `echo reclaim > .zbdfs-control`) changes nothing.
+        ops.setattr = { req, ino, attr, toSet, _ in
+            let a = FUSEAdapter.of(req)
+            if a.isControl(ino) { a.controlGetattr(req) } else { a.setattr(req, ino, attr, toSet) }
+        }
+        ops.readlink = { req, ino in FUSEAdapter.of(req).readlink(req, ino) }
+        ops.mknod = { req, parent, name, mode, _ in
+            let a = FUSEAdapter.of(req)
+            if a.isControl(parent: parent, name) { _ = fuse_reply_err(req, EEXIST) } else { a.mknod(req, parent, name, mode) }
+        }
+        ops.mkdir = { req, parent, name, mode in
+            let a = FUSEAdapter.of(req)
+            if a.isControl(parent: parent, name) { _ = fuse_reply_err(req, EEXIST) } else { a.mkdir(req, parent, name, mode) }
+        }
+        ops.unlink = { req, parent, name in
+            let a = FUSEAdapter.of(req)
+            if a.isControl(parent: parent, name) { _ = fuse_reply_err(req, EPERM) } else { a.unlink(req, parent, name) }
+        }
+        ops.rmdir = { req, parent, name in FUSEAdapter.of(req).rmdir(req, parent, name) }
+        ops.symlink = { req, target, parent, name in
+            let a = FUSEAdapter.of(req)
+            if a.isControl(parent: parent, name) { _ = fuse_reply_err(req, EEXIST) } else { a.symlink(req, target, parent, name) }
+        }
+        ops.rename = { req, parent, name, newParent, newName, flags in
+            let a = FUSEAdapter.of(req)
+            if a.isControl(parent: parent, name) || a.isControl(parent: newParent, newName) { _ = fuse_reply_err(req, EPERM); return }
+            a.rename(req, parent, name, newParent, newName, UInt32(flags))
+        }
+        ops.link = { req, ino, parent, name in
+            let a = FUSEAdapter.of(req)
+            if a.isControl(ino) || a.isControl(parent: parent, name) { _ = fuse_reply_err(req, EPERM) } else { a.link(req, ino, parent, name) }
+        }
+        ops.open = { req, ino, fi in
+            let a = FUSEAdapter.of(req)
+            if a.isControl(ino) { a.controlOpen(req, fi) } else { a.open(req, ino, fi) }
+        }
+        ops.read = { req, ino, size, off, fi in
+            let a = FUSEAdapter.of(req)
+            if a.isControl(ino) { a.controlRead(req, size, off, fi) } else { a.read(req, ino, size, off, fi) }
+        }
+        ops.write = { req, ino, buf, size, off, fi in
+            let a = FUSEAdapter.of(req)
+            if a.isControl(ino) { a.controlWrite(req, buf, size, fi) } else { a.write(req, ino, buf, size, off, fi) }
+        }
         ops.flush = { req, _, _ in FUSEAdapter.of(req).flush(req) }
-        ops.release = { req, _, fi in FUSEAdapter.of(req).release(req, fi) }
-        ops.fsync = { req, ino, _, _ in FUSEAdapter.of(req).fsync(req, ino) }
+        ops.release = { req, ino, fi in
+            let a = FUSEAdapter.of(req)
+            if a.isControl(ino) { a.controlRelease(req, fi) } else { a.release(req, fi) }
+        }
+        ops.fsync = { req, ino, _, _ in
+            let a = FUSEAdapter.of(req)
+            if a.isControl(ino) { _ = fuse_reply_err(req, 0) } else { a.fsync(req, ino) }
+        }
         ops.opendir = { req, ino, fi in FUSEAdapter.of(req).opendir(req, ino, fi) }
         ops.readdir = { req, ino, size, off, fi in FUSEAdapter.of(req).readdir(req, ino, size, off, fi, plus: false) }
         ops.readdirplus = { req, ino, size, off, fi in FUSEAdapter.of(req).readdir(req, ino, size, off, fi, plus: true) }
         ops.releasedir = { req, _, fi in FUSEAdapter.of(req).releasedir(req, fi) }
         ops.fsyncdir = { req, ino, _, _ in FUSEAdapter.of(req).fsyncdir(req, ino) }
         ops.statfs = { req, _ in FUSEAdapter.of(req).statfs(req) }
-        ops.create = { req, parent, name, mode, fi in FUSEAdapter.of(req).create(req, parent, name, mode, fi) }
+        ops.create = { req, parent, name, mode, fi in
+            let a = FUSEAdapter.of(req)
+            if a.isControl(parent: parent, name) { _ = fuse_reply_err(req, EEXIST) } else { a.create(req, parent, name, mode, fi) }
+        }
         ops.fallocate = { req, ino, mode, off, length, _ in FUSEAdapter.of(req).fallocate(req, ino, mode, off, length) }
         ops.ioctl = { req, ino, cmd, _, _, _, _, _, _ in FUSEAdapter.of(req).ioctl(req, ino, UInt32(truncatingIfNeeded: cmd)) }
         return ops

@@ -1,7 +1,10 @@
 // zbdfs-conformance: runs the device conformance suite against one device, outside `swift test`.
-// Built with --static-swift-stdlib it runs inside the QEMU guest against null_blk and NVMe ZNS.
+// Built with --static-swift-stdlib it runs inside the QEMU guest against null_blk and NVMe ZNS
+// (its block device through the kernel backend, its char device /dev/ngXnY through the nvme one).
 //
-//   zbdfs-conformance DEVICE [--backend kernel|emulated|conventional] [--zone-size BYTES] [--only NAME]
+//   zbdfs-conformance DEVICE [--backend kernel|nvme|emulated|conventional] [--zone-size BYTES] [--only NAME]
+//
+// Without --backend: nvme for an NVMe generic char device, else kernel.
 //
 // It DESTROYS the data on DEVICE. Output: one line per check (PASS / SKIP reason / FAIL reason),
 // then "N passed, N failed, N skipped". Exit 0 when nothing failed, 1 when a check failed, 2 on
@@ -14,6 +17,7 @@ import Musl
 #endif
 import ZonedBackendFile
 import ZonedBackendKernel
+import ZonedBackendNVMe
 import ZonedConformance
 import ZonedCore
 
@@ -29,7 +33,7 @@ func fail(_ message: String) -> Never {
 }
 
 var args = Array(CommandLine.arguments.dropFirst())
-var backend = "kernel"
+var backend: String?
 var zoneSize = ByteCount.mib(64)
 var only: String?
 var path: String?
@@ -42,7 +46,7 @@ while !args.isEmpty {
         zoneSize = v
     case "--only": only = value(a)
     case "-h", "--help":
-        print("usage: zbdfs-conformance DEVICE [--backend kernel|emulated|conventional] [--zone-size SIZE] [--only CHECK]")
+        print("usage: zbdfs-conformance DEVICE [--backend kernel|nvme|emulated|conventional] [--zone-size SIZE] [--only CHECK]")
         print("checks: " + ConformanceSuite.checks.map(\.name).joined(separator: " "))
         exit(0)
     default:
@@ -53,11 +57,12 @@ while !args.isEmpty {
 guard let path else { fail("name the device to test; see --help") }
 
 let opener: () throws -> any ZonedDevice
-switch backend {
+switch backend ?? (NVMeZonedDevice.isPassthroughDevice(path: path) ? "nvme" : "kernel") {
 case "kernel": opener = { try KernelZonedDevice.open(path: path) }
+case "nvme": opener = { try NVMeZonedDevice.open(path: path) }
 case "emulated": opener = { try EmulatedZonedDevice.open(path: path) }
 case "conventional": opener = { try ConventionalDevice.open(path: path, zoneSize: zoneSize) }
-default: fail("unknown backend \(backend); use kernel, emulated or conventional")
+default: fail("unknown backend \(backend ?? ""); use kernel, nvme, emulated or conventional")
 }
 
 let target: ConformanceTarget
@@ -70,6 +75,9 @@ let g = target.device.geometry
 print("device \(path) (\(target.device.kind.rawValue)): \(g.zoneCount) zones × \(g.zoneSize), capacity \(g.zoneCapacity), "
     + "\(g.conventionalZoneCount) conventional, max open \(g.maxOpenZones), max active \(g.maxActiveZones), "
     + "max write \(g.maxWriteBytes), append \(g.maxAppendBytes), command set \(g.commandSet.rawValue)")
+if let nvme = target.device as? NVMeZonedDevice {
+    print("nvme: commands to \(nvme.charDevicePath), namespace \(nvme.namespaceID); block device claimed: \(nvme.claimedBlockDevice ?? "none")")
+}
 
 var passed = 0, failed = 0, skipped = 0
 for check in ConformanceSuite.checks where only == nil || check.name == only {

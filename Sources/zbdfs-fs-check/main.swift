@@ -1,5 +1,6 @@
 // zbdfs-fs-check: the file system's write-and-verify workload, and a check of `zbdfs zones --json`,
-// on a kernel zoned block device (the QEMU guest, Emulation/run-suite) or an emulated image (host).
+// on a kernel zoned block device or an NVMe ZNS namespace's char device (the QEMU guest,
+// Emulation/run-suite) or an emulated image (host).
 //
 //   zbdfs-fs-check workload DEVICE      DEVICE must hold a fresh zbdfs (`zbdfs format` first)
 //   zbdfs-fs-check zones-json FILE [--zones N]
@@ -28,6 +29,7 @@ import Musl
 import FoundationEssentials
 import ZonedBackendFile
 import ZonedBackendKernel
+import ZonedBackendNVMe
 import ZonedCore
 import ZonedEngine
 import ZonedFS
@@ -196,6 +198,7 @@ final class Workload {
     func openDevice() -> any ZonedDevice {
         run("open \(path)") { () throws(DeviceError) -> any ZonedDevice in
             if EmulatedZonedDevice.isEmulatedImage(path: path) { return try EmulatedZonedDevice.open(path: path) }
+            if NVMeZonedDevice.isPassthroughDevice(path: path) { return try NVMeZonedDevice.open(path: path) }
             return try KernelZonedDevice.open(path: path)
         }
     }

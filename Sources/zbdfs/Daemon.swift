@@ -171,7 +171,8 @@ enum Unmounting {
         return true
     }
 
-    /// File-backed devices are claimed with flock; kernel block devices with O_EXCL.
+    /// File-backed devices and NVMe char devices are claimed with flock; kernel block devices
+    /// with O_EXCL.
     static func isHeld(_ device: String) -> Bool {
         if DeviceClaim.isHeld(path: device) { return true }
         guard PathKind.isBlockDevice(device) else { return false }

@@ -1,12 +1,14 @@
 // Which backend serves a path, and opening it with errors that say what to do.
 //
-// Detection: a block device whose queue/zoned is not "none" is a kernel zoned device; any other
-// block device is conventional; a regular file with the emulated-image magic is emulated; any other
-// regular file is conventional. `--backend` overrides detection but is checked against the path,
-// so asking for "kernel" on a regular file is a usage error, not a confusing IO failure.
+// Detection: an NVMe generic char device (/dev/ngXnY) is driven by the NVMe passthrough backend;
+// a block device whose queue/zoned is not "none" is a kernel zoned device; any other block device
+// is conventional; a regular file with the emulated-image magic is emulated; any other regular
+// file is conventional. `--backend` overrides detection but is checked against the path, so
+// asking for "kernel" on a regular file is a usage error, not a confusing IO failure.
+// `--backend nvme` also takes a namespace's block device (/dev/nvmeXnY) and drives its char device.
 //
 // Exclusive open: every command that may write claims the device (file-backed devices take an
-// flock, kernel devices open with O_EXCL), so a device is driven by one mount or command at a
+// flock, kernel devices open with O_EXCL, NVMe namespaces take both), so a device is driven by one mount or command at a
 // time. When the claim fails because the device is mounted, the error names the mount point (the
 // mount table lists zbdfs mounts with the absolute device path as their source).
 
@@ -14,15 +16,16 @@ import ArgumentParser
 import Foundation
 import ZonedBackendFile
 import ZonedBackendKernel
+import ZonedBackendNVMe
 import ZonedCore
 import ZonedFUSE
 
 enum BackendChoice: String, ExpressibleByArgument, CaseIterable {
-    case auto, emulated, conventional, kernel
+    case auto, emulated, conventional, kernel, nvme
 }
 
 struct DeviceOptions: ParsableArguments {
-    @Argument(help: ArgumentHelp("The device: a zoned block device, an emulated image, or a file/block device for conventional mode.", valueName: "device"))
+    @Argument(help: ArgumentHelp("The device: a zoned block device, an NVMe ZNS namespace's char device (/dev/ngXnY), an emulated image, or a file/block device for conventional mode.", valueName: "device"))
     var device: String
 
     @Option(help: "Backend to use instead of detecting it: \(BackendChoice.allCases.map(\.rawValue).joined(separator: ", ")).")
@@ -45,33 +48,41 @@ struct DeviceOptions: ParsableArguments {
     /// reports: a file-backed device is then opened without claiming it, even while mounted.
     func open(exclusive: Bool = true) throws -> any ZonedDevice {
         let kind = try resolveKind()
-        do {
+        // Typed, and no `catch let e as DeviceError`: that pattern crashes Swift 6.3's compiler.
+        do throws(DeviceError) {
             switch kind {
             case .emulated: return try EmulatedZonedDevice.open(path: device, exclusive: exclusive)
             case .conventional:
                 return try ConventionalDevice.open(path: device, zoneSize: ByteCount(parsing: zoneSize)!, exclusive: exclusive)
             case .kernel: return try KernelZonedDevice.open(path: device, exclusive: exclusive)
-            case .nvme: throw CLIError.usage("the NVMe passthrough backend is not available yet; use --backend kernel on the namespace's block device")
+            case .nvme: return try NVMeZonedDevice.open(path: device, exclusive: exclusive)
             }
-        } catch let e as DeviceError {
-            throw CLIError.runtime("cannot open \(device) as \(kind.rawValue): \(e). \(hint(for: e, kind: kind))")
+        } catch {
+            throw CLIError.runtime("cannot open \(device) as \(kind.rawValue): \(error). \(hint(for: error, kind: kind))")
         }
     }
 
     func resolveKind() throws -> DeviceKind {
         let isBlock = PathKind.isBlockDevice(device)
         let isZoned = isBlock && KernelZonedDevice.isZonedBlockDevice(path: device)
-        let isImage = !isBlock && EmulatedZonedDevice.isEmulatedImage(path: device)
+        let isNVMeChar = !isBlock && NVMeZonedDevice.isPassthroughDevice(path: device)
+        let isImage = !isBlock && !isNVMeChar && EmulatedZonedDevice.isEmulatedImage(path: device)
         switch backend {
         case .auto:
+            if isNVMeChar { return .nvme }
             if isZoned { return .kernel }
             if isImage { return .emulated }
             return .conventional
         case .kernel:
             guard isZoned else {
-                throw CLIError.usage("\(device) is not a zoned block device; drop --backend to detect the kind, or use --backend \(isImage ? "emulated" : "conventional")")
+                throw CLIError.usage("\(device) is not a zoned block device; drop --backend to detect the kind, or use --backend \(isNVMeChar ? "nvme" : isImage ? "emulated" : "conventional")")
             }
             return .kernel
+        case .nvme:
+            guard NVMeZonedDevice.passthroughPath(for: device) != nil else {
+                throw CLIError.usage("\(device) is not an NVMe namespace: give its generic char device (/dev/ngXnY) or its block device (/dev/nvmeXnY, whose /dev/ngXnY must exist); drop --backend to detect the kind")
+            }
+            return .nvme
         case .emulated:
             guard isImage else {
                 throw CLIError.usage("\(device) is not an emulated zoned image; create one with `zbdfs emulate create`, or use --backend \(isZoned ? "kernel" : "conventional")")

@@ -4,32 +4,21 @@ import ArgumentParser
 import Foundation
 import ZonedCore
 import ZonedFS
-
-/// Reads the usage of the zbdfs file system on the device, or says why it cannot.
-/// Reports only read, so they do not claim the device: they work while it is mounted (and then
-/// show the state of the mount's last commit).
-private func usage(of target: DeviceOptions) throws -> (FileSystemUsage, DeviceGeometry) {
-    let device = try target.open(exclusive: false)
-    defer { device.close() }
-    do {
-        guard let u = try FileSystemUsage.read(device: device) else {
-            throw CLIError.runtime("\(target.device) holds no zbdfs file system (no valid superblock); make one with `zbdfs format \(target.device)`")
-        }
-        return (u, device.geometry)
-    } catch let e as DeviceError {
-        throw runtimeFailure("reading the file system on \(target.device)", e)
-    }
-}
+import ZonedMonitor
 
 struct Df: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show how a zbdfs device's space is used: size, used, free, garbage, unusable, amplification, zone limits.",
         discussion: """
-        Reads the superblock, the metadata log and the zone report; never writes the device.
+        On a mounted file system (give the mount point or the device) the figures come live from
+        the mount, which counts writes not yet flushed; the device is not opened. Otherwise it
+        reads the superblock, the metadata log and the zone report; it never writes the device.
         used = live file data + written metadata; garbage = written bytes no file references
         (reclaimable); unusable = capacity lost to zones finished before they were full (back
         after a reset). free + used + garbage + unusable = size. Space amplification = (live +
-        garbage) / live. --json prints the same figures, sizes in bytes.
+        garbage) / live. Write amplification = bytes written to the device (file data, reclaim
+        moves, metadata) / bytes programs wrote, since format. --json prints the same figures,
+        sizes in bytes.
         """
     )
 
@@ -38,6 +27,9 @@ struct Df: ParsableCommand {
 
     struct Report: Codable {
         var device: String
+        /// "mount" (live figures from the mount) or "device" (read from the unmounted device).
+        var source: String
+        var mountPoint: String?
         var label: String
         var sizeBytes: UInt64
         var usedBytes: UInt64
@@ -47,26 +39,50 @@ struct Df: ParsableCommand {
         var garbageBytes: UInt64
         var unusableBytes: UInt64
         var spaceAmplification: Double
+        var writeAmplification: Double?
+        var reclaimWriteAmplification: Double?
+        var userBytesWritten: UInt64
+        var deviceBytesWritten: UInt64
         var zonesByRole: [String: Int]
         var openZones: Int
         var activeZones: Int
         var maxOpenZones: Int
         var maxActiveZones: Int
+        /// Since the mount started (live figures only).
+        var zoneFinishWaits: UInt64?
+        var reclaimWriterWaits: UInt64?
+        var reclaimWriterWaitNanoseconds: UInt64?
+        var zonesReclaimed: UInt64
+        var reclaimBytesMoved: UInt64
+        /// Buffered writes still in the mount's page cache (live figures only).
+        var cachedBytes: UInt64?
+
+        init(_ s: FileSystemStatus) {
+            let sp = s.space
+            device = s.zones.device
+            source = s.source
+            mountPoint = s.mountPoint
+            label = sp.label
+            sizeBytes = sp.sizeBytes; usedBytes = sp.usedBytes; liveDataBytes = sp.liveDataBytes
+            metadataBytes = sp.metadataBytes; freeBytes = sp.freeBytes; garbageBytes = sp.garbageBytes
+            unusableBytes = sp.unusableBytes; spaceAmplification = sp.spaceAmplification
+            writeAmplification = s.writeAmplification; reclaimWriteAmplification = s.reclaimWriteAmplification
+            userBytesWritten = s.lifetime.userBytesWritten; deviceBytesWritten = s.lifetime.deviceBytesWritten
+            zonesByRole = sp.zonesByRole
+            openZones = s.zones.summary.openZones; activeZones = s.zones.summary.activeZones
+            maxOpenZones = s.zones.summary.maxOpenZones; maxActiveZones = s.zones.summary.maxActiveZones
+            zoneFinishWaits = s.activity?.zoneFinishWaits
+            reclaimWriterWaits = s.activity?.reclaimWriterWaits
+            reclaimWriterWaitNanoseconds = s.activity?.reclaimWriterWaitNanoseconds
+            zonesReclaimed = s.lifetime.zonesReclaimed
+            reclaimBytesMoved = s.lifetime.reclaimBytesWritten
+            cachedBytes = s.activity?.cachedBytes
+        }
     }
 
     func run() throws {
-        let (u, g) = try usage(of: target)
-        let device = try target.open(exclusive: false)
-        let zones = (try? device.reportAllZones()) ?? []
-        device.close()
-        let r = Report(device: target.device, label: u.label, sizeBytes: u.capacity.bytes, usedBytes: u.used.bytes,
-                       liveDataBytes: u.liveData.bytes, metadataBytes: u.metadata.bytes, freeBytes: u.free.bytes,
-                       garbageBytes: u.garbage.bytes, unusableBytes: u.unusable.bytes,
-                       spaceAmplification: (u.spaceAmplification * 1000).rounded() / 1000,
-                       zonesByRole: Dictionary(grouping: u.zones, by: { $0.role.rawValue }).mapValues(\.count),
-                       openZones: zones.filter { $0.condition.isOpen }.count,
-                       activeZones: zones.filter { $0.condition.isActive }.count,
-                       maxOpenZones: g.maxOpenZones, maxActiveZones: g.maxActiveZones)
+        try target.requireDeviceOrMount()
+        let r = Report(try fileSystemStatus(of: target))
         if json {
             print(jsonText(r))
             return
@@ -74,15 +90,23 @@ struct Df: ParsableCommand {
         func f(_ b: UInt64) -> String { ByteCount.format(b) }
         func pct(_ b: UInt64) -> String { String(format: "%.1f%%", 100 * Double(b) / Double(max(1, r.sizeBytes))) }
         func lim(_ n: Int) -> String { n == 0 ? "unlimited" : String(n) }
-        print("device     \(r.device)\(r.label.isEmpty ? "" : " (label '\(r.label)')")")
+        func amp(_ v: Double?) -> String { v.map { String(format: "%.3f", $0) } ?? "- (nothing written yet)" }
+        print("device     \(r.device)\(r.label.isEmpty ? "" : " (label '\(r.label)')")"
+              + (r.mountPoint.map { ", live from the mount at \($0)" } ?? ""))
         print("size       \(f(r.sizeBytes))")
         print("used       \(f(r.usedBytes)) (\(pct(r.usedBytes))): file data \(f(r.liveDataBytes)), metadata \(f(r.metadataBytes))")
         print("free       \(f(r.freeBytes)) (\(pct(r.freeBytes)))")
         print("garbage    \(f(r.garbageBytes)) (\(pct(r.garbageBytes))), reclaimable")
         print("unusable   \(f(r.unusableBytes)) (\(pct(r.unusableBytes))), zones finished early, back after a reset")
         print("space amp  \(String(format: "%.3f", r.spaceAmplification))")
+        print("write amp  \(amp(r.writeAmplification)): \(f(r.deviceBytesWritten)) written to the device for \(f(r.userBytesWritten)) written by programs, since format"
+              + (r.cachedBytes.map { $0 > 0 ? "; \(f($0)) of them still in the page cache" : "" } ?? ""))
         print("zones      " + r.zonesByRole.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
               + "; open \(r.openZones)/\(lim(r.maxOpenZones)), active \(r.activeZones)/\(lim(r.maxActiveZones))")
+        print("reclaim    \(r.zonesReclaimed) zones reclaimed, \(f(r.reclaimBytesMoved)) moved, reclaim write amp \(amp(r.reclaimWriteAmplification)), since format")
+        if let w = r.zoneFinishWaits, let rw = r.reclaimWriterWaits {
+            print("waits      \(w) zone-finish waits, \(rw) reclaim waits (\((r.reclaimWriterWaitNanoseconds ?? 0) / 1_000_000) ms) since mount")
+        }
     }
 }
 
@@ -99,41 +123,44 @@ struct Zonemap: ParsableCommand {
     @Option(help: ArgumentHelp("Where to write the SVG.", valueName: "file")) var svg: String
 
     func run() throws {
-        let (u, _) = try usage(of: target)
-        let text = ZoneMapSVG.render(u, title: target.device)
+        try target.requireDeviceOrMount()
+        let status = try fileSystemStatus(of: target)
+        let text = ZoneMapSVG.render(status.zones, title: target.device)
         do { try text.write(toFile: svg, atomically: true, encoding: .utf8) } catch {
             throw CLIError.runtime("cannot write \(svg): \(error.localizedDescription); check the folder exists and is writable")
         }
-        print("wrote \(svg): \(u.zones.count) zones")
+        print("wrote \(svg): \(status.zones.zones.count) zones" + (status.mountPoint.map { ", live from the mount at \($0)" } ?? ""))
     }
 }
 
 /// The SVG of a zone map: a grid of cells, 16 per row.
 enum ZoneMapSVG {
-    static let roleColour: [ZoneUsageEntry.Role: String] = [.superblock: "#7b3294", .metadata: "#e66101", .data: "#0571b0", .free: "#999999"]
+    static let roleColour: [String: String] = ["superblock": "#7b3294", "metadata": "#e66101", "data": "#0571b0", "free": "#999999"]
 
-    static func render(_ u: FileSystemUsage, title: String) -> String {
+    static func render(_ report: ZoneReport, title: String) -> String {
+        let zones = report.zones
         let cell = 28, gap = 4, perRow = 16
-        let rows = (u.zones.count + perRow - 1) / perRow
+        let rows = (zones.count + perRow - 1) / perRow
         let width = perRow * (cell + gap) + gap, height = rows * (cell + gap) + gap + 40
         var out = ["<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(height)\" font-family=\"sans-serif\" font-size=\"10\">",
-                   "<title>\(escape(title)): \(u.zones.count) zones</title>"]
-        for (i, z) in u.zones.enumerated() {
+                   "<title>\(escape(title)): \(zones.count) zones</title>"]
+        for (i, z) in zones.enumerated() {
             let x = gap + (i % perRow) * (cell + gap), y = gap + (i / perRow) * (cell + gap)
-            let cap = Double(max(1, z.capacity.bytes))
-            let liveH = Int((Double(z.live.bytes) / cap * Double(cell)).rounded())
-            let garbageH = min(cell - liveH, Int((Double(z.garbage.bytes) / cap * Double(cell)).rounded()))
-            let colour = roleColour[z.role] ?? "#999999"
-            out.append("<g class=\"zone\" data-zone=\"\(z.zone.int)\" data-role=\"\(z.role.rawValue)\" data-live-bytes=\"\(z.live.bytes)\" data-garbage-bytes=\"\(z.garbage.bytes)\">"
-                       + "<title>zone \(z.zone.int): \(z.role.rawValue), live \(ByteCount.format(z.live.bytes)), garbage \(ByteCount.format(z.garbage.bytes))</title>"
+            let cap = Double(max(1, z.capacityBytes))
+            let live = z.liveBytes ?? 0, garbage = z.garbageBytes ?? 0, role = z.role ?? "free"
+            let liveH = Int((Double(live) / cap * Double(cell)).rounded())
+            let garbageH = min(cell - liveH, Int((Double(garbage) / cap * Double(cell)).rounded()))
+            let colour = roleColour[role] ?? "#999999"
+            out.append("<g class=\"zone\" data-zone=\"\(z.index)\" data-role=\"\(role)\" data-live-bytes=\"\(live)\" data-garbage-bytes=\"\(garbage)\">"
+                       + "<title>zone \(z.index): \(role), \(z.condition), live \(ByteCount.format(live)), garbage \(ByteCount.format(garbage))</title>"
                        + "<rect x=\"\(x)\" y=\"\(y)\" width=\"\(cell)\" height=\"\(cell)\" fill=\"#ffffff\" stroke=\"\(colour)\" stroke-width=\"2\"/>"
                        + "<rect x=\"\(x)\" y=\"\(y + cell - liveH)\" width=\"\(cell)\" height=\"\(liveH)\" fill=\"\(colour)\"/>"
                        + "<rect x=\"\(x)\" y=\"\(y + cell - liveH - garbageH)\" width=\"\(cell)\" height=\"\(garbageH)\" fill=\"\(colour)\" fill-opacity=\"0.3\"/></g>")
         }
         let ly = rows * (cell + gap) + gap + 16
         var lx = gap
-        for role in [ZoneUsageEntry.Role.superblock, .metadata, .data, .free] {
-            out.append("<rect x=\"\(lx)\" y=\"\(ly - 9)\" width=\"10\" height=\"10\" fill=\"\(roleColour[role]!)\"/><text x=\"\(lx + 14)\" y=\"\(ly)\">\(role.rawValue)</text>")
+        for role in ["superblock", "metadata", "data", "free"] {
+            out.append("<rect x=\"\(lx)\" y=\"\(ly - 9)\" width=\"10\" height=\"10\" fill=\"\(roleColour[role]!)\"/><text x=\"\(lx + 14)\" y=\"\(ly)\">\(role)</text>")
             lx += 90
         }
         out.append("<text x=\"\(gap)\" y=\"\(ly + 16)\">dark: live data, light: garbage, as shares of each zone's capacity</text>")

@@ -29,7 +29,7 @@ struct ZBDFS: ParsableCommand {
         """,
         version: "zbdfs \(versionString)",
         subcommands: [Emulate.self, Zones.self, ZoneCommand.self, Format.self, FsckCommand.self, Df.self, Zonemap.self,
-                      Mount.self, Umount.self]
+                      Mount.self, Umount.self, Top.self, Reclaim.self]
     )
 
     static func main() {
@@ -80,7 +80,7 @@ func printError(_ line: String) {
 func jsonText<T: Encodable>(_ value: T) -> String {
     let enc = JSONEncoder()
     enc.keyEncodingStrategy = .convertToSnakeCase
-    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+    enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
     // Encoding plain value types cannot fail; a failure here is a programmer error.
     let data = try! enc.encode(value)
     return String(decoding: data, as: UTF8.self)

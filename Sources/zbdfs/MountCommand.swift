@@ -19,6 +19,7 @@ import Foundation
 import ZonedCore
 import ZonedFS
 import ZonedFUSE
+import ZonedMonitor
 
 struct Mount: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -40,6 +41,11 @@ struct Mount: ParsableCommand {
           zbdfs mount dev.zimg /mnt/zb
           zbdfs mount dev.zimg /mnt/zb -o ro,allow_other
           zbdfs mount dev.zimg /mnt/zb --foreground
+          zbdfs mount dev.zimg /mnt/zb --metrics 127.0.0.1:9464
+
+        While mounted, `zbdfs df|zones|zonemap|top MOUNTPOINT` show live figures and
+        `zbdfs reclaim MOUNTPOINT` runs a reclaim pass; they talk to the mount through the
+        hidden control file MOUNTPOINT/.zbdfs-control (never listed, never on the device).
         """
     )
 
@@ -54,6 +60,9 @@ struct Mount: ParsableCommand {
     @Option(name: .customShort("o"), help: ArgumentHelp("Mount options, comma-separated (see above).", valueName: "options"))
     var options: [String] = []
 
+    @Option(help: ArgumentHelp("Serve Prometheus metrics at http://ADDRESS:PORT/metrics (IPv4, e.g. 127.0.0.1:9464).", valueName: "address:port"))
+    var metrics: String?
+
     @Flag(help: .private)
     var daemonChild = false
 
@@ -64,6 +73,18 @@ struct Mount: ParsableCommand {
             throw ValidationError("\(mountpoint) is not a directory; create it with `mkdir -p \(mountpoint)` or give the directory to mount on.")
         }
         do { _ = try FUSEMountOptions(parsing: options) } catch { throw ValidationError(error.message) }
+        if let m = metrics, Mount.endpoint(m) == nil {
+            throw ValidationError("--metrics \(m): give ADDRESS:PORT with an IPv4 address and a port, e.g. 127.0.0.1:9464")
+        }
+    }
+
+    /// "ADDRESS:PORT" split, or nil when it is not that shape.
+    static func endpoint(_ s: String) -> (address: String, port: UInt16)? {
+        guard let colon = s.lastIndex(of: ":"), let port = UInt16(s[s.index(after: colon)...]) else { return nil }
+        let address = String(s[..<colon])
+        let parts = address.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 4, parts.allSatisfy({ UInt8($0) != nil }) else { return nil }
+        return (address, port)
     }
 
     func run() throws {
@@ -86,6 +107,7 @@ struct Mount: ParsableCommand {
         var args = ["mount", target.absolutePath, PathKind.absolute(mountpoint), "--daemon-child",
                     "--backend", target.backend.rawValue, "--zone-size", target.zoneSize]
         for o in options { args += ["-o", o] }
+        if let metrics { args += ["--metrics", metrics] }
         return args
     }
 
@@ -101,12 +123,21 @@ struct Mount: ParsableCommand {
         let fs = try openFileSystem(opts)
         let session: FUSESession
         do {
-            session = try FUSESession(adapter: FUSEAdapter(fs: fs, log: log), options: opts, fsname: device)
+            let control = MountService.controlFile(fs: fs, device: device, mountPoint: mnt, log: log)
+            session = try FUSESession(adapter: FUSEAdapter(fs: fs, log: log, control: control), options: opts, fsname: device)
             try session.mount(at: mnt)
         } catch {
             try? fs.unmount()
             throw CLIError.runtime("cannot mount \(device) at \(mnt): \(error.message)")
         }
+        // Started while the ending signals are still blocked, so its thread never takes them.
+        let exporter: MetricsServer?
+        do { exporter = try startMetrics(fs: fs, device: device, mountPoint: mnt, log: log) } catch {
+            session.close()
+            try? fs.unmount()
+            throw error
+        }
+        defer { exporter?.stop() }
         EndingSignals.unblock(ending)
         let mode = (opts.readOnly ? "read-only" : "read-write") + (fs.engine.allocator.usesZoneAppend ? ", zone append" : "")
         if daemonChild {
@@ -125,6 +156,20 @@ struct Mount: ParsableCommand {
         }
         let st = fs.engine.stats
         log.write("\(device) unmounted from \(mnt), everything flushed; written \(ByteCount(st.userBytesWritten)), of it \(ByteCount(st.bufferedBytesCached)) through the page cache; \(st.bufferedFallbacks) unaligned O_DIRECT writes took the buffered fallback")
+    }
+
+    /// The Prometheus endpoint, when --metrics asks for one.
+    func startMetrics(fs: FileSystem, device: String, mountPoint: String, log: FUSELog) throws -> MetricsServer? {
+        guard let m = metrics, let (address, port) = Mount.endpoint(m) else { return nil }
+        let figures = FileSystemMetrics { try FileSystemStatus.live(fs, path: device, mountPoint: mountPoint) }
+        do {
+            let server = try MetricsServer(address: address, port: port) { figures.render() }
+            server.start()
+            log.write("Prometheus metrics at http://\(address):\(server.port)/metrics")
+            return server
+        } catch {
+            throw CLIError.runtime("cannot serve metrics at \(m): \(error)")
+        }
     }
 
     func openFileSystem(_ opts: FUSEMountOptions) throws -> FileSystem {

@@ -15,7 +15,8 @@ struct Zones: ParsableCommand {
         --zone-size). On a zbdfs device each zone also shows its role (superblock, metadata, data,
         free) and its live and garbage bytes, from the file system's log (read, never replayed
         into the device). --json prints the same report as JSON; README.md documents its fields.
-        On a mounted emulated device it shows the zone table as of the mount's last flush.
+        On a mounted file system (give the mount point or the device) the report comes live from
+        the mount: the device is not opened.
         """
     )
 
@@ -25,7 +26,14 @@ struct Zones: ParsableCommand {
     var json = false
 
     func run() throws {
-        // A report only reads, so it does not claim the device: it works while it is mounted.
+        try target.requireDeviceOrMount()
+        // A mounted file system answers from its memory (live, and the device is not opened).
+        if let m = target.servingMount() {
+            let status = try liveStatus(mountPoint: m.mountPoint)
+            print(json ? status.zones.json() : status.zones.text() + "\n\nlive from the mount at \(m.mountPoint)")
+            return
+        }
+        // A report only reads, so it does not claim the device.
         let device = try target.open(exclusive: false)
         defer { device.close() }
         let zones: [Zone]
@@ -35,14 +43,7 @@ struct Zones: ParsableCommand {
             throw runtimeFailure("zone report of \(target.device)", error)
         }
         var report = ZoneReport(path: target.device, kind: device.kind, geometry: device.geometry, zones: zones)
-        if let usage = try? FileSystemUsage.read(device: device) {
-            report.annotate(Dictionary(uniqueKeysWithValues: usage.zones.map {
-                ($0.zone.index, (role: $0.role.rawValue, live: $0.live.bytes, garbage: $0.garbage.bytes))
-            }))
-        }
+        if let usage = try? FileSystemUsage.read(device: device) { report.annotate(usage) }
         print(json ? report.json() : report.text())
-        if !json, device.kind == .emulated, let m = target.mountOfDevice() {
-            print("note: mounted at \(m.mountPoint); the zones are as of the mount's last flush (fsync a file or `zbdfs umount` for the current state)")
-        }
     }
 }

@@ -21,6 +21,9 @@ struct FuzzTests {
         if rng.chance(0.3) { a.kind = .symlink; a.target = Array("/target/\(rng.below(99))".utf8) }
         let crcs = (0..<Int(1 + rng.below(4))).map { _ in UInt32(truncatingIfNeeded: rng.next()) }
         let ext = FileExtent(fileOffset: rng.below(100) * 4096, length: UInt64(crcs.count) * 4096, device: DeviceOffset(rng.below(1000) * 4096))
+        var counters = LifetimeCounters()
+        counters.userBytesWritten = rng.below(1 << 40); counters.dataBytesWritten = rng.below(1 << 40)
+        counters.metadataBytesWritten = rng.below(1 << 30); counters.zonesReclaimed = rng.below(1000)
         let all: [LogRecord] = [
             .zoneHeader(previous: rng.chance(0.5) ? nil : ZoneID(UInt32(rng.below(64)))), .next(zone: ZoneID(UInt32(rng.below(64)))),
             .checkpointBegin(nextInode: rng.below(1 << 20)), .checkpointEnd, .inode(a),
@@ -31,6 +34,7 @@ struct FuzzTests {
             .file(a.number, .mapped(FileExtent(fileOffset: 0, length: 8192, device: DeviceOffset(UInt64(4096)), kind: .prealloc), checksums: [], sizeAtLeast: 0)),
             .file(a.number, .truncated(to: rng.below(1 << 30))), .file(a.number, .punched(at: 4096, length: 8192)),
             .file(a.number, .extended(to: rng.below(1 << 30))),
+            .counters(counters),
         ]
         return (0..<Int(1 + rng.below(6))).map { _ in all[Int(rng.below(UInt64(all.count)))] }
     }

@@ -1,4 +1,5 @@
 // The one C shim: what Swift cannot call directly (function-like macros: ioctl request codes;
+// the 128-byte io_uring SQE of an NVMe passthrough command;
 // the CPU's CRC-32C instruction, a compiler intrinsic).
 #ifndef ZBDFS_SHIM_H
 #define ZBDFS_SHIM_H
@@ -25,4 +26,18 @@ uint32_t zbdfs_crc32c_hw(uint32_t crc, const void *data, size_t n);
 /// into out[0..<count], three blocks at a time so the instruction's latency overlaps (block must be
 /// a multiple of 8). Only call when zbdfs_crc32c_hw_available() returned 1.
 void zbdfs_crc32c_hw_blocks(const void *data, size_t block, size_t count, uint32_t *out);
+
+/// One NVMe IO command for io_uring passthrough (the fields of the kernel's struct nvme_uring_cmd
+/// that zbdfs uses; everything else is sent as zero).
+struct zbdfs_nvme_io {
+    uint8_t opcode;
+    uint32_t nsid;
+    uint64_t addr;
+    uint32_t data_len;
+    uint32_t cdw10, cdw11, cdw12, cdw13, cdw14, cdw15;
+};
+/// Fills `sqe`, a 128-byte submission queue entry of a ring made with IORING_SETUP_SQE128, as
+/// IORING_OP_URING_CMD / NVME_URING_CMD_IO for the NVMe generic char device `fd`. C because Swift
+/// can name neither the SQE's trailing command area (a zero-length array) nor the _IOWR request code.
+void zbdfs_nvme_prep_io(void *sqe, int fd, uint64_t user_data, const struct zbdfs_nvme_io *cmd);
 #endif

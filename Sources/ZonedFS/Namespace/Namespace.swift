@@ -27,6 +27,8 @@ public struct Namespace: Sendable {
     /// Directory → its parent directory.
     public private(set) var parents: [InodeNumber: InodeNumber] = [:]
     public var nextInode: InodeNumber = rootInode + 1
+    /// Lifetime write counters from the newest `counters` record applied.
+    public private(set) var lifetime = LifetimeCounters()
 
     public init() {}
 
@@ -77,6 +79,8 @@ public struct Namespace: Sendable {
             inodes[n] = nil
             entries[n] = nil
             parents[n] = nil
+        case .counters(let c):
+            lifetime = c
         case .zoneHeader, .next, .checkpointBegin, .checkpointEnd, .file:
             break
         }

@@ -103,10 +103,13 @@ public enum LogRecord: Sendable, Equatable {
     /// The inode and its data are gone (last link and last user).
     case removeInode(InodeNumber)
     case file(InodeNumber, FileChange)
+    /// The file system's lifetime write counters as of this record (the newest one replayed wins).
+    case counters(LifetimeCounters)
 
     enum Tag: UInt8 {
         case zoneHeader = 1, next, checkpointBegin, checkpointEnd, inode, link, unlink, rename, exchange, removeInode
         case mapped, truncated, punched, extended
+        case counters
     }
 
     // MARK: Encoding
@@ -146,6 +149,9 @@ public enum LogRecord: Sendable, Equatable {
         case .removeInode(let n):
             tag = .removeInode
             b.u64(n)
+        case .counters(let c):
+            tag = .counters
+            for v in c.fields { b.u64(v) }
         case .file(let n, let change):
             b.u64(n)
             switch change {
@@ -238,6 +244,10 @@ public enum LogRecord: Sendable, Equatable {
             return .exchange(parentA: pa, nameA: na, parentB: pb, nameB: nb)
         case .removeInode:
             return .removeInode(try b.u64("inode"))
+        case .counters:
+            var fields: [UInt64] = []
+            for _ in 0..<LifetimeCounters.fieldCount { fields.append(try b.u64("counter")) }
+            return .counters(LifetimeCounters(fields: fields))
         case .mapped, .truncated, .punched, .extended:
             let n = try b.u64("inode")
             return .file(n, try change(tag, &b, start))

@@ -31,6 +31,8 @@ public struct FileSystemUsage: Sendable, Equatable {
     public var liveData: ByteCount
     /// Written metadata: superblock copies and log zones.
     public var metadata: ByteCount
+    /// The lifetime write counters (from the log, or the mount's current ones).
+    public var lifetime = LifetimeCounters()
 
     public var capacity: ByteCount { zones.reduce(.zero) { $0 + $1.capacity } }
     public var used: ByteCount { liveData + metadata }
@@ -80,6 +82,37 @@ public struct FileSystemUsage: Sendable, Equatable {
         }
         let metadata = rows.filter { $0.role == .superblock || $0.role == .metadata }.reduce(ByteCount.zero) { $0 + $1.written }
         let data = rows.filter { $0.role == .data }.reduce(ByteCount.zero) { $0 + $1.live }
-        return FileSystemUsage(zones: rows, label: sb.label, liveData: data, metadata: metadata)
+        return FileSystemUsage(zones: rows, label: sb.label, liveData: data, metadata: metadata, lifetime: replay.state.namespace.lifetime)
+    }
+}
+
+extension FileSystemUsage {
+    /// The usage of a mounted file system, from its allocator's accounts and the device's zone
+    /// report: what it holds in memory, including writes not yet committed. Same rules as `read`
+    /// (the superblock zones count whole as metadata; reserve zones are free).
+    public static func live(_ fs: FileSystem) throws(DeviceError) -> FileSystemUsage {
+        let g = fs.device.geometry
+        let accounts = fs.engine.allocator.accounts
+        var rows: [ZoneUsageEntry] = []
+        for z in try fs.device.reportAllZones() {
+            let a = accounts[z.id.int]
+            let capacity = z.type.isSequential ? z.capacity : g.zoneSize
+            var row = ZoneUsageEntry(zone: z.id, role: .free, capacity: capacity, written: a.written, live: a.live,
+                                     garbage: a.garbage, unusable: a.unusable)
+            switch a.role {
+            case .superblock:
+                row.role = .superblock
+                row.written = capacity; row.live = capacity; row.garbage = .zero; row.unusable = .zero
+            case .metadata:
+                row.role = .metadata
+                row.live = a.written; row.garbage = .zero
+            case .data, .free, .reserved:
+                row.role = a.written.bytes > 0 ? .data : .free
+            }
+            rows.append(row)
+        }
+        let metadata = rows.filter { $0.role == .superblock || $0.role == .metadata }.reduce(ByteCount.zero) { $0 + $1.written }
+        let data = rows.filter { $0.role == .data }.reduce(ByteCount.zero) { $0 + $1.live }
+        return FileSystemUsage(zones: rows, label: fs.superblock.label, liveData: data, metadata: metadata, lifetime: fs.lifetime)
     }
 }
