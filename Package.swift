@@ -83,7 +83,7 @@ let package = Package(
         .testTarget(name: "ConformanceTests", dependencies: [
             "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedConformance",
         ]),
-        .testTarget(name: "ZonedBackendNVMeTests", dependencies: ["ZonedCore", "ZonedBackendNVMe", "ZonedConformance"]),
+        .testTarget(name: "ZonedBackendNVMeTests", dependencies: ["ZonedCore", "ZonedBackendNVMe", "ZonedConformance", "ZonedAllocator", "ZonedEngine"]),
         .testTarget(name: "ZonedAllocatorTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedBackendFile"]),
         .testTarget(name: "ZonedEngineTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedEngine", "ZonedBackendFile"]),
         .testTarget(name: "ZonedFSTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedEngine", "ZonedFS", "ZonedBackendFile"]),
