@@ -192,6 +192,8 @@ final class Workload {
     var zoneCapacity: UInt64 = 0
     var dataZonesCrossed = 0
     var logRollovers: UInt64 = 0
+    /// Zone appends the engine sent (0 on a device without zone append), over all mounts.
+    var zoneAppends: UInt64 = 0
 
     init(path: String) { self.path = path }
 
@@ -212,6 +214,7 @@ final class Workload {
 
     func unmount() {
         let j = fs.journalCounters
+        zoneAppends += fs.engine.allocator.stats.deviceAppends
         run("unmount") { () throws(DeviceError) in try fs.unmount() }
         say("unmounted log: \(j.frames) frames, \(j.bytes) B, \(j.zonesUsed) zones used, \(j.checkpoints) checkpoints, \(j.durableCommits) durable commits", timed: true)
         fs = nil
@@ -533,7 +536,7 @@ case "workload":
     let total = w.model.files.values.reduce(0) { $0 + $1.count }
     w.unmount()
     let seconds = monotonicSeconds() - t0
-    say("\(tool): PASS \(w.model.files.count) files, \(mib(UInt64(total))) verified byte for byte after 2 remounts; direct writes crossed \(w.dataZonesCrossed) data zones; log rolled over \(w.logRollovers)x (\(Int(seconds)) s in all)")
+    say("\(tool): PASS \(w.model.files.count) files, \(mib(UInt64(total))) verified byte for byte after 2 remounts; direct writes crossed \(w.dataZonesCrossed) data zones; log rolled over \(w.logRollovers)x; \(w.zoneAppends > 0 ? "\(w.zoneAppends) zone appends" : "written at the write pointer") (\(Int(seconds)) s in all)")
     exit(0)
 default:
     usage("unknown command \(command)")
