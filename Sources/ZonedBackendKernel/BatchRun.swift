@@ -44,7 +44,7 @@ struct PlannedIO {
     /// For a read: offset in the buffer from which the bytes lie past the write pointer.
     var zeroFrom: Int?
     /// The zone's write-pointer floor when the IO was planned (sequential zones, contract checks).
-    var floorSeen: WPFloor?
+    var floorSeen: WritePointerFloor?
     /// Largest piece the kernel gets (reads are split to it; writes were checked against it).
     var pieceLimit: Int
     /// For messages: "write of 4096 B at 0x4000000 (zone 1)".

@@ -5,7 +5,8 @@
 //   offset and length, inside the device and inside one zone, and (for a write) at most
 //   `geometry.maxWriteBytes`. Anything else fails with EINVAL here, as the contract says, and as
 //   the emulated device does. Larger writes would be split by the kernel into pieces that may
-//   reach the zone out of order, so the engine must split them itself.
+//   reach the zone out of order, so the engine must split them itself. The check is ZonedCore's
+//   DeviceContract.problem, the NVMe backend's too, so both refuse with the same words.
 // - The write pointer is NOT checked here: the kernel (and the device) reject a write off the
 //   write pointer or past the zone capacity with EIO, and checking would cost a report per write.
 // - The caller's memory goes to the kernel as is when it is block-aligned; otherwise the data is
@@ -15,8 +16,9 @@
 // - Reads past a sequential zone's write pointer give zeros (the contract), although the kernel
 //   fills them with its own pattern (0xFF from null_blk on 6.1, see Emulation/README.md): a read
 //   ending above the zone's write-pointer floor takes a one-zone report BEFORE the IO, and the
-//   bytes from that write pointer on are zeroed after it. Reporting first makes the answer the
-//   zone's state at report time; data a concurrent write adds later reads as not yet written.
+//   bytes from that write pointer on are zeroed after it (ZonedCore's WritePointerFloors).
+//   Reporting first makes the answer the zone's state at report time; data a concurrent write
+//   adds later reads as not yet written.
 //   So a batch's reads do not see the same batch's writes past the floor either (BatchRun does
 //   not order reads after writes anyway).
 
@@ -72,7 +74,7 @@ extension KernelZonedDevice {
         for c in completions {
             guard case .success = c.result, case .success(let p) = plans[c.index],
                   p.direction == .write, let seen = p.floorSeen else { continue }
-            raiseWPFloor(p.zone, to: p.offset + ByteCount(p.length), since: seen)
+            wpFloors.raise(p.zone, to: p.offset + ByteCount(p.length), since: seen)
         }
     }
 
@@ -104,7 +106,9 @@ extension KernelZonedDevice {
         let zone = geometry.zone(containing: offset) ?? ZoneID(UInt32(min(offset.bytes / geometry.zoneSize.bytes,
                                                                             UInt64(UInt32.max))))
         let what = "\(op.rawValue) of \(length.bytes) B at \(offset) (\(zone))"
-        if checks == .contract, let why = contractProblem(write: write, length: length, at: offset) {
+        if checks == .contract, let why = DeviceContract.problem(
+            geometry, write: write, length: length, at: offset,
+            maxWriteNote: "(queue/max_sectors_kb); split it, the kernel would split it and break write ordering") {
             return .failure(.invalid(op, "\(what): \(why)"))
         }
         guard let base, count > 0 else {
@@ -116,10 +120,14 @@ extension KernelZonedDevice {
                           offset: offset, bounce: nil, copyBack: nil, zeroFrom: nil, floorSeen: nil,
                           pieceLimit: checks == .contract ? geometry.maxWriteBytes.int : count, what: what)
         if checks == .contract && sequential {
-            let floor = wpFloor(zone)
+            let floor = wpFloors.floor(zone)
             p.floorSeen = floor
             if !write {
-                switch bytesPastWritePointer(zone: zone, from: offset, length: length, floor: floor) {
+                let past = wpFloors.bytesPastWritePointer(zone: zone, from: offset, length: length, floor: floor) {
+                    () throws(DeviceError) in
+                    try Self.reportRaw(zbdFD: zbdFD, from: zone, count: 1, zoneSize: geometry.zoneSize)
+                }
+                switch past {
                 case .success(let from): p.zeroFrom = from
                 case .failure(let e): return .failure(e)
                 }
@@ -136,45 +144,5 @@ extension KernelZonedDevice {
             p.address = bounce.base
         }
         return .success(p)
-    }
-
-    /// For a read of `length` bytes at `offset`: the buffer offset from which the bytes lie past
-    /// the zone's write pointer, or nil when none do. Asks the device only when the read ends
-    /// above the floor.
-    private func bytesPastWritePointer(zone: ZoneID, from offset: DeviceOffset, length: ByteCount,
-                                       floor: WPFloor) -> Result<Int?, DeviceError> {
-        let end = offset + length
-        if end.bytes <= floor.offset { return .success(nil) }
-        let zones: [Zone]
-        do throws(DeviceError) {
-            zones = try Self.reportRaw(zbdFD: zbdFD, from: zone, count: 1, zoneSize: geometry.zoneSize)
-        } catch {
-            return .failure(error)
-        }
-        guard let z = zones.first else { return .failure(.io(.read, "no report for \(zone)")) }
-        raiseWPFloor(zone, to: z.writePointer, since: floor)
-        if end <= z.writePointer { return .success(nil) }
-        return .success(z.writePointer <= offset ? 0 : (z.writePointer - offset).int)
-    }
-
-    /// Why the contract refuses this IO before the kernel sees it, or nil.
-    private func contractProblem(write: Bool, length: ByteCount, at offset: DeviceOffset) -> String? {
-        let bs = geometry.logicalBlockSize
-        if length == .zero { return "empty IO" }
-        if !offset.isAligned(to: bs) || !length.isMultiple(of: bs) {
-            return "offset and length must be multiples of the \(bs.bytes)-byte block size"
-        }
-        guard let zone = geometry.zone(containing: offset),
-              offset + length <= DeviceOffset.zero + geometry.totalBytes else {
-            return "past the end of the device (\(geometry.totalBytes))"
-        }
-        if geometry.zoneStart(zone) + geometry.zoneSize < offset + length {
-            return "crosses the end of \(zone); one IO must stay inside one zone"
-        }
-        if write && geometry.maxWriteBytes < length {
-            return "larger than the device's max write of \(geometry.maxWriteBytes) (queue/max_sectors_kb); "
-                + "split it, the kernel would split it and break write ordering"
-        }
-        return nil
     }
 }

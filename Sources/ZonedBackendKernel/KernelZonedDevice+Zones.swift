@@ -30,9 +30,9 @@ extension KernelZonedDevice {
 
     public func reset(_ zone: ZoneID) throws(DeviceError) {
         // Lower the floor first: a read racing the reset must ask the device, not trust old data.
-        if geometry.contains(zone) { lowerWPFloorForReset(zone) }
+        if geometry.contains(zone) { wpFloors.lowerForReset(zone, to: geometry.zoneStart(zone)) }
         try manage(.reset, zone) { fd, start, len in zbd_reset_zones(fd, start, len) }
-        if geometry.contains(zone) { lowerWPFloorForReset(zone) }
+        if geometry.contains(zone) { wpFloors.lowerForReset(zone, to: geometry.zoneStart(zone)) }
     }
 
     public func openZone(_ zone: ZoneID) throws(DeviceError) {
@@ -92,33 +92,4 @@ extension KernelZonedDevice {
         let start = off_t(UInt64(victim.id.index) * geometry.zoneSize.bytes)
         return zbd_close_zones(zbdFD, start, off_t(geometry.zoneSize.bytes)) == 0
     }
-
-    // MARK: write pointer floor (see KernelZonedDevice.swift)
-
-    /// The zone's floor and its reset generation, to pass back to `raiseWPFloor`.
-    func wpFloor(_ zone: ZoneID) -> WPFloor {
-        wpFloor.withLock { $0[zone.int] }
-    }
-
-    /// Raises the floor to `offset` (a write pointer seen, or the end of a completed write),
-    /// unless the zone was reset since `seen` was taken: then `offset` may be stale.
-    func raiseWPFloor(_ zone: ZoneID, to offset: DeviceOffset, since seen: WPFloor) {
-        wpFloor.withLock {
-            if $0[zone.int].resets == seen.resets && $0[zone.int].offset < offset.bytes {
-                $0[zone.int].offset = offset.bytes
-            }
-        }
-    }
-
-    func lowerWPFloorForReset(_ zone: ZoneID) {
-        let start = geometry.zoneStart(zone).bytes
-        wpFloor.withLock { $0[zone.int] = WPFloor(offset: start, resets: $0[zone.int].resets &+ 1) }
-    }
-}
-
-/// An absolute offset known to be at or below a zone's write pointer, and how many resets
-/// the zone had when it was learned.
-struct WPFloor: Sendable {
-    var offset: UInt64
-    var resets: UInt64
 }

@@ -10,15 +10,17 @@
 // - Data IO uses a small pool of io_uring rings: a caller leases one ring for the length of its
 //   call, so concurrent callers never share a ring and never wait on each other's IO; at most
 //   `idleRingLimit` idle rings are kept. Chosen over one locked ring because a synchronous read
-//   on one thread must not wait behind another thread's batch of writes.
+//   on one thread must not wait behind another thread's batch of writes. The bookkeeping is
+//   ZonedCore's LeasePool, shared with the NVMe backend.
 // - `close()` is idempotent. The descriptors are closed when the last lease ends, so an IO in
 //   flight on another thread finishes on a valid descriptor; calls after close fail with EBADF.
 // - libzbd's errno and io_uring's -errno both become DeviceError through DeviceError(errno:…).
-// - `wpFloor[z]` is at or below zone z's write pointer whenever no reset of z is in flight: it
-//   starts from the report at open, rises with every write that completes through this object
-//   and with reports taken for reads, and drops to the zone start around a reset (bumping the
-//   zone's reset count, so a write or report that raced the reset cannot raise it again). Reads ending at or below it need no zone report
-//   (see KernelZonedDevice+IO.swift, reads past the write pointer).
+// - `wpFloors` (ZonedCore's WritePointerFloors) holds, per zone, an offset at or below the zone's
+//   write pointer whenever no reset of it is in flight: from the report at open, raised by every
+//   write that completes through this object and by reports taken for reads, dropped to the zone
+//   start around a reset (bumping the zone's reset count, so a write or report that raced the
+//   reset cannot raise it again). Reads ending at or below it need no zone report (see
+//   KernelZonedDevice+IO.swift, reads past the write pointer).
 
 #if canImport(Glibc)
 import Glibc
@@ -53,15 +55,10 @@ public final class KernelZonedDevice: ZonedDevice {
     static let ringEntries = 64
     static let idleRingLimit = 4
 
-    private struct Leases {
-        var closed = false
-        var active = 0
-        var idle: [URing] = []
-        var descriptorsClosed = false
-    }
-    private let leases = Mutex(Leases())
+    /// The ring leases (LeasePool.swift); closing the pool closes the descriptors.
+    private let leases: LeasePool<URing>
     /// Per zone: an absolute offset known to be at or below the write pointer.
-    let wpFloor: Mutex<[WPFloor]>
+    let wpFloors: WritePointerFloors
 
     private init(path: String, sys: SysBlockDevice, model: String, zbdFD: Int32, dataFD: Int32,
                  geometry: DeviceGeometry, zones: [Zone], checks: Checks, firstRing: URing) {
@@ -72,8 +69,11 @@ public final class KernelZonedDevice: ZonedDevice {
         self.dataFD = dataFD
         self.geometry = geometry
         self.checks = checks
-        wpFloor = Mutex(zones.map { WPFloor(offset: $0.writePointer.bytes, resets: 0) })
-        leases.withLock { $0.idle.append(firstRing) }
+        wpFloors = WritePointerFloors(zones)
+        leases = LeasePool(first: firstRing, idleLimit: Self.idleRingLimit) { [dataFD, zbdFD] in
+            _ = Glibc.close(dataFD)
+            Self.closeManagement(zbdFD)
+        }
     }
 
     deinit { close() }
@@ -227,47 +227,14 @@ public final class KernelZonedDevice: ZonedDevice {
     /// to the pool afterwards unless `body` reports it broken.
     func withLease<R>(_ op: DeviceOperation, ring wantRing: Bool,
                       _ body: (URing?) throws(DeviceError) -> (R, ringBroken: Bool)) throws(DeviceError) -> R {
-        let idle: URing?? = leases.withLock { l -> URing?? in
-            if l.closed { return .none }
-            l.active += 1
-            return .some(wantRing ? l.idle.popLast() : nil)
+        try leases.withLease(op, path: path, resource: wantRing,
+                             make: { () throws(DeviceError) in try URing(entries: Self.ringEntries) }) {
+            ring throws(DeviceError) -> (R, broken: Bool) in
+            let (value, ringBroken) = try body(ring)
+            return (value, ringBroken)
         }
-        guard case .some(var ring) = idle else {
-            throw DeviceError(errno: EBADF, op, "\(path) is closed")
-        }
-        var broken = false
-        defer { endLease(ring, broken: broken) }
-        if wantRing && ring == nil { ring = try URing(entries: Self.ringEntries) }
-        let (value, ringBroken) = try body(ring)
-        broken = ringBroken
-        return value
     }
 
-    private func endLease(_ ring: URing?, broken: Bool) {
-        let closeNow = leases.withLock { l -> Bool in
-            l.active -= 1
-            if let r = ring, !broken, !l.closed, l.idle.count < Self.idleRingLimit { l.idle.append(r) }
-            guard l.closed, l.active == 0, !l.descriptorsClosed else { return false }
-            l.descriptorsClosed = true
-            return true
-        }
-        if closeNow { closeDescriptors() }
-    }
-
-    public func close() {
-        let closeNow = leases.withLock { l -> Bool in
-            guard !l.closed else { return false }
-            l.closed = true
-            l.idle.removeAll()
-            guard l.active == 0 else { return false }
-            l.descriptorsClosed = true
-            return true
-        }
-        if closeNow { closeDescriptors() }
-    }
-
-    private func closeDescriptors() {
-        _ = Glibc.close(dataFD)
-        Self.closeManagement(zbdFD)
-    }
+    /// Idempotent; the descriptors close when the last lease ends (see the invariants).
+    public func close() { leases.close() }
 }

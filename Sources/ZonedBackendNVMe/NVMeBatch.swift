@@ -41,7 +41,7 @@ struct PlannedNVMeIO {
     /// For a read: offset in the buffer from which the bytes lie past the write pointer.
     var zeroFrom: Int?
     /// The zone's write-pointer floor when planned (raised after a write or append completes).
-    var floorSeen: NVMeWPFloor?
+    var floorSeen: WritePointerFloor?
     /// For messages: "write of 4096 B at 0x4000000 (zone 1)".
     var what: String
 

@@ -5,7 +5,8 @@
 // - An IO reaches the device only if it is non-empty, block-aligned in offset and length, inside
 //   the device and inside one zone, and at most `geometry.maxWriteBytes` (a write) or
 //   `geometry.maxAppendBytes` (an append); anything else fails with EINVAL here, as the contract
-//   says. Nothing splits a write or an append: a split write could reach the zone out of order, a
+//   says (ZonedCore's DeviceContract.problem, shared with the kernel backend; appends are checked
+//   here). Nothing splits a write or an append: a split write could reach the zone out of order, a
 //   split append would scatter one buffer over two places.
 // - The write pointer is not checked here: the device refuses a write off it (Zone Invalid Write)
 //   or past the zone capacity (Zone Boundary Error) itself, and checking would cost a report.
@@ -15,9 +16,9 @@
 // - Synchronous `write`/`append`/`read` are one-element batches: one code path for every data IO.
 // - Reads past a zone's write pointer give zeros (the contract; a ZNS device may return anything
 //   there): a read ending above the zone's write-pointer floor takes a one-zone report before the
-//   IO, and the bytes from that write pointer on are zeroed after it. Reporting first makes the
-//   answer the zone's state at report time; data a concurrent write adds later reads as not yet
-//   written.
+//   IO, and the bytes from that write pointer on are zeroed after it (ZonedCore's
+//   WritePointerFloors). Reporting first makes the answer the zone's state at report time; data a
+//   concurrent write adds later reads as not yet written.
 
 #if canImport(Glibc)
 import Glibc
@@ -68,7 +69,7 @@ extension NVMeZonedDevice {
         for c in completions {
             guard case .success(let at) = c.result, case .success(let p) = plans[c.index],
                   p.kind != .read, let seen = p.floorSeen else { continue }
-            raiseWPFloor(p.zone, to: at + ByteCount(p.length), since: seen)
+            wpFloors.raise(p.zone, to: at + ByteCount(p.length), since: seen)
         }
     }
 
@@ -99,16 +100,21 @@ extension NVMeZonedDevice {
         let zone = geometry.zone(containing: offset)
             ?? ZoneID(UInt32(min(offset.bytes / geometry.zoneSize.bytes, UInt64(UInt32.max))))
         let what = "\(op.rawValue) of \(length.bytes) B at \(offset) (\(zone))"
-        if let why = contractProblem(write: kind == .write, length: length, at: offset) {
+        if let why = DeviceContract.problem(geometry, write: kind == .write, length: length, at: offset,
+                                           maxWriteNote: "(MDTS and the queue's limits); split it into pieces written in order") {
             return .failure(.invalid(op, "\(what): \(why)"))
         }
         guard let base else { return .failure(.invalid(op, "\(what): empty buffer")) }
-        let floor = wpFloor(zone)
+        let floor = wpFloors.floor(zone)
         var p = PlannedNVMeIO(kind: kind, zone: zone, address: base, length: count, offset: offset,
                               capacityEnd: geometry.zoneStart(zone) + geometry.zoneCapacity,
                               pieceLimit: geometry.maxWriteBytes.int, zeroFrom: nil, floorSeen: floor, what: what)
         if kind == .read {
-            switch bytesPastWritePointer(zone: zone, from: offset, length: length, floor: floor) {
+            let past = wpFloors.bytesPastWritePointer(zone: zone, from: offset, length: length, floor: floor) {
+                () throws(DeviceError) in
+                try Self.reportRaw(controller, nsid: namespaceID, geometry: geometry, from: zone, count: 1, path: path)
+            }
+            switch past {
             case .success(let from): p.zeroFrom = from
             case .failure(let e): return .failure(e)
             }
@@ -131,46 +137,6 @@ extension NVMeZonedDevice {
         let start = geometry.zoneStart(zone)
         return .success(PlannedNVMeIO(kind: .append, zone: zone, address: UnsafeMutableRawPointer(mutating: base),
                                       length: data.count, offset: start, capacityEnd: start + geometry.zoneCapacity,
-                                      pieceLimit: data.count, zeroFrom: nil, floorSeen: wpFloor(zone), what: what))
-    }
-
-    /// For a read of `length` bytes at `offset`: the buffer offset from which the bytes lie past
-    /// the zone's write pointer, or nil when none do. Asks the device only when the read ends
-    /// above the floor.
-    private func bytesPastWritePointer(zone: ZoneID, from offset: DeviceOffset, length: ByteCount,
-                                       floor: NVMeWPFloor) -> Result<Int?, DeviceError> {
-        let end = offset + length
-        if end.bytes <= floor.offset { return .success(nil) }
-        let zones: [Zone]
-        do throws(DeviceError) {
-            zones = try Self.reportRaw(controller, nsid: namespaceID, geometry: geometry, from: zone, count: 1, path: path)
-        } catch {
-            return .failure(error)
-        }
-        guard let z = zones.first else { return .failure(.io(.read, "no report for \(zone)")) }
-        raiseWPFloor(zone, to: z.writePointer, since: floor)
-        if end <= z.writePointer { return .success(nil) }
-        return .success(z.writePointer <= offset ? 0 : (z.writePointer - offset).int)
-    }
-
-    /// Why the contract refuses this IO before the device sees it, or nil.
-    private func contractProblem(write: Bool, length: ByteCount, at offset: DeviceOffset) -> String? {
-        let bs = geometry.logicalBlockSize
-        if length == .zero { return "empty IO" }
-        if !offset.isAligned(to: bs) || !length.isMultiple(of: bs) {
-            return "offset and length must be multiples of the \(bs.bytes)-byte block size"
-        }
-        guard let zone = geometry.zone(containing: offset),
-              offset + length <= DeviceOffset.zero + geometry.totalBytes else {
-            return "past the end of the device (\(geometry.totalBytes))"
-        }
-        if geometry.zoneStart(zone) + geometry.zoneSize < offset + length {
-            return "crosses the end of \(zone); one IO must stay inside one zone"
-        }
-        if write && geometry.maxWriteBytes < length {
-            return "larger than the device's max write of \(geometry.maxWriteBytes) (MDTS and the queue's limits); "
-                + "split it into pieces written in order"
-        }
-        return nil
+                                      pieceLimit: data.count, zeroFrom: nil, floorSeen: wpFloors.floor(zone), what: what))
     }
 }

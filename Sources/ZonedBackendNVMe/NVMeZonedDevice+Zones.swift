@@ -28,9 +28,9 @@ extension NVMeZonedDevice {
 
     public func reset(_ zone: ZoneID) throws(DeviceError) {
         // Lower the floor first: a read racing the reset must ask the device, not trust old data.
-        if geometry.contains(zone) { lowerWPFloorForReset(zone) }
+        if geometry.contains(zone) { wpFloors.lowerForReset(zone, to: geometry.zoneStart(zone)) }
         try manage(.reset, zone, .reset)
-        if geometry.contains(zone) { lowerWPFloorForReset(zone) }
+        if geometry.contains(zone) { wpFloors.lowerForReset(zone, to: geometry.zoneStart(zone)) }
     }
 
     public func openZone(_ zone: ZoneID) throws(DeviceError) { try manage(.openZone, zone, .open) }
@@ -87,29 +87,5 @@ extension NVMeZonedDevice {
             zones += got
         }
         return zones
-    }
-}
-
-extension NVMeZonedDevice {
-    // MARK: write pointer floor (see NVMeZonedDevice.swift)
-
-    /// The zone's floor and its reset generation, to pass back to `raiseWPFloor`.
-    func wpFloor(_ zone: ZoneID) -> NVMeWPFloor {
-        wpFloor.withLock { $0[zone.int] }
-    }
-
-    /// Raises the floor to `offset` (a write pointer seen, or the end of a completed write or
-    /// append), unless the zone was reset since `seen` was taken: then `offset` may be stale.
-    func raiseWPFloor(_ zone: ZoneID, to offset: DeviceOffset, since seen: NVMeWPFloor) {
-        wpFloor.withLock {
-            if $0[zone.int].resets == seen.resets && $0[zone.int].offset < offset.bytes {
-                $0[zone.int].offset = offset.bytes
-            }
-        }
-    }
-
-    func lowerWPFloorForReset(_ zone: ZoneID) {
-        let start = geometry.zoneStart(zone).bytes
-        wpFloor.withLock { $0[zone.int] = NVMeWPFloor(offset: start, resets: $0[zone.int].resets &+ 1) }
     }
 }

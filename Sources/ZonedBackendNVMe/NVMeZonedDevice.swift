@@ -12,14 +12,16 @@
 //   kernel backend, while we write to it behind the block layer's back). Both go at `close()`.
 // - Data IO uses a small pool of io_uring queues: a caller leases one for the length of its call,
 //   so concurrent callers never share a queue and never wait on each other's IO; at most
-//   `idleQueueLimit` idle queues are kept (the kernel backend's shape, for the same reason).
+//   `idleQueueLimit` idle queues are kept (the kernel backend's shape, for the same reason, and
+//   the same code: ZonedCore's LeasePool).
 // - `close()` is idempotent; the descriptors are closed when the last lease ends, so a command in
 //   flight on another thread finishes on a valid descriptor; calls after close fail with EBADF.
-// - `wpFloor[z]` is at or below zone z's write pointer whenever no reset of z is in flight: it
-//   starts from the report at open, rises with every write or append that completes through this
-//   object and with reports taken for reads, and drops to the zone start around a reset (bumping
-//   the zone's reset count, so an IO or report that raced the reset cannot raise it again).
-//   Reads ending at or below it need no zone report (see NVMeZonedDevice+IO.swift).
+// - `wpFloors` (ZonedCore's WritePointerFloors) holds, per zone, an offset at or below the zone's
+//   write pointer whenever no reset of it is in flight: from the report at open, raised by every
+//   write or append that completes through this object and by reports taken for reads, dropped to
+//   the zone start around a reset (bumping the zone's reset count, so an IO or report that raced
+//   the reset cannot raise it again). Reads ending at or below it need no zone report (see
+//   NVMeZonedDevice+IO.swift).
 // - Every failure is a DeviceError: errno through DeviceError(errno:), NVMe status through
 //   NVMeStatus.error (NVMeStatus.swift), nothing else.
 
@@ -49,15 +51,10 @@ public final class NVMeZonedDevice: ZonedDevice {
     static let queueEntries = 64
     static let idleQueueLimit = 4
 
-    private struct Leases {
-        var closed = false
-        var active = 0
-        var idle: [NVMeQueue] = []
-        var descriptorsClosed = false
-    }
-    private let leases = Mutex(Leases())
+    /// The queue leases (LeasePool.swift); closing the pool closes the descriptors.
+    private let leases: LeasePool<any NVMeQueue>
     /// Per zone: an absolute offset known to be at or below the write pointer.
-    let wpFloor: Mutex<[NVMeWPFloor]>
+    let wpFloors: WritePointerFloors
 
     init(path: String, charDevicePath: String, controller: NVMeController, namespaceID: UInt32,
          identity: NVMeIdentity, geometry: DeviceGeometry, zones: [Zone], blockClaimFD: Int32,
@@ -70,8 +67,11 @@ public final class NVMeZonedDevice: ZonedDevice {
         self.geometry = geometry
         self.blockClaimFD = blockClaimFD
         self.claimedBlockDevice = claimedBlockDevice
-        wpFloor = Mutex(zones.map { NVMeWPFloor(offset: $0.writePointer.bytes, resets: 0) })
-        leases.withLock { $0.idle.append(firstQueue) }
+        wpFloors = WritePointerFloors(zones)
+        leases = LeasePool(first: firstQueue, idleLimit: Self.idleQueueLimit) { [controller, blockClaimFD] in
+            controller.close()
+            if blockClaimFD >= 0 { _ = Glibc.close(blockClaimFD) }
+        }
     }
 
     deinit { close() }
@@ -218,54 +218,14 @@ public final class NVMeZonedDevice: ZonedDevice {
     /// back to the pool afterwards unless `body` reports it broken.
     func withLease<R>(_ op: DeviceOperation, queue wantQueue: Bool,
                       _ body: (NVMeQueue?) throws(DeviceError) -> (R, queueBroken: Bool)) throws(DeviceError) -> R {
-        let idle: NVMeQueue?? = leases.withLock { l -> NVMeQueue?? in
-            if l.closed { return .none }
-            l.active += 1
-            return .some(wantQueue ? l.idle.popLast() : nil)
+        try leases.withLease(op, path: path, resource: wantQueue,
+                             make: { () throws(DeviceError) in try controller.makeQueue(entries: Self.queueEntries) }) {
+            queue throws(DeviceError) -> (R, broken: Bool) in
+            let (value, queueBroken) = try body(queue)
+            return (value, queueBroken)
         }
-        guard case .some(var queue) = idle else {
-            throw DeviceError(errno: EBADF, op, "\(path) is closed")
-        }
-        var broken = false
-        defer { endLease(queue, broken: broken) }
-        if wantQueue && queue == nil { queue = try controller.makeQueue(entries: Self.queueEntries) }
-        let (value, queueBroken) = try body(queue)
-        broken = queueBroken
-        return value
     }
 
-    private func endLease(_ queue: NVMeQueue?, broken: Bool) {
-        let closeNow = leases.withLock { l -> Bool in
-            l.active -= 1
-            if let q = queue, !broken, !l.closed, l.idle.count < Self.idleQueueLimit { l.idle.append(q) }
-            guard l.closed, l.active == 0, !l.descriptorsClosed else { return false }
-            l.descriptorsClosed = true
-            return true
-        }
-        if closeNow { closeDescriptors() }
-    }
-
-    public func close() {
-        let closeNow = leases.withLock { l -> Bool in
-            guard !l.closed else { return false }
-            l.closed = true
-            l.idle.removeAll()
-            guard l.active == 0 else { return false }
-            l.descriptorsClosed = true
-            return true
-        }
-        if closeNow { closeDescriptors() }
-    }
-
-    private func closeDescriptors() {
-        controller.close()
-        if blockClaimFD >= 0 { _ = Glibc.close(blockClaimFD) }
-    }
-}
-
-/// An absolute offset known to be at or below a zone's write pointer, and how many resets the
-/// zone had when it was learned.
-struct NVMeWPFloor: Sendable {
-    var offset: UInt64
-    var resets: UInt64
+    /// Idempotent; the descriptors close when the last lease ends (see the invariants).
+    public func close() { leases.close() }
 }
