@@ -20,13 +20,17 @@ public struct TopView {
     public var style: Style
     /// Shown in the header (e.g. the wall-clock time); the view itself reads no clock.
     public var stamp: String
+    /// Whether the header says "q quits" (only when top reads keys).
+    public var quitHint: Bool
 
-    public init(current: FileSystemStatus, previous: FileSystemStatus?, width: Int, style: Style, stamp: String = "") {
+    public init(current: FileSystemStatus, previous: FileSystemStatus?, width: Int, style: Style, stamp: String = "",
+                quitHint: Bool = false) {
         self.current = current
         self.previous = previous
         self.width = max(40, width)
         self.style = style
         self.stamp = stamp
+        self.quitHint = quitHint
     }
 
     public func lines() -> [String] {
@@ -40,7 +44,7 @@ public struct TopView {
     func header() -> [String] {
         let s = current, sp = s.space, sum = s.zones.summary
         let title = "zbdfs top  \(s.mountPoint ?? s.zones.device)  (\(s.zones.device), \(s.zones.backend))"
-        var out = [title + (stamp.isEmpty ? "" : "  \(stamp)") + (style == .terminal ? "  q quits" : "")]
+        var out = [title + (stamp.isEmpty ? "" : "  \(stamp)") + (quitHint ? "  q quits" : "")]
         out.append("space   size \(fmt(sp.sizeBytes))  used \(fmt(sp.usedBytes)) (\(pct(sp.usedBytes, sp.sizeBytes)))  free \(fmt(sp.freeBytes))  garbage \(fmt(sp.garbageBytes))  unusable \(fmt(sp.unusableBytes))")
         out.append("zones   open \(sum.openZones)/\(limit(sum.maxOpenZones))  active \(sum.activeZones)/\(limit(sum.maxActiveZones))  "
                    + conditionCounts())

@@ -3,8 +3,9 @@
 //
 // Terminal handling (top): on a tty it switches to the alternate screen, hides the cursor and
 // reads keys unbuffered; whatever ends it (q, Ctrl-C, SIGTERM, the mount going away) restores
-// the terminal first. Not on a tty it prints plain-text frames (no escape codes), one per
-// interval, separated by a blank line.
+// the terminal first. With --count it prints that many frames and leaves them on the screen (in
+// colour on a tty). Not on a tty it prints plain-text frames (no escape codes), one per interval,
+// separated by a blank line.
 
 import ArgumentParser
 import Foundation
@@ -25,6 +26,7 @@ struct Top: ParsableCommand {
         terminal) each cell is the condition's letter and the fill in tenths. Above the grid:
         space, open and active zones against the device's limits, write and read throughput,
         device writes, write amplification, zone-finish and reclaim waits. Press q to quit.
+        With --count N it prints N frames and exits, leaving them on the screen.
         Reads the mount's control file only; the device is never opened. Examples:
           zbdfs top /mnt/zb
           zbdfs top /mnt/zb --count 3 | cat      (three plain frames)
@@ -48,7 +50,8 @@ struct Top: ParsableCommand {
     func run() throws {
         let mnt = try servingMountPoint(mountpoint, for: "top")
         let tty = isatty(STDOUT_FILENO) == 1
-        let terminal = tty ? TerminalScreen.enter() : nil
+        // --count prints its frames and leaves them on screen; without it top takes the screen.
+        let terminal = tty && count == nil ? TerminalScreen.enter() : nil
         defer { terminal?.leave() }
         signal(SIGINT) { _ in topStop = 1 }
         signal(SIGTERM) { _ in topStop = 1 }
@@ -58,21 +61,20 @@ struct Top: ParsableCommand {
             let status = try liveStatus(mountPoint: mnt)
             let stamp = Top.clockTime()
             let view = TopView(current: status, previous: previous, width: tty ? TerminalScreen.columns() : 100,
-                               style: tty ? .terminal : .plain, stamp: stamp)
+                               style: tty ? .terminal : .plain, stamp: stamp, quitHint: terminal != nil)
             if let terminal { terminal.draw(view.lines()) } else {
                 FileHandle.standardOutput.write(Data(((frames > 0 ? "\n" : "") + view.lines().joined(separator: "\n") + "\n").utf8))
             }
             previous = status
             frames += 1
             if let c = count, frames >= c { break }
-            if terminal?.waitForQuit(seconds: interval) ?? Top.sleep(interval) { break }
+            if let terminal { if terminal.waitForQuit(seconds: interval) { break } } else { Top.sleep(interval) }
         }
     }
 
-    static func sleep(_ seconds: Double) -> Bool {
+    static func sleep(_ seconds: Double) {
         var ts = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - seconds.rounded(.down)) * 1e9))
         nanosleep(&ts, nil)
-        return false
     }
 
     static func clockTime() -> String {
