@@ -88,9 +88,11 @@ let package = Package(
         .testTarget(name: "ZonedEngineTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedEngine", "ZonedBackendFile"]),
         .testTarget(name: "ZonedFSTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedEngine", "ZonedFS", "ZonedBackendFile"]),
         .testTarget(name: "ZonedMonitorTests", dependencies: ["ZonedCore", "ZonedMonitor", "ZonedFS", "ZonedEngine", "ZonedBackendFile"]),
-        .testTarget(name: "CLITests", dependencies: ["ZonedCore"]),
+        .testTarget(name: "CLITests", dependencies: ["ZonedCore", "ZonedTestSupport"]),
         // Real mounts of the built `zbdfs` binary, driven by standard tools.
-        .testTarget(name: "FUSETests", dependencies: ["ZonedCore", "ZonedBackendFile", "ZonedFS", "ZonedFUSE", "ZonedMonitor"]),
+        // Finding and running the built programs, for the test targets that run them.
+        .target(name: "ZonedTestSupport", path: "Tests/Support"),
+        .testTarget(name: "FUSETests", dependencies: ["ZonedCore", "ZonedBackendFile", "ZonedFS", "ZonedFUSE", "ZonedMonitor", "ZonedTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -3,42 +3,15 @@
 
 import Foundation
 import Testing
+import ZonedTestSupport
 
-struct Run {
-    var status: Int32
-    var out: String
-    var err: String
-}
+typealias Run = ProgramRun
 
 /// The zbdfs binary built beside the test bundle (or $ZBDFS_BIN).
-func zbdfsBinary() throws -> String {
-    if let p = ProcessInfo.processInfo.environment["ZBDFS_BIN"] { return p }
-    let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    for candidate in [dir, dir.deletingLastPathComponent()] {
-        let p = candidate.appendingPathComponent("zbdfs").path
-        if FileManager.default.isExecutableFile(atPath: p) { return p }
-    }
-    throw CLIMissing(message: "zbdfs binary not found beside \(dir.path); run `swift build` first or set ZBDFS_BIN")
-}
-struct CLIMissing: Error { var message: String }
+func zbdfsBinary() throws -> String { try builtProgram("zbdfs", environmentOverride: "ZBDFS_BIN") }
 
 @discardableResult
 func zbdfs(_ args: String...) throws -> Run { try runProgram(try zbdfsBinary(), args) }
-
-/// Runs `executable` with `args` to completion, capturing both output streams.
-func runProgram(_ executable: String, _ args: [String]) throws -> Run {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: executable)
-    p.arguments = args
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return Run(status: p.terminationStatus, out: String(decoding: o, as: UTF8.self), err: String(decoding: e, as: UTF8.self))
-}
 
 func tempImage(_ tag: String) -> String {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("zbdfs-cli-\(getpid())")

@@ -8,12 +8,13 @@
 
 import Foundation
 import Testing
+import ZonedTestSupport
 
 /// The zbdfs-demo-files binary built beside zbdfs (writes files through the library).
 func demoFilesBinary() throws -> String {
     let p = URL(fileURLWithPath: try zbdfsBinary()).deletingLastPathComponent().appendingPathComponent("zbdfs-demo-files").path
     guard FileManager.default.isExecutableFile(atPath: p) else {
-        throw CLIMissing(message: "zbdfs-demo-files not found at \(p); run `swift build` first")
+        throw ProgramMissing(message: "zbdfs-demo-files not found at \(p); run `swift build` first")
     }
     return p
 }

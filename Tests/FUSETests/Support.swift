@@ -11,24 +11,12 @@ import Testing
 import ZonedBackendFile
 import ZonedCore
 import ZonedFS
+import ZonedTestSupport
 
-struct Run {
-    var status: Int32
-    var out: String
-    var err: String
-}
+typealias Run = ProgramRun
 
 /// The zbdfs binary built beside the test bundle (or $ZBDFS_BIN).
-func zbdfsBinary() throws -> String {
-    if let p = ProcessInfo.processInfo.environment["ZBDFS_BIN"] { return p }
-    let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    for candidate in [dir, dir.deletingLastPathComponent()] {
-        let p = candidate.appendingPathComponent("zbdfs").path
-        if FileManager.default.isExecutableFile(atPath: p) { return p }
-    }
-    throw Missing(message: "zbdfs binary not found beside \(dir.path); run `swift build` first or set ZBDFS_BIN")
-}
-struct Missing: Error { var message: String }
+func zbdfsBinary() throws -> String { try builtProgram("zbdfs", environmentOverride: "ZBDFS_BIN") }
 
 /// Why FUSE tests cannot run here, or nil.
 let fuseUnavailable: String? = {
@@ -38,29 +26,11 @@ let fuseUnavailable: String? = {
 
 /// Runs `script` with bash under `timeout` ($1... are `argsScript`); stdout and stderr are captured.
 @discardableResult
-func sh(_ script: String, timeout: Int = 60, env: [String: String] = [:], argsScript: [String] = []) throws -> Run {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
-    p.arguments = ["-k", "5", String(timeout), "/bin/bash", "-euo", "pipefail", "-c", script, "zbdfs-test"] + argsScript
-    var e = ProcessInfo.processInfo.environment
-    e["ZBDFS"] = try zbdfsBinary()
-    for (k, v) in env { e[k] = v }
-    p.environment = e
-    // Files, not pipes: a background process that kept a pipe open would make reading it hang.
-    let base = NSTemporaryDirectory() + "zbdfs-sh-\(UUID().uuidString)"
-    _ = FileManager.default.createFile(atPath: base + ".out", contents: nil)
-    _ = FileManager.default.createFile(atPath: base + ".err", contents: nil)
-    defer {
-        try? FileManager.default.removeItem(atPath: base + ".out")
-        try? FileManager.default.removeItem(atPath: base + ".err")
-    }
-    p.standardOutput = FileHandle(forWritingAtPath: base + ".out")
-    p.standardError = FileHandle(forWritingAtPath: base + ".err")
-    try p.run()
-    p.waitUntilExit()
-    let o = (try? String(contentsOfFile: base + ".out", encoding: .utf8)) ?? ""
-    let e2 = (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? ""
-    return Run(status: p.terminationStatus, out: o, err: e2)
+func sh(_ script: String, timeout: Int = 60, env environment: [String: String] = [:], argsScript: [String] = []) throws -> Run {
+    var env = environment
+    env["ZBDFS"] = try zbdfsBinary()
+    return try runProgram("/usr/bin/timeout", ["-k", "5", String(timeout), "/bin/bash", "-euo", "pipefail", "-c", script, "zbdfs-test"] + argsScript,
+                          environment: env)
 }
 
 /// Runs `zbdfs ARGS`.
