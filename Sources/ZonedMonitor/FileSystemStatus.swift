@@ -64,7 +64,7 @@ public struct FileSystemStatus: Codable, Sendable, Equatable {
     public var activity: Activity?
 
     public init(source: String, mountPoint: String?, sampledAt: UInt64, zones: ZoneReport, usage: FileSystemUsage,
-                lifetime: LifetimeCounters, activity: Activity?) {
+                activity: Activity?) {
         self.source = source
         self.mountPoint = mountPoint
         self.sampledAtNanoseconds = sampledAt
@@ -76,7 +76,7 @@ public struct FileSystemStatus: Codable, Sendable, Equatable {
                       garbageBytes: usage.garbage.bytes, unusableBytes: usage.unusable.bytes,
                       spaceAmplification: FileSystemStatus.rounded(usage.spaceAmplification),
                       zonesByRole: Dictionary(grouping: usage.zones, by: { $0.role.rawValue }).mapValues(\.count))
-        self.lifetime = lifetime
+        lifetime = usage.lifetime
         writeAmplification = lifetime.writeAmplification.map(FileSystemStatus.rounded)
         reclaimWriteAmplification = lifetime.reclaimWriteAmplification.map(FileSystemStatus.rounded)
         self.activity = activity
@@ -89,7 +89,7 @@ public struct FileSystemStatus: Codable, Sendable, Equatable {
     /// The live figures of a mounted file system.
     public static func live(_ fs: FileSystem, path: String, mountPoint: String?, clock: any EngineClock = SystemClock()) throws(DeviceError) -> FileSystemStatus {
         let zones = try fs.device.reportAllZones()
-        let usage = try FileSystemUsage.live(fs)
+        let usage = try FileSystemUsage.live(fs, zones: zones)
         let e = fs.engine.stats, a = fs.engine.allocator.stats, r = fs.reclaimStats
         let activity = Activity(
             userBytesWritten: e.userBytesWritten, userBytesRead: e.userBytesRead, deviceBytesWritten: e.deviceBytesWritten,
@@ -100,16 +100,16 @@ public struct FileSystemStatus: Codable, Sendable, Equatable {
             cachedBytes: fs.engine.cachedBytes.bytes)
         return FileSystemStatus(source: "mount", mountPoint: mountPoint, sampledAt: clock.nowNanoseconds,
                                 zones: ZoneReport(path: path, kind: fs.device.kind, geometry: fs.device.geometry, zones: zones),
-                                usage: usage, lifetime: fs.lifetime, activity: activity)
+                                usage: usage, activity: activity)
     }
 
     /// The figures of the file system on an unmounted device, or nil when it holds none.
     public static func read(device: any ZonedDevice, path: String, clock: any EngineClock = SystemClock()) throws(DeviceError) -> FileSystemStatus? {
-        guard let usage = try FileSystemUsage.read(device: device) else { return nil }
         let zones = try device.reportAllZones()
+        guard let usage = try FileSystemUsage.read(device: device, zones: zones) else { return nil }
         return FileSystemStatus(source: "device", mountPoint: nil, sampledAt: clock.nowNanoseconds,
                                 zones: ZoneReport(path: path, kind: device.kind, geometry: device.geometry, zones: zones),
-                                usage: usage, lifetime: usage.lifetime, activity: nil)
+                                usage: usage, activity: nil)
     }
 
     // MARK: JSON

@@ -13,6 +13,7 @@
 import Foundation
 import Prometheus
 import Synchronization
+import ZonedCore
 
 public final class FileSystemMetrics: Sendable {
     private let registry = PrometheusCollectorRegistry()
@@ -58,7 +59,7 @@ public final class FileSystemMetrics: Sendable {
             registry.makeGauge(name: "zbdfs_zone_written_bytes", labels: l, help: "Bytes below the zone's write pointer.").set(Double(z.writtenBytes))
             registry.makeGauge(name: "zbdfs_zone_live_bytes", labels: l, help: "Zone bytes files reference.").set(Double(z.liveBytes ?? 0))
             registry.makeGauge(name: "zbdfs_zone_garbage_bytes", labels: l, help: "Zone bytes no file references.").set(Double(z.garbageBytes ?? 0))
-            let active = ZoneConditionName.isActive(z.condition) ? 1.0 : 0.0
+            let active = ZoneCondition(rawValue: z.condition)?.isActive == true ? 1.0 : 0.0
             registry.makeGauge(name: "zbdfs_zone_active", labels: l, help: "1 while the zone holds an active resource.").set(active)
         }
         guard let a = s.activity else { return }
@@ -87,11 +88,5 @@ public final class FileSystemMetrics: Sendable {
         let growth = value - (seen[name] ?? 0)
         if growth > 0 { registry.makeCounter(name: name, help: help).increment(by: growth) } else { _ = registry.makeCounter(name: name, help: help) }
         seen[name] = max(value, seen[name] ?? 0)
-    }
-}
-
-enum ZoneConditionName {
-    static func isActive(_ condition: String) -> Bool {
-        condition == "implicit-open" || condition == "explicit-open" || condition == "closed"
     }
 }

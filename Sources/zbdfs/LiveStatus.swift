@@ -43,13 +43,15 @@ func liveStatus(mountPoint: String) throws -> FileSystemStatus {
     }
 }
 
+/// The zbdfs mount that answers for `path` (absolute): the path is its mount point, or its device.
+func servingMount(of path: String) -> MountEntry? {
+    if let m = MountTable.mount(at: path), m.isZBDFS { return m }
+    return MountTable.mounts(ofDevice: path).last
+}
+
 extension DeviceOptions {
-    /// The zbdfs mount that answers for this path: the path is its mount point, or its device.
-    func servingMount() -> MountEntry? {
-        let path = absolutePath
-        if let m = MountTable.mount(at: path), m.isZBDFS { return m }
-        return mountOfDevice()
-    }
+    /// The zbdfs mount that answers for this device or mount point.
+    func servingMount() -> MountEntry? { zbdfs.servingMount(of: absolutePath) }
 
     /// Refuses a directory that is not a zbdfs mount point (before anything tries to open it).
     func requireDeviceOrMount() throws {

@@ -139,8 +139,7 @@ final class TerminalScreen {
 /// The mount point serving `path` (a mount point or a mounted device), or a usage error naming the fix.
 func servingMountPoint(_ path: String, for command: String) throws -> String {
     let abs = PathKind.absolute(path)
-    if let m = MountTable.mount(at: abs), m.isZBDFS { return m.mountPoint }
-    if let m = MountTable.mounts(ofDevice: abs).last { return m.mountPoint }
+    if let m = servingMount(of: abs) { return m.mountPoint }
     if PathKind.isDirectory(abs) {
         throw CLIError.usage("\(path) is not a zbdfs mount point; mount one first with `zbdfs mount DEVICE \(path)`")
     }

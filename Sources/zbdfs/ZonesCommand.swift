@@ -43,7 +43,7 @@ struct Zones: ParsableCommand {
             throw runtimeFailure("zone report of \(target.device)", error)
         }
         var report = ZoneReport(path: target.device, kind: device.kind, geometry: device.geometry, zones: zones)
-        if let usage = try? FileSystemUsage.read(device: device) { report.annotate(usage) }
+        if let usage = try? FileSystemUsage.read(device: device, zones: zones) { report.annotate(usage) }
         print(json ? report.json() : report.text())
     }
 }

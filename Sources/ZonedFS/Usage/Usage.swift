@@ -44,15 +44,16 @@ public struct FileSystemUsage: Sendable, Equatable {
         liveData.bytes == 0 ? 1 : Double((liveData + garbage).bytes) / Double(liveData.bytes)
     }
 
-    /// The usage of the zbdfs file system on `device`, or nil when it holds none.
-    public static func read(device: any ZonedDevice) throws(DeviceError) -> FileSystemUsage? {
+    /// The usage of the zbdfs file system on `device`, or nil when it holds none. `zones` is the
+    /// device's zone report when the caller already has one (it is read otherwise).
+    public static func read(device: any ZonedDevice, zones: [Zone]? = nil) throws(DeviceError) -> FileSystemUsage? {
         let g = device.geometry
         guard let (sb, _) = try SuperblockIO.newest(device: device).best, sb.geometryMismatch(g) == nil else { return nil }
         let replay = try LogReplay.read(device: device, superblock: sb)
         let usage = ZoneUsage(state: replay.state, geometry: g)
         let chain = Set(replay.chain)
         var rows: [ZoneUsageEntry] = []
-        for z in try device.reportAllZones() {
+        for z in try report(zones, device) {
             let sequential = z.type.isSequential
             let capacity = sequential ? z.capacity : g.zoneSize
             let role: ZoneUsageEntry.Role
@@ -80,21 +81,20 @@ public struct FileSystemUsage: Sendable, Equatable {
             }
             rows.append(row)
         }
-        let metadata = rows.filter { $0.role == .superblock || $0.role == .metadata }.reduce(ByteCount.zero) { $0 + $1.written }
-        let data = rows.filter { $0.role == .data }.reduce(ByteCount.zero) { $0 + $1.live }
-        return FileSystemUsage(zones: rows, label: sb.label, liveData: data, metadata: metadata, lifetime: replay.state.namespace.lifetime)
+        return FileSystemUsage(rows: rows, label: sb.label, lifetime: replay.state.namespace.lifetime)
     }
 }
 
 extension FileSystemUsage {
     /// The usage of a mounted file system, from its allocator's accounts and the device's zone
-    /// report: what it holds in memory, including writes not yet committed. Same rules as `read`
+    /// report (`zones`, read when not given): what it holds in memory, including writes not yet
+    /// committed. Same rules as `read`
     /// (the superblock zones count whole as metadata; reserve zones are free).
-    public static func live(_ fs: FileSystem) throws(DeviceError) -> FileSystemUsage {
+    public static func live(_ fs: FileSystem, zones: [Zone]? = nil) throws(DeviceError) -> FileSystemUsage {
         let g = fs.device.geometry
         let accounts = fs.engine.allocator.accounts
         var rows: [ZoneUsageEntry] = []
-        for z in try fs.device.reportAllZones() {
+        for z in try report(zones, fs.device) {
             let a = accounts[z.id.int]
             let capacity = z.type.isSequential ? z.capacity : g.zoneSize
             var row = ZoneUsageEntry(zone: z.id, role: .free, capacity: capacity, written: a.written, live: a.live,
@@ -111,8 +111,23 @@ extension FileSystemUsage {
             }
             rows.append(row)
         }
-        let metadata = rows.filter { $0.role == .superblock || $0.role == .metadata }.reduce(ByteCount.zero) { $0 + $1.written }
-        let data = rows.filter { $0.role == .data }.reduce(ByteCount.zero) { $0 + $1.live }
-        return FileSystemUsage(zones: rows, label: fs.superblock.label, liveData: data, metadata: metadata, lifetime: fs.lifetime)
+        return FileSystemUsage(rows: rows, label: fs.superblock.label, lifetime: fs.lifetime)
+    }
+
+    /// The totals of per-zone rows: metadata = written bytes of superblock and log zones, live data
+    /// = live bytes of data zones.
+    init(rows: [ZoneUsageEntry], label: String, lifetime: LifetimeCounters) {
+        zones = rows
+        self.label = label
+        metadata = rows.filter { $0.role == .superblock || $0.role == .metadata }.reduce(ByteCount.zero) { $0 + $1.written }
+        liveData = rows.filter { $0.role == .data }.reduce(ByteCount.zero) { $0 + $1.live }
+        self.lifetime = lifetime
+    }
+
+    /// `zones` when the caller has the report already, else the device's (so one set of figures
+    /// costs one zone report).
+    static func report(_ zones: [Zone]?, _ device: any ZonedDevice) throws(DeviceError) -> [Zone] {
+        if let zones { return zones }
+        return try device.reportAllZones()
     }
 }
