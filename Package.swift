@@ -84,9 +84,9 @@ let package = Package(
             "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedConformance",
         ]),
         .testTarget(name: "ZonedBackendNVMeTests", dependencies: ["ZonedCore", "ZonedBackendNVMe", "ZonedConformance", "ZonedAllocator", "ZonedEngine"]),
-        .testTarget(name: "ZonedAllocatorTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedBackendFile"]),
-        .testTarget(name: "ZonedEngineTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedEngine", "ZonedBackendFile"]),
-        .testTarget(name: "ZonedFSTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedEngine", "ZonedFS", "ZonedBackendFile"]),
+        .testTarget(name: "ZonedAllocatorTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedBackendFile", "ZonedTestSupport"]),
+        .testTarget(name: "ZonedEngineTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedEngine", "ZonedBackendFile", "ZonedTestSupport"]),
+        .testTarget(name: "ZonedFSTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedEngine", "ZonedFS", "ZonedBackendFile", "ZonedTestSupport"]),
         .testTarget(name: "ZonedMonitorTests", dependencies: ["ZonedCore", "ZonedMonitor", "ZonedFS", "ZonedEngine", "ZonedBackendFile"]),
         .testTarget(name: "CLITests", dependencies: ["ZonedCore", "ZonedTestSupport"]),
         // Real mounts of the built `zbdfs` binary, driven by standard tools.

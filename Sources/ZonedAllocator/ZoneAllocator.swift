@@ -14,7 +14,12 @@
 //
 // Invariants:
 // - All zone accounts change under `lock`; device zone-management calls (finish) are made outside
-//   it, with the zone marked `finishRequested` so nothing new is granted in it meanwhile.
+//   it, with the zone marked `finishRequested` so nothing new is granted in it meanwhile. The mark
+//   is cleared whenever the finish becomes moot (the zone went back to empty, or full or
+//   unavailable behind our back): left set, it would keep the zone from ever being granted, set
+//   aside or reset.
+// - Errors the allocator handles itself (a failed resync after a failed write) are counted and
+//   reported to `errorSink` (the mount's log), never dropped.
 // - Active zones of each role stay within the budget: data zones use at most
 //   maxActive - reservedActiveZones (so metadata and reclaim can always activate a zone), every
 //   role together at most maxActive. Conventional zones do not count (the device has no limit on them).
@@ -67,13 +72,19 @@ public struct AllocatorCounters: Sendable, Equatable {
     public var zonesReset: UInt64 = 0
     public var bytesAppended: UInt64 = 0
     public var deviceAppends: UInt64 = 0
+    /// Zone reports that failed while the allocator re-read a zone after a failed write (the
+    /// zone's account may then lag the device until the next write or mount resyncs it).
+    public var resyncFailures: UInt64 = 0
 }
 
 public final class ZoneAllocator: @unchecked Sendable {
     public let device: any ZonedDevice
     public let config: AllocatorConfig
     private let clock: any EngineClock
-    private let lock = ConditionLock()
+    private let lock = ConditionLock(rank: .allocator)
+    /// Gets a line for every error the allocator handles without failing a caller (set once,
+    /// before the first IO: the file system points it at the mount's log).
+    public var errorSink: (@Sendable (String) -> Void)?
     private var zones: [ZoneAccount]
     private var outstandingReservation = ByteCount.zero
     private var nextSerial: UInt64 = 1
@@ -93,7 +104,7 @@ public final class ZoneAllocator: @unchecked Sendable {
         self.clock = clock
         let report = try device.reportAllZones()
         zones = report.map { z in ZoneAllocator.account(for: z, role: roles[z.id] ?? .free) }
-        sequencers = report.map { _ in ConditionLock() }
+        sequencers = report.map { _ in ConditionLock(rank: .zoneSequencer) }
         conventional = report.map { !$0.type.isSequential }
     }
 
@@ -264,7 +275,8 @@ public final class ZoneAllocator: @unchecked Sendable {
     }
 
     /// Believe the device about `id` (after writing it outside the allocator, e.g. a superblock).
-    public func refresh(_ id: ZoneID) throws(DeviceError) { try resync(id) }
+    /// A failure to read the zone is counted and reported like any failed resync.
+    public func refresh(_ id: ZoneID) { resyncAfterFailure(id) }
 
     // MARK: Grants
 
@@ -487,13 +499,21 @@ public final class ZoneAllocator: @unchecked Sendable {
     /// zone's sequencer at consecutive addresses, so the pieces land back to back in order, and
     /// every piece after a failed one fails too (it would miss the pointer).
     /// The caller passes the bytes that landed, whatever it does with them, to `complete`.
-    public func submit(_ grant: ZoneGrant, _ pieces: [UnsafeRawBufferPointer]) -> [Result<DeviceOffset, DeviceError>] {
+    /// `nowait`: when another writer holds the zone's sequencer (writes at the pointer), every
+    /// piece fails with EAGAIN and nothing is sent; appends never wait for one.
+    public func submit(_ grant: ZoneGrant, _ pieces: [UnsafeRawBufferPointer], nowait: Bool = false) -> [Result<DeviceOffset, DeviceError>] {
         guard !pieces.isEmpty else { return [] }
         let limit = pieceLimit(grant.zone).int
         for p in pieces {
             precondition(p.count > 0 && p.count <= limit, "piece of \(p.count) B for \(grant.zone) (limit \(limit) B)")
         }
-        return appends(grant.zone) ? submitAppends(grant.zone, pieces) : submitAtPointer(grant.zone, pieces)
+        if appends(grant.zone) { return submitAppends(grant.zone, pieces) }
+        if nowait {
+            let busy = DeviceError.wouldBlock(.write, "zone \(grant.zone.int) is being written by another writer")
+            return sequencers[grant.zone.int].withLockIfFree { submitAtPointerLocked(grant.zone, pieces) }
+                ?? pieces.map { _ in .failure(busy) }
+        }
+        return sequencers[grant.zone.int].withLock { submitAtPointerLocked(grant.zone, pieces) }
     }
 
     private func submitAppends(_ z: ZoneID, _ pieces: [UnsafeRawBufferPointer]) -> [Result<DeviceOffset, DeviceError>] {
@@ -508,40 +528,50 @@ public final class ZoneAllocator: @unchecked Sendable {
             }
             return failed
         }
-        if failed { try? resync(z) }
+        if failed { resyncAfterFailure(z) }
         return results
     }
 
-    private func submitAtPointer(_ z: ZoneID, _ pieces: [UnsafeRawBufferPointer]) -> [Result<DeviceOffset, DeviceError>] {
+    /// With the zone's sequencer held: it keeps every other writer of the zone out from reading
+    /// the pointer until this batch is accounted.
+    private func submitAtPointerLocked(_ z: ZoneID, _ pieces: [UnsafeRawBufferPointer]) -> [Result<DeviceOffset, DeviceError>] {
         let total = ByteCount(UInt64(pieces.reduce(0) { $0 + $1.count }))
-        // The sequencer keeps every other writer of the zone out from reading the pointer until
-        // this batch is accounted.
-        return sequencers[z.int].withLock {
-            var at = lock.withLock { zones[z.int].writePointer }
-            var batch: [DeviceIO] = []
-            for p in pieces {
-                batch.append(.write(p, at: at))
-                at = at + ByteCount(p.count)
+        var at = lock.withLock { zones[z.int].writePointer }
+        var batch: [DeviceIO] = []
+        for p in pieces {
+            batch.append(.write(p, at: at))
+            at = at + ByteCount(p.count)
+        }
+        startFlight(z, total)
+        var results = ZoneAllocator.ordered(device.submit(batch), count: pieces.count, .write)
+        // Only the prefix before the first failure is written where we said; anything the
+        // device took past it (not on a sequential zone) is not ours to count.
+        if let bad = results.firstIndex(where: { if case .failure = $0 { true } else { false } }) {
+            for i in (bad + 1)..<results.count {
+                results[i] = .failure(.io(.write, "not written: piece \(bad) of the batch failed before it"))
             }
-            startFlight(z, total)
-            var results = ZoneAllocator.ordered(device.submit(batch), count: pieces.count, .write)
-            // Only the prefix before the first failure is written where we said; anything the
-            // device took past it (not on a sequential zone) is not ours to count.
-            if let bad = results.firstIndex(where: { if case .failure = $0 { true } else { false } }) {
-                for i in (bad + 1)..<results.count {
-                    results[i] = .failure(.io(.write, "not written: piece \(bad) of the batch failed before it"))
-                }
+        }
+        let failed = lock.withLock { () -> Bool in
+            zones[z.int].inFlight = zones[z.int].inFlight - total
+            var failed = false
+            for (p, r) in zip(pieces, results) {
+                if case .success = r { wrote(z, ByteCount(p.count), viaAppend: false) } else { failed = true }
             }
-            let failed = lock.withLock { () -> Bool in
-                zones[z.int].inFlight = zones[z.int].inFlight - total
-                var failed = false
-                for (p, r) in zip(pieces, results) {
-                    if case .success = r { wrote(z, ByteCount(p.count), viaAppend: false) } else { failed = true }
-                }
-                return failed
-            }
-            if failed { try? resync(z) }
-            return results
+            return failed
+        }
+        if failed { resyncAfterFailure(z) }
+        return results
+    }
+
+    /// After a failed write (or a write outside the allocator) the caller already has what it
+    /// needs; a failure to re-read the zone is the allocator's own to report (counted, and sent
+    /// to the mount's log).
+    private func resyncAfterFailure(_ z: ZoneID) {
+        do {
+            try resync(z)
+        } catch {
+            lock.withLock { counters.resyncFailures += 1 }
+            errorSink?("zone \(z.int): re-reading the zone's write pointer failed: \(error); its account may lag the device until the next mount")
         }
     }
 
@@ -606,6 +636,7 @@ public final class ZoneAllocator: @unchecked Sendable {
             a.grants -= 1
             if a.phase == .active, a.written.bytes == 0, a.reserved.bytes == 0, a.grants == 0 {
                 a.phase = .empty  // nothing landed: the zone never became active on the device
+                if !finishing.contains(grant.zone.int) { a.finishRequested = false }  // nothing to finish
             }
             if a.phase == .active, !a.isConventional, a.written + a.unusable == a.capacity, a.reserved.bytes == 0 {
                 a.phase = .full
@@ -641,11 +672,13 @@ public final class ZoneAllocator: @unchecked Sendable {
             switch z.condition {
             case .readOnly, .offline:
                 a.phase = .unavailable
+                if !finishing.contains(id.int) { a.finishRequested = false }  // it takes nothing more anyway
             case .full:
                 // Full behind our back: what is not written now never will be. Reserved bytes
-                // turn unusable as their grants complete.
+                // turn unusable as their grants complete. A finish someone asked for is moot.
                 a.phase = .full
                 a.unusable = a.capacity - a.written - a.reserved
+                if !finishing.contains(id.int) { a.finishRequested = false }
             default:
                 // Appends still in flight may already have moved the device's pointer: only what
                 // is beyond them was taken without our knowing.

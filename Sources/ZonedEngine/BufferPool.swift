@@ -7,7 +7,7 @@
 import ZonedCore
 
 final class BufferPool: @unchecked Sendable {
-    private let lock = ConditionLock()
+    private let lock = ConditionLock(rank: .leaf)
     private var free: [AlignedBuffer] = []
     private let keep: Int
 

@@ -11,7 +11,7 @@
 import ZonedCore
 
 final class ChecksumStore: @unchecked Sendable {
-    private let lock = ConditionLock()
+    private let lock = ConditionLock(rank: .checksums)
     private let geometry: DeviceGeometry
     private let block: UInt64
     private var zones: [[UInt32]]

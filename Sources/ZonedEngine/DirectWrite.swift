@@ -6,7 +6,13 @@
 //   3. reserve data space BEFORE locking the range: taking it after could deadlock with a
 //      concurrent writer of the same range when the range spans several extents
 //   4. lock the range; if an ordered extent overlaps, unlock, wait for it (EAGAIN under NOWAIT), retry
-//   5. NOCOW / prealloc: overwrite in place, only in conventional mode
+//   5. NOCOW / prealloc: overwrite in place, only in conventional mode, and never over checksummed
+//      data (the seed's can_nocow_extent refuses ranges with checksums: an in-place write cut by
+//      a power cut before its log record would leave new bytes under the old checksums, EIO
+//      after remount). So NOCOW files carry no data checksums (the seed's nodatacow implies
+//      nodatasum): their copy-on-write extents are unchecked, and a checksummed extent they still
+//      have from before the flag was set is written copy-on-write. A preallocated extent is
+//      written in place with checksums, which take effect with the record that maps it
 //   6. allocate: a grant at some zone's write pointer, possibly shorter than asked (end of zone);
 //      when the active budget is spent the allocator waits for a zone finish (EAGAIN under NOWAIT)
 //   7. create the ordered extent; the range lock is released, the ordered extent now guards it
@@ -18,7 +24,14 @@
 //   9. per completed batch: record where each piece landed on the ordered extent, split it where
 //      pieces landed apart (out-of-order appends) so every extent is contiguous on the device, map
 //      each run with its checksums at its address, grow i_size, account replaced extents as garbage
-// Invariant: no extent is ever inserted for bytes whose IO did not complete.
+// Invariants:
+// - No extent is ever inserted for bytes whose IO did not complete.
+// - NOWAIT (the seed's IOCB_NOWAIT): the write either completes whole without blocking or fails
+//   with EAGAIN before any IO — never a short count because a later part would block. So under
+//   NOWAIT a write is one extent (one grant, or one in-place target covering all of it), its
+//   inode and range locks are tried, not waited for, and a zone whose sequencer is busy is EAGAIN.
+//   Without space it is ENOSPC, as without NOWAIT: the engine has nothing to wait for (the file
+//   system, which can reclaim, turns it into EAGAIN when reclaim could help).
 
 import ZonedAllocator
 import ZonedCore
@@ -57,7 +70,7 @@ extension Engine {
 
     /// Step 2: shared inode lock inside EOF, exclusive past it; re-checked once locked.
     func lockInode(_ inode: Inode, extendingTo end: UInt64, nowait: Bool) throws(DeviceError) {
-        var mode: InodeLock.Mode = end <= inode.state.withLock({ inode.size }) ? .shared : .exclusive
+        var mode: ReadWriteLock.Mode = end <= inode.state.withLock({ inode.size }) ? .shared : .exclusive
         while true {
             guard inode.lock.lock(mode, nowait: nowait) else { throw eagain(.write, "inode \(inode.number) is locked") }
             if mode == .shared, end > inode.state.withLock({ inode.size }) {
@@ -82,6 +95,7 @@ extension Engine {
                 let r = try writeExtent(inode, offset + UInt64(done), rest, nowait: nowait, hint: &hint, sizeLimit: sizeLimit)
                 done += r.written
                 if r.failed { break }
+                precondition(!nowait || done == data.count, "a NOWAIT write went on to a second extent")
             } catch {
                 if done == 0 { throw error }
                 break
@@ -108,6 +122,11 @@ extension Engine {
         // Step 5.
         if let target = nocowTarget(inode, pos, want) {
             reservation.releaseAll()
+            // NOWAIT never does part of a write (the seed's "len < length" check).
+            if nowait, target.length < want {
+                inode.ranges.unlock(pos, pos + want)
+                throw eagain(.write, "a NOWAIT write of \(want) bytes spans more than one in-place extent")
+            }
             return try writeInPlace(inode, pos, data, target, sizeLimit: sizeLimit)
         }
         guard reservation.held else {
@@ -133,12 +152,12 @@ extension Engine {
         reservation.use(grant.length)
         hint = grant.zone
         // Step 7: the ordered extent stands for the range from here on.
-        let oe = OrderedExtent(fileOffset: pos, length: grant.length.bytes, kind: .regular)
-        inode.state.withLock { inode.addOrdered(oe) }
+        let oe = inode.state.withLock { inode.startOrdered(pos, grant.length.bytes, .regular) }
         inode.ranges.unlock(pos, pos + want)
         reservation.releaseAll()  // what the grant did not cover (the seed frees data space past len)
         // Steps 8 and 9.
-        let r = submitPieces(inode, oe, grant, UnsafeRawBufferPointer(rebasing: data[0..<grant.length.int]), sizeLimit: sizeLimit)
+        let r = submitPieces(inode, oe, grant, UnsafeRawBufferPointer(rebasing: data[0..<grant.length.int]),
+                             sizeLimit: sizeLimit, checksummed: checksummedCOW(inode), nowait: nowait)
         // Everything the device took counts, mapped or not: the allocator accounted it as written.
         allocator.complete(grant, written: ByteCount(r.landed))
         if let failure = r.failure, r.written == 0 { throw failure }
@@ -160,8 +179,10 @@ extension Engine {
     /// pointer; with zone append it is up to `appendsInFlight` pieces in flight at once. Step 9
     /// per completed batch (`finishBatch`). On failure the rest of the ordered extent finishes failed.
     /// `written`: bytes mapped (a prefix of `data`); `landed`: bytes the device took, mapped or not.
+    /// `checksummed`: decided once per extent, so its batches' checksums and kind agree.
+    /// `nowait`: a zone sequencer held by another writer fails the batch with EAGAIN before any IO.
     private func submitPieces(_ inode: Inode, _ oe: OrderedExtent, _ grant: ZoneGrant, _ data: UnsafeRawBufferPointer,
-                              sizeLimit: UInt64) -> (written: Int, landed: UInt64, failure: DeviceError?) {
+                              sizeLimit: UInt64, checksummed: Bool, nowait: Bool) -> (written: Int, landed: UInt64, failure: DeviceError?) {
         let batchBytes = batchLimit(grant.zone)
         // Aligned caller memory (O_DIRECT users) goes to the device as it is; anything else is
         // copied through a pooled scratch buffer.
@@ -174,7 +195,7 @@ extension Engine {
             let n = min(batchBytes, data.count - written)
             let batchOE: OrderedExtent
             if UInt64(n) < oe.length {
-                batchOE = inode.state.withLock { let f = oe.splitFront(UInt64(n)); inode.addOrdered(f); return f }
+                batchOE = inode.state.withLock { let f = oe.splitFront(UInt64(n)); inode.addSplit(f); return f }
                 count { $0.orderedExtentSplits += 1 }
             } else {
                 batchOE = oe
@@ -187,9 +208,9 @@ extension Engine {
             } else {
                 batch = source
             }
-            let outcome = sendBatch(grant, batch, fileOffset: batchOE.fileOffset, checksummed: config.dataChecksums)
+            let outcome = sendBatch(grant, batch, fileOffset: batchOE.fileOffset, checksummed: checksummed, nowait: nowait)
             landed += outcome.landedBytes
-            finishBatch(inode, batchOE, outcome, sizeLimit: sizeLimit)
+            finishBatch(inode, batchOE, outcome, sizeLimit: sizeLimit, kind: checksummed ? .data : .unchecked)
             written += Int(outcome.keptBytes)
             if let failure = outcome.failure {
                 if batchOE !== oe { inode.state.withLock { inode.finishOrdered(oe, ok: false) } }
@@ -202,8 +223,7 @@ extension Engine {
     /// Step 9 for one batch: record where each kept piece landed on the batch's ordered extent,
     /// split it wherever pieces landed apart (and off the failed tail), map each run where it is
     /// and finish its ordered extent. One state-lock hold, so readers see all of it or none.
-    private func finishBatch(_ inode: Inode, _ oe: OrderedExtent, _ outcome: BatchOutcome, sizeLimit: UInt64) {
-        let kind: FileExtent.Kind = config.dataChecksums ? .data : .unchecked
+    private func finishBatch(_ inode: Inode, _ oe: OrderedExtent, _ outcome: BatchOutcome, sizeLimit: UInt64, kind: FileExtent.Kind) {
         let keptBytes = outcome.keptBytes
         var splits: UInt64 = 0
         let replaced = inode.state.withLock { () -> [FileExtent] in
@@ -215,7 +235,7 @@ extension Engine {
             let front: OrderedExtent
             if keptBytes < oe.length {
                 front = oe.splitFront(keptBytes)
-                inode.addOrdered(front)
+                inode.addSplit(front)
                 inode.finishOrdered(oe, ok: false)
             } else {
                 front = oe
@@ -227,7 +247,7 @@ extension Engine {
                 let runOE: OrderedExtent
                 if i < runs.count - 1 {
                     runOE = front.splitFront(run.length)
-                    inode.addOrdered(runOE)
+                    inode.addSplit(runOE)
                     splits += 1
                 } else {
                     runOE = front
@@ -259,14 +279,25 @@ extension Engine {
         isConventionalMode && inode.state.withLock { inode.nocow || inode.hasPrealloc }
     }
 
-    /// Step 5: where an in-place overwrite may go — only in conventional mode, into a prealloc
-    /// extent or (for a NOCOW file) a data extent, starting at `pos`. Zoned devices never overwrite.
+    /// Whether copy-on-write data of this file gets checksums: unless checksums are off, or the
+    /// file is NOCOW where that means something (conventional mode). Checksummed data is never
+    /// overwritten in place, so a NOCOW file's own extents must be unchecked to stay in-place.
+    func checksummedCOW(_ inode: Inode) -> Bool {
+        config.dataChecksums && !(isConventionalMode && inode.state.withLock { inode.nocow })
+    }
+
+    /// Step 5: where an in-place overwrite may go — only in conventional mode, starting at `pos`:
+    /// a prealloc extent, or (for a NOCOW file) an unchecked one. A checksummed extent is never
+    /// overwritten: it is written copy-on-write (see the file header). Zoned devices never overwrite.
     private func nocowTarget(_ inode: Inode, _ pos: UInt64, _ want: UInt64) -> FileExtent? {
         guard isConventionalMode else { return nil }
         return inode.state.withLock { () -> FileExtent? in
             guard case .extent(let e)? = inode.map.lookup(pos, want).first else { return nil }
-            guard e.kind == .prealloc || inode.nocow else { return nil }
-            return e
+            switch e.kind {
+            case .prealloc: return e
+            case .unchecked: return inode.nocow ? e : nil
+            case .data: return nil
+            }
         }
     }
 
@@ -274,9 +305,12 @@ extension Engine {
     private func writeInPlace(_ inode: Inode, _ pos: UInt64, _ data: UnsafeRawBufferPointer, _ target: FileExtent,
                               sizeLimit: UInt64) throws(DeviceError) -> (written: Int, failed: Bool) {
         let len = Int(min(UInt64(data.count), target.length))
-        let oe = OrderedExtent(fileOffset: pos, length: UInt64(len), kind: target.kind == .prealloc ? .prealloc : .nocow)
-        inode.state.withLock { inode.addOrdered(oe) }
+        let oe = inode.state.withLock { inode.startOrdered(pos, UInt64(len), target.kind == .prealloc ? .prealloc : .nocow) }
         inode.ranges.unlock(pos, pos + UInt64(data.count))
+        // Prealloc space of a checksummed file takes checksums: until the record that maps the
+        // bytes is durable the extent is still prealloc (zeros), so old checksums never cover it.
+        let checksummed = target.kind == .prealloc && checksummedCOW(inode)
+        var crcs: [UInt32] = []
         let maxPiece = device.geometry.maxWriteBytes.int
         let buffer = buffers.take(min(maxPiece, len))
         defer { buffers.give(buffer) }
@@ -285,17 +319,19 @@ extension Engine {
         while written < len {
             let n = min(maxPiece, len - written)
             buffer.slice(0, n).copyMemory(from: UnsafeRawBufferPointer(rebasing: data[written..<(written + n)]))
+            let piece = UnsafeRawBufferPointer(buffer.slice(0, n))
             do {
-                try device.write(UnsafeRawBufferPointer(buffer.slice(0, n)), at: target.device + ByteCount(UInt64(written)))
+                try device.write(piece, at: target.device + ByteCount(UInt64(written)))
             } catch { failure = error; break }
+            if checksummed { crcs += ChecksumStore.compute(piece, block: Int(block)) }
             written += n
         }
         inode.state.withLock {
             if written > 0 {
-                // Same device space, now holding unchecksummed data (its old checksums, if any,
-                // no longer match): not garbage.
-                let e = FileExtent(fileOffset: pos, length: UInt64(written), device: target.device, kind: .unchecked)
-                _ = apply(inode, .mapped(e, checksums: [], sizeAtLeast: min(pos + UInt64(written), sizeLimit)))
+                // Same device space, not garbage: the written part of a prealloc extent becomes
+                // data (checksummed or not), an unchecked extent stays unchecked.
+                let e = FileExtent(fileOffset: pos, length: UInt64(written), device: target.device, kind: checksummed ? .data : .unchecked)
+                _ = apply(inode, .mapped(e, checksums: crcs, sizeAtLeast: min(pos + UInt64(written), sizeLimit)))
             }
             inode.finishOrdered(oe, ok: failure == nil)
         }

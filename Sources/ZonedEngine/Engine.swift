@@ -1,5 +1,9 @@
 // The engine: files identified by inode number, on one zoned (or conventional) device.
 //
+// Lock order: the whole stack's is written once, in ZonedCore/LockOrder.swift (FUSE worker →
+// journal commit → file system → namespace → inode → range → inode state → allocator's zone
+// sequencer → allocator → device), and checked at run time in debug builds.
+//
 // Invariants:
 // - The engine is generic over `ZonedDevice`; it never names a backend.
 // - All device space goes through one ZoneAllocator; the engine never writes a sequential zone
@@ -36,6 +40,8 @@ public struct EngineCounters: Sendable, Equatable {
     public var bufferedFallbacks: UInt64 = 0
     public var nocowWrites: UInt64 = 0
     public var orderedExtentWaits: UInt64 = 0
+    /// fsyncs that had to wait for ordered extents of their file.
+    public var fsyncWaits: UInt64 = 0
     public var userBytesWritten: UInt64 = 0
     public var deviceBytesWritten: UInt64 = 0
     public var userBytesRead: UInt64 = 0
@@ -91,12 +97,12 @@ public final class Engine: @unchecked Sendable {
     let checksums: ChecksumStore
     /// Gets every layout change (the metadata log). Set once, before the first IO.
     public var recorder: (any ChangeRecorder)?
-    private let tableLock = ConditionLock()
+    private let tableLock = ConditionLock(rank: .engineTable)
     private var inodes: [InodeNumber: Inode] = [:]
     /// Every inode the engine has open (a snapshot of the table).
     func openInodes() -> [Inode] { tableLock.withLock { Array(inodes.values) } }
     private var nextInode: InodeNumber = 1
-    private let countersLock = ConditionLock()
+    private let countersLock = ConditionLock(rank: .leaf)
     private var counters = EngineCounters()
 
     /// `roles`: the role of each zone already in use (a mounted file system's superblock, metadata
@@ -195,13 +201,28 @@ public final class Engine: @unchecked Sendable {
         return DeviceError(errno: EAGAIN, op, why)
     }
 
-    /// Writes back the file's cache, waits until every ordered extent of the file has finished,
-    /// then makes the device durable.
+    /// Writes back the file's cache, waits until every ordered extent of the file that existed
+    /// when fsync began (the write-back's included) has finished — not for writes started after
+    /// it, which could otherwise keep it waiting for ever — then makes the device durable (one
+    /// flush, skipped when the device tracks writes and nothing was written since the last one).
     public func fsync(_ n: InodeNumber) throws(DeviceError) {
+        try waitForData(n)
+        try device.flushIfWritten()
+    }
+
+    /// fsync without the flush: the data of file `n` written so far has completed on the device
+    /// (the file system's commit then makes data and log durable with as few flushes as it can).
+    public func waitForData(_ n: InodeNumber) throws(DeviceError) {
         let i = try inode(n)
-        try writeBack(n)
-        i.state.withLock { while !i.ordered.isEmpty { i.state.wait() } }
-        try device.flush()
+        // Write-back needs the inode lock exclusively; only take it when there is something to
+        // write back (a write in flight holds the lock, and fsync must not wait for it there).
+        if i.state.withLock({ !i.cache.isEmpty }) { try writeBack(n) }
+        i.state.withLock {
+            let g = i.nextOrderedGeneration
+            guard i.hasPendingOrdered(before: g) else { return }
+            count { $0.fsyncWaits += 1 }
+            while i.hasPendingOrdered(before: g) { i.state.wait() }
+        }
     }
 
     func allInodeNumbers() -> [InodeNumber] { tableLock.withLock { inodes.keys.sorted() } }

@@ -68,9 +68,10 @@ extension Engine {
     /// Sends `source` (the file's bytes from `fileOffset`) into the grant's zone as one device
     /// batch of pieces of at most the zone's piece limit, all in flight together when the zone
     /// is appended to. Checksums (when `checksummed`) are taken from the bytes before the device
-    /// sees them.
+    /// sees them. `nowait`: EAGAIN for the whole batch, before any IO, when the zone's sequencer
+    /// is busy.
     func sendBatch(_ grant: ZoneGrant, _ source: UnsafeRawBufferPointer, fileOffset: UInt64,
-                   checksummed: Bool) -> BatchOutcome {
+                   checksummed: Bool, nowait: Bool = false) -> BatchOutcome {
         let maxPiece = allocator.pieceLimit(grant.zone).int
         var pieces: [UnsafeRawBufferPointer] = []
         var at = 0
@@ -80,7 +81,7 @@ extension Engine {
             at += n
         }
         let crcs = pieces.map { checksummed ? ChecksumStore.compute($0, block: Int(block)) : [] }
-        let results = allocator.submit(grant, pieces)
+        let results = allocator.submit(grant, pieces, nowait: nowait)
         var outcome = BatchOutcome()
         var offset = fileOffset
         for (i, result) in results.enumerated() {

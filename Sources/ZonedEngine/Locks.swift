@@ -1,48 +1,22 @@
-// The engine's locks, in the order they are taken (never the other way round):
-//   1. inode lock (InodeLock: shared or exclusive)
-//   2. file range lock (RangeLock) — released before device IO, as the seed does after it
-//      created the ordered extent; the ordered extent then stands for the range
-//   3. the inode's state lock (`Inode.state`, short critical sections, never held across IO or waits
-//      other than its own condition)
-//   4. allocator internals (ZoneAllocator's lock and per-zone sequencers)
+// The engine's locks. Their order, with every other lock of the stack, is written once in
+// ZonedCore/LockOrder.swift and checked in debug builds; the engine's part of it:
+//   inode lock (ReadWriteLock, rank .inode: shared or exclusive, writer-preferring)
+//   → file range lock (RangeLock, rank .range) — released before write IO, as the seed does once
+//     it created the ordered extent; the ordered extent then stands for the range
+//   → the inode's state lock (`Inode.state`, rank .inodeState: short sections, never held across
+//     IO or waits other than its own condition)
+//   → allocator internals (zone sequencer, then the allocator's lock)
 // Waiting for an ordered extent happens with no range lock held (the seed unlocks the range and
 // then waits), so the writer that owns the ordered extent can always finish it.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import ZonedCore
 
-/// A reader-writer lock for an inode (the seed's BTRFS_ILOCK / BTRFS_ILOCK_SHARED).
-public final class InodeLock: @unchecked Sendable {
-    public enum Mode: Sendable { case shared, exclusive }
-    private let rw = UnsafeMutablePointer<pthread_rwlock_t>.allocate(capacity: 1)
-
-    public init() { pthread_rwlock_init(rw, nil) }
-    deinit {
-        pthread_rwlock_destroy(rw)
-        rw.deallocate()
-    }
-
-    /// Takes the lock; with `nowait`, returns false instead of blocking.
-    public func lock(_ mode: Mode, nowait: Bool = false) -> Bool {
-        switch (mode, nowait) {
-        case (.shared, false): pthread_rwlock_rdlock(rw); return true
-        case (.exclusive, false): pthread_rwlock_wrlock(rw); return true
-        case (.shared, true): return pthread_rwlock_tryrdlock(rw) == 0
-        case (.exclusive, true): return pthread_rwlock_trywrlock(rw) == 0
-        }
-    }
-
-    public func unlock() { pthread_rwlock_unlock(rw) }
-}
-
 /// Locks on byte ranges of one file (the seed's extent io tree locks). Ranges are half-open.
+/// Invariant: held ranges never overlap; `waits` counts lock calls that had to wait.
 public final class RangeLock: @unchecked Sendable {
     private let cond = ConditionLock()
     private var held: [(start: UInt64, end: UInt64)] = []
+    private var waitCount: UInt64 = 0
 
     public init() {}
 
@@ -50,14 +24,19 @@ public final class RangeLock: @unchecked Sendable {
 
     /// Locks [start, end); with `nowait`, returns false instead of waiting for an overlapping holder.
     public func lock(_ start: UInt64, _ end: UInt64, nowait: Bool = false) -> Bool {
-        cond.withLock {
-            while overlaps(start, end) {
+        precondition(start < end, "empty range [\(start), \(end))")
+        LockOrder.willTake(.range)
+        let got = cond.withLock { () -> Bool in
+            if overlaps(start, end) {
                 if nowait { return false }
-                cond.wait()
+                waitCount += 1
+                while overlaps(start, end) { cond.wait() }
             }
             held.append((start, end))
             return true
         }
+        if got { LockOrder.took(.range) }
+        return got
     }
 
     public func unlock(_ start: UInt64, _ end: UInt64) {
@@ -67,7 +46,10 @@ public final class RangeLock: @unchecked Sendable {
             held.remove(at: i!)
             cond.broadcast()
         }
+        LockOrder.gave(.range)
     }
 
     public var isLocked: Bool { cond.withLock { !held.isEmpty } }
+    /// Lock calls that had to wait so far.
+    public var waits: UInt64 { cond.withLock { waitCount } }
 }

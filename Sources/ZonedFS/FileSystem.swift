@@ -31,6 +31,10 @@ public struct MountOptions: Sendable {
     /// Run reclaim in a background thread (writers that find no space reclaim in any case).
     public var backgroundReclaim = true
     public var reclaimPolicy = ReclaimPolicy.costBenefit
+    /// Gets one line for each error the file system handles without failing an operation (a
+    /// background reclaim pass, a zone resync after a failed write): the mount's log. Such errors
+    /// are also counted (`ReclaimCounters.failedPasses`, `AllocatorCounters.resyncFailures`).
+    public var errorLog: (@Sendable (String) -> Void)?
     public init(readOnly: Bool = false, backgroundReclaim: Bool = true) {
         self.readOnly = readOnly
         self.backgroundReclaim = backgroundReclaim
@@ -62,8 +66,8 @@ public final class FileSystem: @unchecked Sendable {
     /// Where file timestamps come from (see `timestampClock(for:)`).
     let timestamps: any EngineClock
     let options: MountOptions
-    let fsLock = InodeLock()
-    let nsLock = ConditionLock()
+    let fsLock = ReadWriteLock(rank: .fileSystem)
+    let nsLock = ConditionLock(rank: .namespace)
     var namespace: Namespace
     var dirty = Set<InodeNumber>()
     /// Open handles per inode: an unlinked inode lives on until its last one is released.

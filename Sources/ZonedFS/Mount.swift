@@ -140,8 +140,11 @@ extension FileSystem {
 
     // MARK: Mount
 
-    public static func mount(device: any ZonedDevice, options: MountOptions = MountOptions(),
+    public static func mount(device raw: any ZonedDevice, options: MountOptions = MountOptions(),
                              clock: any EngineClock = SystemClock()) throws(DeviceError) -> FileSystem {
+        // Every write of the mount goes through one tracker, so a commit flushes only when
+        // something was written since the last flush (one flush per durability point).
+        let device = raw as? FlushTrackingDevice ?? FlushTrackingDevice(raw)
         let g = device.geometry
         let found = try SuperblockIO.newest(device: device)
         guard let (sb, slot) = found.best else {
@@ -162,6 +165,7 @@ extension FileSystem {
 
         let config = engineConfig(options.engine)
         let engine = try Engine(device: device, config: config, clock: clock, roles: roles)
+        engine.allocator.errorSink = options.errorLog
         for (n, layout) in replay.state.layouts {
             let nocow = (replay.state.namespace.inodes[n]?.flags ?? 0) & InodeAttributes.nocowFlag != 0
             engine.openFile(n, layout: layout, nocow: nocow)

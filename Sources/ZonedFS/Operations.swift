@@ -384,7 +384,9 @@ extension FileSystem {
         guard !readOnly else { return }
         try withSpace(.mib(1)) { () throws(DeviceError) in
             try operation { () throws(DeviceError) in
-                if try nsLock.withLock({ () throws(DeviceError) -> InodeKind in try attrs(n, .flush).kind }) == .file { try engine.fsync(n) }
+                // The data has completed; the commit below makes it and the log durable (a data
+                // flush before the log frames, one after them: no third one).
+                if try nsLock.withLock({ () throws(DeviceError) -> InodeKind in try attrs(n, .flush).kind }) == .file { try engine.waitForData(n) }
             }
         }
         try commit(durable: true)

@@ -47,6 +47,10 @@ public struct FileSystemStatus: Codable, Sendable, Equatable {
         public var checksumErrors: UInt64
         /// Bytes of buffered writes in the mount's page cache, not on the device yet.
         public var cachedBytes: UInt64
+        /// Errors the mount handled on its own and logged: background reclaim passes that failed,
+        /// and zone re-reads after a failed write that failed.
+        public var reclaimFailedPasses: UInt64
+        public var zoneResyncFailures: UInt64
     }
 
     /// "mount" (served live by a mount) or "device" (read from an unmounted device).
@@ -97,7 +101,8 @@ public struct FileSystemStatus: Codable, Sendable, Equatable {
             zonesFinished: a.zonesFinished, zonesReset: a.zonesReset, reclaimPasses: r.passes,
             zonesReclaimed: r.zonesReclaimed, reclaimBytesMoved: r.bytesMoved, reclaimWriterWaits: r.writerWaits,
             reclaimWriterWaitNanoseconds: r.writerWaitNanoseconds, checksumErrors: e.checksumErrors,
-            cachedBytes: fs.engine.cachedBytes.bytes)
+            cachedBytes: fs.engine.cachedBytes.bytes, reclaimFailedPasses: r.failedPasses,
+            zoneResyncFailures: a.resyncFailures)
         return FileSystemStatus(source: "mount", mountPoint: mountPoint, sampledAt: clock.nowNanoseconds,
                                 zones: ZoneReport(path: path, kind: fs.device.kind, geometry: fs.device.geometry, zones: zones),
                                 usage: usage, activity: activity)

@@ -76,6 +76,8 @@ public final class FileSystemMetrics: Sendable {
         counter("zbdfs_reclaim_writer_waits_total", "Writers that waited for reclaim.", Double(a.reclaimWriterWaits), &seen)
         counter("zbdfs_reclaim_writer_wait_seconds_total", "Time writers spent waiting for reclaim.", Double(a.reclaimWriterWaitNanoseconds) / 1e9, &seen)
         counter("zbdfs_checksum_errors_total", "Reads refused because a block did not match its checksum.", Double(a.checksumErrors), &seen)
+        counter("zbdfs_reclaim_failed_passes_total", "Background reclaim passes that failed (see the mount's log).", Double(a.reclaimFailedPasses), &seen)
+        counter("zbdfs_zone_resync_failures_total", "Zone re-reads after a failed write that failed (see the mount's log).", Double(a.zoneResyncFailures), &seen)
     }
 
     private func gauge(_ name: String, _ help: String, _ v: UInt64) { gaugeValue(name, help, Double(v)) }

@@ -120,7 +120,7 @@ struct Mount: ParsableCommand {
         // the file system's background reclaim — inherit them blocked; the loop's workers,
         // started after they are unblocked here, take them. One that arrives meanwhile waits.
         let ending = EndingSignals.block()
-        let fs = try openFileSystem(opts)
+        let fs = try openFileSystem(opts, log: log)
         let session: FUSESession
         do {
             let control = MountService.controlFile(fs: fs, device: device, mountPoint: mnt, log: log)
@@ -172,7 +172,7 @@ struct Mount: ParsableCommand {
         }
     }
 
-    func openFileSystem(_ opts: FUSEMountOptions) throws -> FileSystem {
+    func openFileSystem(_ opts: FUSEMountOptions, log: FUSELog) throws -> FileSystem {
         var target = self.target
         // Conventional mode: the zone size the file system was made with is the only one that
         // mounts, and its superblock at offset 0 says which (so fstab lines need no option).
@@ -183,6 +183,7 @@ struct Mount: ParsableCommand {
         do {
             var options = MountOptions(readOnly: opts.readOnly)
             options.engine.zoneAppend = opts.zoneAppend
+            options.errorLog = { log.write($0) }
             return try FileSystem.mount(device: dev, options: options)
         } catch {
             dev.close()

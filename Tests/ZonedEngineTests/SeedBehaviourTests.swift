@@ -1,5 +1,7 @@
 // One test per behaviour of the seed's direct IO path (shared/seed/direct-io.c); each fails if the
-// behaviour is removed from the engine.
+// behaviour is removed from the engine. Concurrency checks wait for events (a lock call that had
+// to block, a wait counter, a thread that finished), never for a length of time: a watchdog only
+// turns a missing event into a failure instead of a hang.
 
 import Foundation
 import Testing
@@ -11,7 +13,7 @@ import ZonedCore
 let zoned = DeviceGeometry(zoneCount: 32, zoneSize: .kib(256), zoneCapacity: .kib(192), maxOpenZones: 6,
                            maxActiveZones: 6, maxWriteBytes: .kib(16))
 
-@Suite("Seed behaviours", .serialized)
+@Suite("Seed behaviours", .serialized, .timeLimit(.minutes(5)))
 struct SeedBehaviourTests {
     @Test func unalignedDirectWriteFallsBackToBufferedAndDirectReadSeesIt() throws {
         let s = Scratch()
@@ -74,15 +76,18 @@ struct SeedBehaviourTests {
         let a = Background { try e.write(f, 0, bytes(4096, seed: 2)) }
         dev.waitParked()
         let b = Background { try e.write(f, 32 << 10, bytes(4096, seed: 3)) }
-        #expect(b.finishes(within: 5), "a write inside EOF waited for another inside-EOF write: the inode lock was not shared")
+        #expect(b.finishes(), "a write inside EOF waited for another inside-EOF write: the inode lock was not shared")
         dev.release()
         try a.join(); try b.join()
         // A: extends the file (exclusive), parked. B inside EOF must wait for it.
+        let lock = try e.inode(f).lock
         dev.arm()
         let a2 = Background { try e.write(f, 64 << 10, bytes(4096, seed: 4)) }
         dev.waitParked()
+        let waitsBefore = lock.waits
         let b2 = Background { try e.write(f, 40 << 10, bytes(4096, seed: 5)) }
-        #expect(!b2.finishes(within: 0.3), "a write ran while an extending write held the inode: the lock was not exclusive")
+        #expect(waitUntil { lock.waits > waitsBefore || b2.isFinished })
+        #expect(!b2.isFinished && lock.waits > waitsBefore, "a write ran while an extending write held the inode: the lock was not exclusive")
         dev.release()
         try a2.join(); try b2.join()
         #expect(try e.size(f) == 68 << 10)
@@ -109,7 +114,7 @@ struct SeedBehaviourTests {
                 #expect(err.errno == ENOSPC)
             }
         }
-        #expect(b.finishes(within: 5), "ENOSPC waited for the range: space was not reserved before the range lock")
+        #expect(b.finishes(), "ENOSPC waited for the range: space was not reserved before the range lock")
         dev.release()
         try a.join(); try b.join()
     }
@@ -124,7 +129,8 @@ struct SeedBehaviourTests {
         let a = Background { try e.write(f, 0, bytes(8192, seed: 1)) }
         dev.waitParked()
         let b = Background { try e.write(f, 4096, bytes(4096, seed: 2)) }
-        #expect(!b.finishes(within: 0.3), "a write overlapping a pending ordered extent did not wait for it")
+        #expect(waitUntil { e.stats.orderedExtentWaits > 0 || b.isFinished })
+        #expect(!b.isFinished && e.stats.orderedExtentWaits == 1, "a write overlapping a pending ordered extent did not wait for it")
         dev.release()
         try a.join(); try b.join()
         #expect(e.stats.orderedExtentWaits >= 1)
@@ -137,10 +143,15 @@ struct SeedBehaviourTests {
         let e = try Engine(device: dev)
         let f = e.createFile()
         try e.write(f, 0, bytes(32 << 10, seed: 0))
-        func expectEAGAIN(_ what: String, _ body: () throws -> Void) {
-            do { try body(); Issue.record("\(what): no EAGAIN") } catch let err as DeviceError {
-                #expect(err.errno == EAGAIN, "\(what): \(err)")
-            } catch { Issue.record("\(what): \(error)") }
+        // Each runs on its own thread: without NOWAIT it would block behind the parked write, and
+        // the watchdog turns that into a failure instead of a hung test.
+        func expectEAGAIN(_ what: String, _ body: @escaping @Sendable () throws -> Void) {
+            let t = Background {
+                do { try body(); Issue.record("\(what): no EAGAIN") } catch let err as DeviceError {
+                    #expect(err.errno == EAGAIN, "\(what): \(err)")
+                }
+            }
+            #expect(t.finishes(), "\(what): blocked instead of answering EAGAIN")
         }
         // A pending ordered extent over [0, 8K).
         dev.arm()
@@ -201,6 +212,7 @@ struct SeedBehaviourTests {
         let f = conv.createFile(nocow: true)
         try conv.write(f, 0, bytes(8192, seed: 1))
         let before = try conv.extents(f)
+        #expect(before.allSatisfy { $0.kind == .unchecked }, "a NOCOW file's data has no checksums (nodatacow implies nodatasum)")
         try conv.write(f, 0, bytes(8192, seed: 2))
         #expect(try conv.extents(f).map(\.device) == before.map(\.device), "NOCOW file in conventional mode is overwritten in place")
         #expect(try conv.extents(f).allSatisfy { $0.kind == .unchecked }, "in-place data carries no checksums")
@@ -212,7 +224,12 @@ struct SeedBehaviourTests {
         #expect(try conv.read(p, 0, 16384) == [UInt8](repeating: 0, count: 16384), "prealloc reads as zeros")
         try conv.write(p, 4096, bytes(4096, seed: 3))
         let after = try conv.extents(p)
-        #expect(after.contains { $0.kind == .unchecked && $0.device == pre[0].device + .kib(4) }, "prealloc written in place")
+        #expect(after.contains { $0.kind == .data && $0.device == pre[0].device + .kib(4) }, "prealloc written in place, with checksums")
+        #expect(conv.stats.nocowWrites == 2)
+        #expect(try conv.read(p, 4096, 4096) == bytes(4096, seed: 3), "the checksums taken in place verify")
+        try conv.write(p, 4096, bytes(4096, seed: 4))
+        #expect(try conv.extents(p).contains { $0.kind == .data && $0.fileOffset == 4096 && $0.device != pre[0].device + .kib(4) },
+                "checksummed data is written copy-on-write, never over its old checksums")
         #expect(conv.stats.nocowWrites == 2)
 
         let z = try Engine(device: try s.emulated(zoned))
@@ -223,6 +240,82 @@ struct SeedBehaviourTests {
         #expect(try z.extents(g) != zb, "zoned devices copy on write even for NOCOW files")
         #expect(z.stats.nocowWrites == 0)
         #expect(throws: DeviceError.self) { try z.fallocate(g, at: 0, length: 4096) }
+    }
+
+    @Test func checksummedDataIsNeverOverwrittenInPlaceEvenInANOCOWFile() throws {
+        // Data written with checksums, then the file turned NOCOW: an in-place write would leave
+        // new bytes under the old checksums until its record is durable (EIO after a power cut),
+        // so the write goes copy-on-write, like btrfs where checksums exist.
+        let s = Scratch()
+        let conv = try Engine(device: try s.conventional(size: .mib(4), zoneSize: .mib(1)))
+        let f = conv.createFile()
+        try conv.write(f, 0, bytes(8192, seed: 1))
+        let old = try conv.extents(f)
+        #expect(old.count == 1 && old[0].kind == .data)
+        try conv.setNoCOW(f, true)
+        try conv.write(f, 0, bytes(8192, seed: 2))
+        let new = try conv.extents(f)
+        #expect(new.count == 1 && new[0].device != old[0].device, "checksummed data was overwritten in place")
+        #expect(new[0].kind == .unchecked, "a NOCOW file's new data carries no checksums")
+        #expect(conv.stats.nocowWrites == 0)
+        // Its own unchecked extent is then overwritten in place.
+        try conv.write(f, 0, bytes(8192, seed: 3))
+        #expect(try conv.extents(f).map(\.device) == new.map(\.device) && conv.stats.nocowWrites == 1)
+        #expect(try conv.read(f, 0, 8192) == bytes(8192, seed: 3))
+    }
+
+    @Test func nowaitInPlaceWriteOverSeveralExtentsIsEAGAINBeforeAnyIO() throws {
+        // A NOCOW file: an extent written in place, then a hole that needs new space. The device
+        // has one zone, and another writer is parked inside it (holding its sequencer), so the
+        // second part would block. A NOWAIT write over both must not write the first part and
+        // then stop with a short count: it is EAGAIN before any IO.
+        let s = Scratch()
+        let dev = GatedDevice(try s.conventional(size: .mib(1), zoneSize: .mib(1)))
+        let conv = try Engine(device: dev)
+        let f = conv.createFile(nocow: true), other = conv.createFile()
+        try conv.write(f, 0, bytes(4096, seed: 1))
+        try conv.truncate(f, to: 8192)
+        dev.arm()
+        let busy = Background { try conv.write(other, 0, bytes(4096, seed: 9)) }
+        dev.waitParked()
+        let nowait = Background {
+            do {
+                let n = try conv.write(f, 0, bytes(8192, seed: 4), [.direct, .nowait])
+                Issue.record("a NOWAIT write that would block part-way returned \(n) instead of EAGAIN")
+            } catch let err as DeviceError { #expect(err.errno == EAGAIN) }
+        }
+        #expect(nowait.finishes(), "the NOWAIT write blocked")
+        dev.release()
+        try busy.join(); try nowait.join()
+        #expect(try conv.read(f, 0, 8192) == bytes(4096, seed: 1) + [UInt8](repeating: 0, count: 4096),
+                "the refused NOWAIT write changed the file")
+        #expect(conv.stats.nocowWrites == 0 && conv.allocator.problem() == nil)
+    }
+
+    @Test func nowaitWriteIntoAZoneBeingWrittenIsEAGAINInsteadOfWaitingForItsSequencer() throws {
+        // One data zone may be active (max active 3, 2 kept back): a second writer's grant lands
+        // in the zone the first one is writing at its pointer, behind that zone's sequencer.
+        let g = DeviceGeometry(zoneCount: 8, zoneSize: .kib(256), zoneCapacity: .kib(192), maxOpenZones: 3,
+                               maxActiveZones: 3, maxWriteBytes: .kib(16))
+        let s = Scratch()
+        let dev = GatedDevice(try s.emulated(g))
+        let e = try Engine(device: dev)
+        let f = e.createFile(), h = e.createFile()
+        try e.write(f, 0, bytes(4096, seed: 1))
+        dev.arm()
+        let a = Background { try e.write(f, 4096, bytes(4096, seed: 2)) }
+        dev.waitParked()
+        let b = Background {
+            do {
+                try e.write(h, 0, bytes(4096, seed: 3), [.direct, .nowait])
+                Issue.record("a NOWAIT write into a busy zone succeeded while its writer was parked")
+            } catch let err as DeviceError { #expect(err.errno == EAGAIN, "\(err)") }
+        }
+        #expect(b.finishes(), "a NOWAIT write waited for another writer's zone sequencer")
+        dev.release()
+        try a.join(); try b.join()
+        #expect(try e.size(h) == 0 && e.allocator.problem() == nil)
+        #expect(try e.write(h, 0, bytes(4096, seed: 3), [.direct, .nowait]) == 4096, "with the zone idle, NOWAIT goes through")
     }
 
     @Test func anAllocationShorterThanAskedContinuesInANewExtent() throws {
@@ -306,9 +399,36 @@ struct SeedBehaviourTests {
         let a = Background { try e.write(f, 0, bytes(8192, seed: 1)) }
         dev.waitParked()
         let sync = Background { try e.fsync(f) }
-        #expect(!sync.finishes(within: 0.3), "fsync returned while a write of the file was in flight")
+        #expect(waitUntil { e.stats.fsyncWaits > 0 || sync.isFinished })
+        #expect(!sync.isFinished && e.stats.fsyncWaits == 1, "fsync returned while a write of the file was in flight")
         dev.release()
         try a.join(); try sync.join()
+    }
+
+    @Test func fsyncDoesNotWaitForWritesStartedAfterIt() throws {
+        // A write is in flight when fsync starts; a second write starts while fsync waits and
+        // stays in flight. fsync must return once the first is done: waiting for every ordered
+        // extent of the file, later ones included, lets a stream of writes starve it.
+        let s = Scratch()
+        let dev = GatedDevice(try s.emulated(zoned))
+        let e = try Engine(device: dev)
+        let f = e.createFile()
+        try e.write(f, 0, bytes(64 << 10, seed: 0))
+        dev.arm()
+        let first = Background { try e.write(f, 0, bytes(4096, seed: 1)) }
+        dev.waitParked()
+        let sync = Background { try e.fsync(f) }
+        #expect(waitUntil { e.stats.fsyncWaits > 0 }, "fsync did not wait for the write in flight")
+        // The second write parks at the next gate, after the first is let go.
+        let later = dev.armNext()
+        let second = Background { try e.write(f, 32 << 10, bytes(4096, seed: 2)) }
+        dev.release()
+        #expect(dev.waitParked(later), "the second write never reached the device")
+        #expect(sync.finishes(), "fsync waited for a write that started after it")
+        #expect(first.finishes() && !second.isFinished)
+        dev.release(later)
+        try first.join(); try second.join(); try sync.join()
+        #expect(try e.read(f, 32 << 10, 4096) == bytes(4096, seed: 2))
     }
 
     @Test func truncateAndPunchAccountGarbage() throws {

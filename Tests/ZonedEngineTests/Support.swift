@@ -4,6 +4,7 @@ import ZonedAllocator
 import ZonedBackendFile
 import ZonedCore
 @testable import ZonedEngine
+@_exported import ZonedTestSupport
 
 /// Scratch images live in /dev/shm when it is there (fast), else in the temp folder.
 func scratch(_ tag: String) -> String {
@@ -48,26 +49,34 @@ extension Engine {
 }
 
 /// A device whose writes can be parked: `arm()` makes the next write wait, mid-IO, until `release()`.
-/// Lets tests hold an ordered extent pending and see what other writers do meanwhile.
+/// Lets tests hold an ordered extent pending and see what other writers do meanwhile. More gates
+/// (`armNext()`) park the writes that come after, one each, in order.
 final class GatedDevice: ForwardingDevice, @unchecked Sendable {
+    final class Gate: @unchecked Sendable {
+        fileprivate var parked = false
+        fileprivate var open = false
+    }
     private let cond = ConditionLock()
-    private var armed = false
-    private var parked = false
-    private var open = true
+    private var queue: [Gate] = []
+    private var first: Gate?
 
-    func arm() { cond.withLock { armed = true; open = false } }
-    /// Waits until an armed write has parked.
-    func waitParked() { cond.withLock { while !parked { cond.wait() } } }
-    func release() { cond.withLock { open = true; cond.broadcast() } }
+    func arm() { first = armNext() }
+    /// A gate for the first write that arrives after the gates armed before it took theirs.
+    func armNext() -> Gate { cond.withLock { let g = Gate(); queue.append(g); return g } }
+    /// Waits until the armed write has parked.
+    func waitParked() { _ = waitParked(first!) }
+    /// Waits until a write has parked at `g`; false when the watchdog fired first.
+    func waitParked(_ g: Gate) -> Bool { waitUntil { cond.withLock { g.parked || g.open } } }
+    func release() { release(first!) }
+    func release(_ g: Gate) { cond.withLock { g.open = true; cond.broadcast() } }
 
     private func gate() {
         cond.withLock {
-            guard armed else { return }
-            armed = false
-            parked = true
+            guard !queue.isEmpty else { return }
+            let g = queue.removeFirst()
+            g.parked = true
             cond.broadcast()
-            while !open { cond.wait() }
-            parked = false
+            while !g.open { cond.wait() }
         }
     }
 
@@ -85,38 +94,5 @@ final class GatedDevice: ForwardingDevice, @unchecked Sendable {
     override func submit(_ batch: [DeviceIO]) -> [IOCompletion] {
         if batch.contains(where: { if case .read = $0 { false } else { true } }) { gate() }
         return inner.submit(batch)
-    }
-}
-
-/// Runs `body` on another thread; `join()` waits for it and rethrows.
-final class Background: @unchecked Sendable {
-    private let cond = ConditionLock()
-    private var finished = false
-    private var error: (any Error)?
-
-    init(_ body: @escaping @Sendable () throws -> Void) {
-        let t = Thread { [self] in
-            var failure: (any Error)?
-            do { try body() } catch { failure = error }
-            cond.withLock { self.error = failure; finished = true; cond.broadcast() }
-        }
-        t.start()
-    }
-
-    var isFinished: Bool { cond.withLock { finished } }
-
-    /// True when it finished within `seconds`.
-    func finishes(within seconds: Double) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if isFinished { return true }
-            usleep(2000)
-        }
-        return isFinished
-    }
-
-    func join() throws {
-        cond.withLock { while !finished { cond.wait() } }
-        if let error { throw error }
     }
 }

@@ -33,12 +33,12 @@ final class Journal: ChangeRecorder, @unchecked Sendable {
     private var newestSuperblockSlot: Int
 
     // Buffer (under `bufferLock`).
-    private let bufferLock = ConditionLock()
+    private let bufferLock = ConditionLock(rank: .journalBuffer)
     private var pending = ByteWriter()
     private var batchEnds: [Int] = []
 
     // Writer (under `commitLock`).
-    private let commitLock = ConditionLock()
+    private let commitLock = ConditionLock(rank: .journalCommit)
     private(set) var zone: ZoneID?
     /// Log zones from the superblock's log start to `zone`.
     private(set) var chain: [ZoneID] = []
@@ -107,7 +107,7 @@ final class Journal: ChangeRecorder, @unchecked Sendable {
                     try writePending(takePending())
                 }
                 if durable {
-                    try device.flush()
+                    try device.flushIfWritten()
                     counters.durableCommits += 1
                     for z in reclaimable { if try allocator.resetIfUnused(z) { counters.dataZonesReset += 1 } }
                 }
@@ -163,7 +163,7 @@ final class Journal: ChangeRecorder, @unchecked Sendable {
     /// Writes buffered batches as frames, cutting only between batches.
     private func writePending(_ taken: (bytes: [UInt8], ends: [Int])) throws(DeviceError) {
         guard !taken.bytes.isEmpty else { return }
-        try device.flush()  // the data these records point at is durable first
+        try device.flushIfWritten()  // the data these records point at is durable first
         var start = 0
         var cut = 0
         for end in taken.ends {
@@ -270,7 +270,7 @@ final class Journal: ChangeRecorder, @unchecked Sendable {
         let slot = 1 - newestSuperblockSlot
         let z = slot == 0 ? sb.superblockZones.0 : sb.superblockZones.1
         try SuperblockIO.write(sb, zone: z, device: device)
-        try? allocator.refresh(z)
+        allocator.refresh(z)
         superblock = sb
         newestSuperblockSlot = slot
         counters.superblockWrites += 1

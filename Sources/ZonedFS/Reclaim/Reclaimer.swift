@@ -19,6 +19,7 @@
 //   victim's reset gives that zone back.
 // - Relocation runs as a file system operation (fsLock shared) and the commit outside it, like
 //   every other writer, so checkpoints never see a move half done.
+// - A background pass's error is never dropped: it is counted (`failedPasses`) and logged.
 
 import Foundation
 import ZonedAllocator
@@ -40,14 +41,16 @@ public struct ReclaimCounters: Sendable, Equatable {
     /// Writers that found no space and waited for reclaim, and how long they waited.
     public var writerWaits: UInt64 = 0
     public var writerWaitNanoseconds: UInt64 = 0
+    /// Background passes that failed (their error went to the mount's log).
+    public var failedPasses: UInt64 = 0
 }
 
 final class Reclaimer: @unchecked Sendable {
     unowned let fs: FileSystem
-    private let lock = ConditionLock()
+    private let lock = ConditionLock(rank: .leaf)
     private var counters = ReclaimCounters()
     /// One pass at a time; writers that need space wait for the running pass.
-    private let passLock = ConditionLock()
+    private let passLock = ConditionLock(rank: .reclaimPass)
     private var running = false
     private var stopping = false
     private var thread: Thread?
@@ -158,6 +161,17 @@ final class Reclaimer: @unchecked Sendable {
         }
     }
 
+    /// A pass nobody waits for: its error has no caller, so it is counted and logged. The next
+    /// poke tries again (a writer that needs space runs its own pass and gets its own error).
+    private func backgroundPass() {
+        do {
+            try pass(goal: allocator.device.geometry.zoneCapacity)
+        } catch {
+            lock.withLock { counters.failedPasses += 1 }
+            fs.options.errorLog?("background reclaim failed: \(error)")
+        }
+    }
+
     private func loop(threshold: Double) {
         while true {
             let quit = lock.withLock { () -> Bool in
@@ -168,9 +182,7 @@ final class Reclaimer: @unchecked Sendable {
             if quit { break }
             let t = allocator.totals
             let freeFraction = Double(t.free.bytes) / Double(max(1, t.capacity.bytes))
-            if freeFraction < threshold, reclaimable.bytes > 0 {
-                _ = try? pass(goal: allocator.device.geometry.zoneCapacity)
-            }
+            if freeFraction < threshold, reclaimable.bytes > 0 { backgroundPass() }
         }
         lock.withLock { thread = nil; lock.broadcast() }
     }
