@@ -325,9 +325,10 @@ monitor_body() {
   dev=$(awk -v m="$MNT" '$2 == m && $3 == "fuse.zbdfs" { print $1 }' /proc/mounts)
   before=$("$ZBDFS" zones "$MNT" --json)
   df=$("$ZBDFS" df "$dev" --json)
-  echo "$df" | grep -q '"source" : "mount"' || { echo "monitor: df of the mounted device was not answered by the mount"; exit 1; }
+  # `case`, not `echo | grep -q`: under pipefail grep's early exit can fail the pipeline (SIGPIPE).
+  case "$df" in *'"source" : "mount"'*) ;; *) echo "monitor: df of the mounted device was not answered by the mount"; exit 1 ;; esac
   top=$("$ZBDFS" top "$MNT" --count 1)
-  echo "$top" | grep -q ' | ' || { echo "monitor: top printed no zone grid"; exit 1; }
+  case "$top" in *' | '*) ;; *) echo "monitor: top printed no zone grid"; exit 1 ;; esac
   after=$("$ZBDFS" zones "$MNT" --json)
   [ "$before" = "$after" ] || { echo "monitor: the zone report changed while only monitors ran"; exit 1; }
   r=$("$ZBDFS" reclaim "$MNT" --json)

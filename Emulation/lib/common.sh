@@ -21,7 +21,9 @@ need_guest_tools() {
     command -v "$t" >/dev/null || missing+=("$t")
   done
   [ ${#missing[@]} -eq 0 ] || die "missing ${missing[*]}; run: tools/setup --guest"
-  busybox --list | grep -qx modprobe || die "busybox lacks modprobe; install busybox-static"
+  # Not `busybox --list | grep -q`: under pipefail grep's early exit can kill busybox with SIGPIPE
+  # and fail the check on a busybox that has modprobe (CI saw exactly that).
+  grep -qx modprobe <<<"$(busybox --list)" || die "busybox lacks modprobe; install busybox-static"
   # A dynamic busybox would need its libraries in the initramfs.
   if ldd "$(command -v busybox)" >/dev/null 2>&1; then die "busybox is not static; install busybox-static"; fi
 }
