@@ -78,7 +78,7 @@ let package = Package(
         // own errno per zone rule (run in the QEMU guest by Emulation/run-guest).
         .executableTarget(name: "zbdfs-kernel-smoke", dependencies: ["ZonedCore", "ZonedBackendKernel"]),
 
-        .testTarget(name: "ZonedCoreTests", dependencies: ["ZonedCore"]),
+        .testTarget(name: "ZonedCoreTests", dependencies: ["ZonedCore", "ZonedTestSupport"]),
         .testTarget(name: "ZonedBackendFileTests", dependencies: ["ZonedCore", "ZonedBackendFile"]),
         .testTarget(name: "ConformanceTests", dependencies: [
             "ZonedCore", "ZonedBackendFile", "ZonedBackendKernel", "ZonedConformance",

@@ -135,8 +135,11 @@ public final class FileSystem: @unchecked Sendable {
     // MARK: Helpers for operations
 
     /// Runs `body` as an operation (fsLock shared), then commits if the log buffer grew large.
-    func operation<T>(_ body: () throws(DeviceError) -> T) throws(DeviceError) -> T {
-        _ = fsLock.lock(.shared)
+    /// `nowait`: EAGAIN instead of waiting while a checkpoint holds (or waits for) the lock.
+    func operation<T>(nowait: Bool = false, _ body: () throws(DeviceError) -> T) throws(DeviceError) -> T {
+        guard fsLock.lock(.shared, nowait: nowait) else {
+            throw DeviceError.wouldBlock(.write, "a checkpoint is running")
+        }
         let result: T
         do throws(DeviceError) {
             result = try body()

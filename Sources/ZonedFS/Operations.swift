@@ -321,11 +321,22 @@ extension FileSystem {
     }
 
     /// Writes `data` at `offset`. Without space while garbage exists, the writer waits for reclaim
-    /// and retries: ENOSPC only when live data really fills the device.
+    /// and retries: ENOSPC only when live data really fills the device. NOWAIT never waits: a
+    /// checkpoint in progress is EAGAIN, and so is "no space" while reclaim could make some (a
+    /// blocking retry may succeed); with nothing to reclaim it is ENOSPC, the device is full.
     public func write(_ n: InodeNumber, at offset: UInt64, _ data: UnsafeRawBufferPointer, flags: IOFlags = [.direct]) throws(DeviceError) -> Int {
         try requireWritable(.write)
-        let written = try withSpace(ByteCount(UInt64(data.count)), retry: !flags.contains(.nowait)) { () throws(DeviceError) -> Int in
-            try operation { () throws(DeviceError) -> Int in try engine.write(try fileNumber(n), at: offset, data, flags: flags) }
+        let nowait = flags.contains(.nowait)
+        let written: Int
+        do throws(DeviceError) {
+            written = try withSpace(ByteCount(UInt64(data.count)), retry: !nowait) { () throws(DeviceError) -> Int in
+                try operation(nowait: nowait) { () throws(DeviceError) -> Int in try engine.write(try fileNumber(n), at: offset, data, flags: flags) }
+            }
+        } catch {
+            if nowait, error.kind == .noSpace, reclaimer.reclaimable.bytes > 0 {
+                throw DeviceError.wouldBlock(.write, "no free space until reclaim runs: \(error)")
+            }
+            throw error
         }
         if written > 0 { touch(n) }
         if lowOnSpace { reclaimer.poke() }
