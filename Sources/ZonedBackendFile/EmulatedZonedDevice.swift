@@ -5,7 +5,7 @@
 //   zoned block device (the rules live in `ZoneTable`; the image layout in `ImageFormat`).
 //   Where ZBC and NVMe ZNS differ it follows ZBC, as null_blk does: its geometry's command set
 //   is always `.zbc`, and `create` refuses any other.
-// - Thread safety (why the class is Sendable): all mutable state sits in `state`, a Mutex; the
+// - Thread safety (why the class is Sendable): all mutable state sits in `state`, a `Locked`; the
 //   other stored properties are immutable. Lock order is always zone lock → `state`, never the
 //   reverse. Each data IO holds its zone's lock from admission (under `state`) through its pwrite
 //   or pread, so IOs to one zone are applied in the order they are admitted and a read never sees
@@ -31,12 +31,11 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import Synchronization
 import ZonedCore
 
 /// A lock that orders the IOs of one zone.
 final class ZoneLock: Sendable {
-    let mutex = Mutex(())
+    let mutex = Locked(())
 }
 
 /// Old bytes of a conventional-zone write made since the last flush, kept while a fault plan is
@@ -63,7 +62,7 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
     public var kind: DeviceKind { .emulated }
     public let path: String
     let file: BackingFile
-    let state: Mutex<EmulatorState>
+    let state: Locked<EmulatorState>
     let zoneLocks: [ZoneLock]
 
     private init(path: String, geometry: DeviceGeometry, file: BackingFile, table: ZoneTable,
@@ -72,7 +71,7 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
         self.geometry = geometry
         self.file = file
         self.zoneLocks = (0..<geometry.zoneCount).map { _ in ZoneLock() }
-        self.state = Mutex(EmulatorState(table: table, durable: table.states, generation: generation, faults: faults))
+        self.state = Locked(EmulatorState(table: table, durable: table.states, generation: generation, faults: faults))
     }
 
     // MARK: Create, open, probe

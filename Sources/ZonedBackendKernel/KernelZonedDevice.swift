@@ -27,7 +27,6 @@ import Glibc
 #endif
 import CURing
 import CZBD
-import Synchronization
 import ZonedCore
 
 public final class KernelZonedDevice: ZonedDevice {
@@ -138,7 +137,7 @@ public final class KernelZonedDevice: ZonedDevice {
     }
 
     // libzbd's open/close edit a process-wide table; serialize them.
-    private static let libzbdTable = Mutex(())
+    private static let libzbdTable = Locked(())
 
     /// zbd_open, silencing libzbd's own stderr messages (we report through DeviceError).
     /// Returns the descriptor or -errno.

@@ -13,12 +13,11 @@
 
 import Foundation
 import Prometheus
-import Synchronization
 import ZonedCore
 
 public final class FileSystemMetrics: Sendable {
     private let registry = PrometheusCollectorRegistry()
-    private let last = Mutex<[String: Double]>([:])
+    private let last = Locked<[String: Double]>([:])
     private let snapshot: @Sendable () throws -> FileSystemStatus
 
     /// `snapshot` gives the current status (called once per scrape).
