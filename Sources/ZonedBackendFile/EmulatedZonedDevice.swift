@@ -35,7 +35,7 @@ import ZonedCore
 
 /// A lock that orders the IOs of one zone.
 final class ZoneLock: Sendable {
-    let mutex = Locked(())
+    let mutex = Lock()
 }
 
 /// Old bytes of a conventional-zone write made since the last flush, kept while a fault plan is
@@ -206,7 +206,7 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
             throw refusal(.invalid(.report, "only read-only and offline can be injected, not \(condition.rawValue)"), .report)
         }
         guard geometry.contains(zone) else { throw refusal(.invalid(.report, "\(zone) is past the last zone"), .report) }
-        try zoneLocks[zone.int].mutex.withLock { _ throws(DeviceError) in
+        try zoneLocks[zone.int].mutex.withLock { () throws(DeviceError) in
             try state.withLock { (s: inout EmulatorState) throws(DeviceError) in
                 try checkLive(s, .report)
                 try inject(&s, zone, condition)
@@ -262,7 +262,7 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
         guard length <= geometry.maxWriteBytes else {
             throw refusal(.invalid(.write, "write of \(length.bytes) B exceeds the max write size \(geometry.maxWriteBytes.bytes) B"), .write)
         }
-        try zoneLocks[zone.int].mutex.withLock { _ throws(DeviceError) in
+        try zoneLocks[zone.int].mutex.withLock { () throws(DeviceError) in
             let admitted = try state.withLock { (s: inout EmulatorState) throws(DeviceError) -> Admission in
                 _ = try beginIO(&s, .write)
                 let before = try s.table.admitWrite(zone, at: offset, length: length, .write)
@@ -282,7 +282,7 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
         guard length.bytes > 0, length.isMultiple(of: geometry.logicalBlockSize), length <= geometry.maxAppendBytes else {
             throw refusal(.invalid(.append, "zone append of \(length.bytes) B: must be a non-zero block multiple of at most \(geometry.maxAppendBytes.bytes) B"), .append)
         }
-        return try zoneLocks[zone.int].mutex.withLock { _ throws(DeviceError) -> DeviceOffset in
+        return try zoneLocks[zone.int].mutex.withLock { () throws(DeviceError) -> DeviceOffset in
             let admitted = try state.withLock { (s: inout EmulatorState) throws(DeviceError) -> Admission in
                 _ = try beginIO(&s, .append)
                 let (at, before) = try s.table.admitAppend(zone, length: length)
@@ -295,7 +295,7 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: DeviceOffset) throws(DeviceError) {
         let zone = try checkedZone(offset, buffer.count, .read)
-        try zoneLocks[zone.int].mutex.withLock { _ throws(DeviceError) in
+        try zoneLocks[zone.int].mutex.withLock { () throws(DeviceError) in
             let (io, end, plan) = try state.withLock { (s: inout EmulatorState) throws(DeviceError) -> (UInt64, DeviceOffset, FaultPlan?) in
                 let io = try beginIO(&s, .read)
                 return (io, try s.table.readableEnd(zone), s.faults)
@@ -419,7 +419,7 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
         guard geometry.contains(zone) else {
             throw refusal(.invalid(op, "\(zone) is past the last zone (\(geometry.zoneCount) zones)"), op)
         }
-        try zoneLocks[zone.int].mutex.withLock { _ throws(DeviceError) in
+        try zoneLocks[zone.int].mutex.withLock { () throws(DeviceError) in
             try state.withLock { (s: inout EmulatorState) throws(DeviceError) in
                 try checkLive(s, op)
                 try body(&s.table)
