@@ -1,7 +1,8 @@
-// swift-tools-version: 6.1
+// swift-tools-version: 6.2
 // zbdfs: a storage engine and file system for zoned block devices.
 // Dependencies point one way: everything may import ZonedCore; backends import only ZonedCore and
 // their C module; only the CLI and the tests pick a concrete device.
+// A warning in our own code is an error (see the end of this file).
 import PackageDescription
 
 let package = Package(
@@ -96,3 +97,12 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// Warnings are errors in every target of ours (Swift and the C shim); tools version 6.2 for
+// `treatAllWarnings`. Our dependencies are untouched (SwiftPM builds them with -suppress-warnings),
+// and SwiftPM drops warning-control settings of a package it builds as a dependency, so a program
+// that depends on our libraries does not inherit them either.
+for target in package.targets where target.type != .system {
+    target.swiftSettings = (target.swiftSettings ?? []) + [.treatAllWarnings(as: .error)]
+    target.cSettings = (target.cSettings ?? []) + [.treatAllWarnings(as: .error)]
+}

@@ -8,7 +8,7 @@
 // - Reads and writes: block-aligned, non-empty, inside one zone, writes at most maxWriteBytes;
 //   EINVAL otherwise. Zone management fails with EINVAL, zone append with EOPNOTSUPP; there are
 //   no open or active limits.
-// - Thread safe: the only mutable state is the closed flag, in a Mutex; pread/pwrite are
+// - Thread safe: the only mutable state is the closed flag, under a lock; pread/pwrite are
 //   positioned, so IOs need no lock and each call's data is in place when it returns.
 
 #if canImport(Glibc)
@@ -16,7 +16,6 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import Synchronization
 import ZonedCore
 
 public final class ConventionalDevice: ZonedDevice, Sendable {
@@ -24,7 +23,7 @@ public final class ConventionalDevice: ZonedDevice, Sendable {
     public var kind: DeviceKind { .conventional }
     public let path: String
     private let file: BackingFile
-    private let closed = Mutex(false)
+    private let closed = Locked(false)
 
     private init(path: String, geometry: DeviceGeometry, file: BackingFile) {
         self.path = path

@@ -5,7 +5,7 @@
 //   zoned block device (the rules live in `ZoneTable`; the image layout in `ImageFormat`).
 //   Where ZBC and NVMe ZNS differ it follows ZBC, as null_blk does: its geometry's command set
 //   is always `.zbc`, and `create` refuses any other.
-// - Thread safety (why the class is Sendable): all mutable state sits in `state`, a Mutex; the
+// - Thread safety (why the class is Sendable): all mutable state sits in `state`, a `Locked`; the
 //   other stored properties are immutable. Lock order is always zone lock → `state`, never the
 //   reverse. Each data IO holds its zone's lock from admission (under `state`) through its pwrite
 //   or pread, so IOs to one zone are applied in the order they are admitted and a read never sees
@@ -31,12 +31,11 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import Synchronization
 import ZonedCore
 
 /// A lock that orders the IOs of one zone.
 final class ZoneLock: Sendable {
-    let mutex = Mutex(())
+    let mutex = Lock()
 }
 
 /// Old bytes of a conventional-zone write made since the last flush, kept while a fault plan is
@@ -63,7 +62,7 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
     public var kind: DeviceKind { .emulated }
     public let path: String
     let file: BackingFile
-    let state: Mutex<EmulatorState>
+    let state: Locked<EmulatorState>
     let zoneLocks: [ZoneLock]
 
     private init(path: String, geometry: DeviceGeometry, file: BackingFile, table: ZoneTable,
@@ -72,7 +71,7 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
         self.geometry = geometry
         self.file = file
         self.zoneLocks = (0..<geometry.zoneCount).map { _ in ZoneLock() }
-        self.state = Mutex(EmulatorState(table: table, durable: table.states, generation: generation, faults: faults))
+        self.state = Locked(EmulatorState(table: table, durable: table.states, generation: generation, faults: faults))
     }
 
     // MARK: Create, open, probe
@@ -207,7 +206,7 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
             throw refusal(.invalid(.report, "only read-only and offline can be injected, not \(condition.rawValue)"), .report)
         }
         guard geometry.contains(zone) else { throw refusal(.invalid(.report, "\(zone) is past the last zone"), .report) }
-        try zoneLocks[zone.int].mutex.withLock { _ throws(DeviceError) in
+        try zoneLocks[zone.int].mutex.withLock { () throws(DeviceError) in
             try state.withLock { (s: inout EmulatorState) throws(DeviceError) in
                 try checkLive(s, .report)
                 try inject(&s, zone, condition)
@@ -263,7 +262,7 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
         guard length <= geometry.maxWriteBytes else {
             throw refusal(.invalid(.write, "write of \(length.bytes) B exceeds the max write size \(geometry.maxWriteBytes.bytes) B"), .write)
         }
-        try zoneLocks[zone.int].mutex.withLock { _ throws(DeviceError) in
+        try zoneLocks[zone.int].mutex.withLock { () throws(DeviceError) in
             let admitted = try state.withLock { (s: inout EmulatorState) throws(DeviceError) -> Admission in
                 _ = try beginIO(&s, .write)
                 let before = try s.table.admitWrite(zone, at: offset, length: length, .write)
@@ -283,7 +282,7 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
         guard length.bytes > 0, length.isMultiple(of: geometry.logicalBlockSize), length <= geometry.maxAppendBytes else {
             throw refusal(.invalid(.append, "zone append of \(length.bytes) B: must be a non-zero block multiple of at most \(geometry.maxAppendBytes.bytes) B"), .append)
         }
-        return try zoneLocks[zone.int].mutex.withLock { _ throws(DeviceError) -> DeviceOffset in
+        return try zoneLocks[zone.int].mutex.withLock { () throws(DeviceError) -> DeviceOffset in
             let admitted = try state.withLock { (s: inout EmulatorState) throws(DeviceError) -> Admission in
                 _ = try beginIO(&s, .append)
                 let (at, before) = try s.table.admitAppend(zone, length: length)
@@ -296,7 +295,7 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: DeviceOffset) throws(DeviceError) {
         let zone = try checkedZone(offset, buffer.count, .read)
-        try zoneLocks[zone.int].mutex.withLock { _ throws(DeviceError) in
+        try zoneLocks[zone.int].mutex.withLock { () throws(DeviceError) in
             let (io, end, plan) = try state.withLock { (s: inout EmulatorState) throws(DeviceError) -> (UInt64, DeviceOffset, FaultPlan?) in
                 let io = try beginIO(&s, .read)
                 return (io, try s.table.readableEnd(zone), s.faults)
@@ -420,7 +419,7 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
         guard geometry.contains(zone) else {
             throw refusal(.invalid(op, "\(zone) is past the last zone (\(geometry.zoneCount) zones)"), op)
         }
-        try zoneLocks[zone.int].mutex.withLock { _ throws(DeviceError) in
+        try zoneLocks[zone.int].mutex.withLock { () throws(DeviceError) in
             try state.withLock { (s: inout EmulatorState) throws(DeviceError) in
                 try checkLive(s, op)
                 try body(&s.table)

@@ -27,7 +27,6 @@ import Glibc
 #endif
 import CURing
 import CZBD
-import Synchronization
 import ZonedCore
 
 public final class KernelZonedDevice: ZonedDevice {
@@ -138,12 +137,12 @@ public final class KernelZonedDevice: ZonedDevice {
     }
 
     // libzbd's open/close edit a process-wide table; serialize them.
-    private static let libzbdTable = Mutex(())
+    private static let libzbdTable = Lock()
 
     /// zbd_open, silencing libzbd's own stderr messages (we report through DeviceError).
     /// Returns the descriptor or -errno.
     private static func openManagement(_ path: String, _ info: inout zbd_info) -> Int32 {
-        libzbdTable.withLock { _ in
+        libzbdTable.withLock {
             zbd_set_log_level(ZBD_LOG_NONE)
             let fd = zbd_open(path, O_RDWR | O_CLOEXEC, &info)
             return fd >= 0 ? fd : -(currentErrno() != 0 ? currentErrno() : EIO)
@@ -151,7 +150,7 @@ public final class KernelZonedDevice: ZonedDevice {
     }
 
     private static func closeManagement(_ fd: Int32) {
-        libzbdTable.withLock { _ in zbd_close(fd) }
+        libzbdTable.withLock { zbd_close(fd) }
     }
 
     // MARK: geometry

@@ -28,7 +28,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Synchronization
 import ZonedCore
 
 public final class NVMeZonedDevice: ZonedDevice {

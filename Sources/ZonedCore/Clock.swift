@@ -8,7 +8,6 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Synchronization
 
 /// Monotonic nanoseconds since an arbitrary origin.
 public protocol EngineClock: Sendable {
@@ -38,7 +37,7 @@ public struct WallClock: EngineClock {
 
 /// A clock that moves only when told to.
 public final class ManualClock: EngineClock {
-    private let now = Mutex<UInt64>(0)
+    private let now = Locked<UInt64>(0)
     public init(start: UInt64 = 0) { now.withLock { $0 = start } }
     public var nowNanoseconds: UInt64 { now.withLock { $0 } }
     public func advance(nanoseconds: UInt64) { now.withLock { $0 += nanoseconds } }

@@ -21,7 +21,6 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Synchronization
 
 public final class LeasePool<Resource: Sendable>: Sendable {
     private struct State {
@@ -30,7 +29,7 @@ public final class LeasePool<Resource: Sendable>: Sendable {
         var idle: [Resource] = []
         var released = false
     }
-    private let state: Mutex<State>
+    private let state: Locked<State>
     private let idleLimit: Int
     private let release: @Sendable () -> Void
 
@@ -39,7 +38,7 @@ public final class LeasePool<Resource: Sendable>: Sendable {
     public init(first: Resource, idleLimit: Int, release: @escaping @Sendable () -> Void) {
         var s = State()
         s.idle.append(first)
-        state = Mutex(s)
+        state = Locked(s)
         self.idleLimit = idleLimit
         self.release = release
     }

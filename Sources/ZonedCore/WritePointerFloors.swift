@@ -12,7 +12,6 @@
 // - `bytesPastWritePointer` reports first and the caller zeroes after the IO, so the answer is
 //   the zone's state at report time; data a concurrent write adds later reads as not yet written.
 
-import Synchronization
 
 /// An absolute offset known to be at or below a zone's write pointer, and how many resets the
 /// zone had when it was learned.
@@ -22,11 +21,11 @@ public struct WritePointerFloor: Sendable {
 }
 
 public final class WritePointerFloors: Sendable {
-    private let floors: Mutex<[WritePointerFloor]>
+    private let floors: Locked<[WritePointerFloor]>
 
     /// Floors at the write pointers of `zones` (the report at open, zone 0 first).
     public init(_ zones: [Zone]) {
-        floors = Mutex(zones.map { WritePointerFloor(offset: $0.writePointer.bytes, resets: 0) })
+        floors = Locked(zones.map { WritePointerFloor(offset: $0.writePointer.bytes, resets: 0) })
     }
 
     /// The zone's floor and its reset generation, to pass back to `raise`.

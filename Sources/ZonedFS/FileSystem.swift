@@ -120,6 +120,8 @@ public final class FileSystem: @unchecked Sendable {
         return lifetimeAtMount.adding(d)
     }
 
+    /// The newest superblock and the log's counters: safe to read from any thread at any time
+    /// (the journal publishes them under a lock of their own, never held across a commit's IO).
     public var superblock: Superblock { journal.superblock }
     public var journalCounters: JournalCounters { journal.counters }
 

@@ -10,7 +10,7 @@
 //   offset 0, so offsets stay meaningful while the directory changes (`rm -rf` unlinks entries
 //   between two readdir calls and must still see every one exactly once).
 
-import Synchronization
+import ZonedCore
 import ZonedEngine
 import ZonedFS
 
@@ -33,7 +33,7 @@ final class HandleTable<Value: Sendable>: Sendable {
         var next: UInt64 = 1
         var open: [UInt64: Value] = [:]
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     func insert(_ v: Value) -> UInt64 {
         state.withLock { s in

@@ -2,7 +2,8 @@
 //
 // Names follow Prometheus conventions: the `zbdfs_` prefix, base units as suffixes (`_bytes`,
 // `_seconds`, `_ratio`), `_total` on counters. Per-zone series carry a `zone` label (the zone
-// index) and are named `zbdfs_zone_...`.
+// index) and are named `zbdfs_zone_...`. Every name is built from a `MetricUnit`, so its suffix is
+// always the unit's.
 //
 // Invariants:
 // - Counters only grow: each scrape adds the growth of the mount's own counter since the previous
@@ -12,12 +13,11 @@
 
 import Foundation
 import Prometheus
-import Synchronization
 import ZonedCore
 
 public final class FileSystemMetrics: Sendable {
     private let registry = PrometheusCollectorRegistry()
-    private let last = Mutex<[String: Double]>([:])
+    private let last = Locked<[String: Double]>([:])
     private let snapshot: @Sendable () throws -> FileSystemStatus
 
     /// `snapshot` gives the current status (called once per scrape).
@@ -40,55 +40,73 @@ public final class FileSystemMetrics: Sendable {
 
     private func update(_ s: FileSystemStatus, _ seen: inout [String: Double]) {
         let sp = s.space, sum = s.zones.summary
-        gauge("zbdfs_space_size_bytes", "Capacity of all zones.", sp.sizeBytes)
-        gauge("zbdfs_space_used_bytes", "Live file data plus written metadata.", sp.usedBytes)
-        gauge("zbdfs_space_live_data_bytes", "Bytes of file data files reference.", sp.liveDataBytes)
-        gauge("zbdfs_space_metadata_bytes", "Superblock and metadata log zones' written bytes.", sp.metadataBytes)
-        gauge("zbdfs_space_free_bytes", "Capacity not yet written.", sp.freeBytes)
-        gauge("zbdfs_space_garbage_bytes", "Written bytes no file references (reclaimable).", sp.garbageBytes)
-        gauge("zbdfs_space_unusable_bytes", "Capacity lost to zones finished early (back after a reset).", sp.unusableBytes)
-        gaugeValue("zbdfs_space_amplification_ratio", "(live + garbage) / live.", sp.spaceAmplification)
-        gaugeValue("zbdfs_write_amplification_ratio", "Device bytes written per byte programs wrote, since format.", s.writeAmplification ?? 0)
-        gaugeValue("zbdfs_zones_open", "Zones open (implicitly or explicitly).", Double(sum.openZones))
-        gaugeValue("zbdfs_zones_active", "Zones open or closed (holding an active resource).", Double(sum.activeZones))
-        gaugeValue("zbdfs_zones_open_limit", "Device's max open zones (0 = no limit).", Double(sum.maxOpenZones))
-        gaugeValue("zbdfs_zones_active_limit", "Device's max active zones (0 = no limit).", Double(sum.maxActiveZones))
-        for z in s.zones.zones {
-            let l = [("zone", String(z.index))]
-            registry.makeGauge(name: "zbdfs_zone_capacity_bytes", labels: l, help: "Zone capacity.").set(Double(z.capacityBytes))
-            registry.makeGauge(name: "zbdfs_zone_written_bytes", labels: l, help: "Bytes below the zone's write pointer.").set(Double(z.writtenBytes))
-            registry.makeGauge(name: "zbdfs_zone_live_bytes", labels: l, help: "Zone bytes files reference.").set(Double(z.liveBytes ?? 0))
-            registry.makeGauge(name: "zbdfs_zone_garbage_bytes", labels: l, help: "Zone bytes no file references.").set(Double(z.garbageBytes ?? 0))
-            let active = ZoneCondition(rawValue: z.condition)?.isActive == true ? 1.0 : 0.0
-            registry.makeGauge(name: "zbdfs_zone_active", labels: l, help: "1 while the zone holds an active resource.").set(active)
-        }
+        gauge("space_size", .bytes, "Capacity of all zones.", Double(sp.sizeBytes))
+        gauge("space_used", .bytes, "Live file data plus written metadata.", Double(sp.usedBytes))
+        gauge("space_live_data", .bytes, "Bytes of file data files reference.", Double(sp.liveDataBytes))
+        gauge("space_metadata", .bytes, "Superblock and metadata log zones' written bytes.", Double(sp.metadataBytes))
+        gauge("space_free", .bytes, "Capacity not yet written.", Double(sp.freeBytes))
+        gauge("space_garbage", .bytes, "Written bytes no file references (reclaimable).", Double(sp.garbageBytes))
+        gauge("space_unusable", .bytes, "Capacity lost to zones finished early (back after a reset).", Double(sp.unusableBytes))
+        gauge("space_amplification", .ratio, "(live + garbage) / live.", sp.spaceAmplification)
+        gauge("write_amplification", .ratio, "Device bytes written per byte programs wrote, since format.", s.writeAmplification ?? 0)
+        gauge("zones_open", .count, "Zones open (implicitly or explicitly).", Double(sum.openZones))
+        gauge("zones_active", .count, "Zones open or closed (holding an active resource).", Double(sum.activeZones))
+        gauge("zones_open_limit", .count, "Device's max open zones (0 = no limit).", Double(sum.maxOpenZones))
+        gauge("zones_active_limit", .count, "Device's max active zones (0 = no limit).", Double(sum.maxActiveZones))
+        for z in s.zones.zones { updateZone(z) }
         guard let a = s.activity else { return }
-        counter("zbdfs_user_written_bytes_total", "Bytes programs wrote through the mount.", Double(a.userBytesWritten), &seen)
-        counter("zbdfs_user_read_bytes_total", "Bytes programs read through the mount.", Double(a.userBytesRead), &seen)
-        counter("zbdfs_device_written_bytes_total", "File data bytes written to the device (reclaim moves included).", Double(a.deviceBytesWritten), &seen)
-        counter("zbdfs_zone_finish_waits_total", "Writers that waited for a zone finish (active-zone budget spent).", Double(a.zoneFinishWaits), &seen)
-        counter("zbdfs_zone_finish_wait_seconds_total", "Time writers spent waiting for zone finishes.", Double(a.zoneFinishWaitNanoseconds) / 1e9, &seen)
-        counter("zbdfs_zones_finished_total", "Zones finished.", Double(a.zonesFinished), &seen)
-        counter("zbdfs_zones_reset_total", "Zones reset.", Double(a.zonesReset), &seen)
-        counter("zbdfs_reclaim_passes_total", "Reclaim passes.", Double(a.reclaimPasses), &seen)
-        counter("zbdfs_reclaim_zones_total", "Zones reclaim emptied and reset.", Double(a.zonesReclaimed), &seen)
-        counter("zbdfs_reclaim_moved_bytes_total", "Live bytes reclaim moved.", Double(a.reclaimBytesMoved), &seen)
-        counter("zbdfs_reclaim_writer_waits_total", "Writers that waited for reclaim.", Double(a.reclaimWriterWaits), &seen)
-        counter("zbdfs_reclaim_writer_wait_seconds_total", "Time writers spent waiting for reclaim.", Double(a.reclaimWriterWaitNanoseconds) / 1e9, &seen)
-        counter("zbdfs_checksum_errors_total", "Reads refused because a block did not match its checksum.", Double(a.checksumErrors), &seen)
-        counter("zbdfs_reclaim_failed_passes_total", "Background reclaim passes that failed (see the mount's log).", Double(a.reclaimFailedPasses), &seen)
-        counter("zbdfs_zone_resync_failures_total", "Zone re-reads after a failed write that failed (see the mount's log).", Double(a.zoneResyncFailures), &seen)
+        counter("user_written", .bytesTotal, "Bytes programs wrote through the mount.", Double(a.userBytesWritten), &seen)
+        counter("user_read", .bytesTotal, "Bytes programs read through the mount.", Double(a.userBytesRead), &seen)
+        counter("device_written", .bytesTotal, "File data bytes written to the device (reclaim moves included).", Double(a.deviceBytesWritten), &seen)
+        counter("zone_finish_waits", .total, "Writers that waited for a zone finish (active-zone budget spent).", Double(a.zoneFinishWaits), &seen)
+        counter("zone_finish_wait", .secondsTotal, "Time writers spent waiting for zone finishes.", Double(a.zoneFinishWaitNanoseconds) / 1e9, &seen)
+        counter("zones_finished", .total, "Zones finished.", Double(a.zonesFinished), &seen)
+        counter("zones_reset", .total, "Zones reset.", Double(a.zonesReset), &seen)
+        counter("reclaim_passes", .total, "Reclaim passes.", Double(a.reclaimPasses), &seen)
+        counter("reclaim_zones", .total, "Zones reclaim emptied and reset.", Double(a.zonesReclaimed), &seen)
+        counter("reclaim_moved", .bytesTotal, "Live bytes reclaim moved.", Double(a.reclaimBytesMoved), &seen)
+        counter("reclaim_writer_waits", .total, "Writers that waited for reclaim.", Double(a.reclaimWriterWaits), &seen)
+        counter("reclaim_writer_wait", .secondsTotal, "Time writers spent waiting for reclaim.", Double(a.reclaimWriterWaitNanoseconds) / 1e9, &seen)
+        counter("checksum_errors", .total, "Reads refused because a block did not match its checksum.", Double(a.checksumErrors), &seen)
+        counter("reclaim_failed_passes", .total, "Background reclaim passes that failed (see the mount's log).", Double(a.reclaimFailedPasses), &seen)
+        counter("zone_resync_failures", .total, "Zone re-reads after a failed write that failed (see the mount's log).", Double(a.zoneResyncFailures), &seen)
     }
 
-    private func gauge(_ name: String, _ help: String, _ v: UInt64) { gaugeValue(name, help, Double(v)) }
-
-    private func gaugeValue(_ name: String, _ help: String, _ v: Double) {
-        registry.makeGauge(name: name, help: help).set(v)
+    /// The per-zone series of one zone row (label `zone`: its index).
+    private func updateZone(_ z: ZoneReport.Entry) {
+        let l = [("zone", String(z.index))]
+        gauge("zone_capacity", .bytes, "Zone capacity.", Double(z.capacityBytes), labels: l)
+        gauge("zone_written", .bytes, "Bytes below the zone's write pointer.", Double(z.writtenBytes), labels: l)
+        gauge("zone_live", .bytes, "Zone bytes files reference.", Double(z.liveBytes ?? 0), labels: l)
+        gauge("zone_garbage", .bytes, "Zone bytes no file references.", Double(z.garbageBytes ?? 0), labels: l)
+        let active = ZoneCondition(rawValue: z.condition)?.isActive == true ? 1.0 : 0.0
+        gauge("zone_active", .count, "1 while the zone holds an active resource.", active, labels: l)
     }
 
-    private func counter(_ name: String, _ help: String, _ value: Double, _ seen: inout [String: Double]) {
+    private func gauge(_ metric: String, _ unit: MetricUnit, _ help: String, _ v: Double, labels: [(String, String)] = []) {
+        registry.makeGauge(descriptor: unit.descriptor(metric, help), labels: labels).set(v)
+    }
+
+    private func counter(_ metric: String, _ unit: MetricUnit, _ help: String, _ value: Double, _ seen: inout [String: Double]) {
+        let descriptor = unit.descriptor(metric, help)
+        let name = descriptor.name
         let growth = value - (seen[name] ?? 0)
-        if growth > 0 { registry.makeCounter(name: name, help: help).increment(by: growth) } else { _ = registry.makeCounter(name: name, help: help) }
+        let c = registry.makeCounter(descriptor: descriptor)  // registered even before it first grows
+        if growth > 0 { c.increment(by: growth) }
         seen[name] = max(value, seen[name] ?? 0)
+    }
+}
+
+/// A metric name's unit suffix: base units, and `_total` on counters (Prometheus conventions).
+enum MetricUnit: String {
+    case bytes, seconds, ratio, total
+    case bytesTotal = "bytes_total"
+    case secondsTotal = "seconds_total"
+    /// A plain count or a 0/1 flag: no suffix.
+    case count = ""
+
+    /// The full name `zbdfs_<metric>_<unit>` with its help text.
+    func descriptor(_ metric: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "zbdfs", metricName: metric, unitName: rawValue, helpText: help)
     }
 }

@@ -56,7 +56,7 @@ struct Format: ParsableCommand {
     }
 
     func run() throws {
-        let device = try target.open()
+        let device = try target.open(formatting: true)
         defer { device.close() }
         let g = device.geometry
         if let problem = FormatRequirements.problem(g) {

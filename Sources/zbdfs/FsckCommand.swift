@@ -21,6 +21,7 @@ struct FsckCommand: ParsableCommand {
         Reads the superblocks and replays the metadata log, then checks every extent against its \
         zone's write pointer and capacity, overlaps, link counts and reachability; with \
         --verify-data it also reads every data block and compares its checksum. It never writes.
+        In conventional mode the zone size comes from the superblock (no --zone-size needed).
 
         Prints a summary, then every problem (the file system is inconsistent) and note (the \
         expected state after a crash, which mount cleans up).

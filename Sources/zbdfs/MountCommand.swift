@@ -105,7 +105,8 @@ struct Mount: ParsableCommand {
     /// The child's command line: this one with absolute paths and the daemon flag.
     func childArguments() -> [String] {
         var args = ["mount", target.absolutePath, PathKind.absolute(mountpoint), "--daemon-child",
-                    "--backend", target.backend.rawValue, "--zone-size", target.zoneSize]
+                    "--backend", target.backend.rawValue]
+        if let zoneSize = target.zoneSize { args += ["--zone-size", zoneSize] }
         for o in options { args += ["-o", o] }
         if let metrics { args += ["--metrics", metrics] }
         return args
@@ -173,12 +174,8 @@ struct Mount: ParsableCommand {
     }
 
     func openFileSystem(_ opts: FUSEMountOptions, log: FUSELog) throws -> FileSystem {
-        var target = self.target
-        // Conventional mode: the zone size the file system was made with is the only one that
-        // mounts, and its superblock at offset 0 says which (so fstab lines need no option).
-        if try target.resolveKind() == .conventional, let zs = Mount.formattedZoneSize(target.device) {
-            target.zoneSize = String(zs.bytes)
-        }
+        // Conventional mode: opening takes the zone size from the superblock (DeviceOpening.swift),
+        // so fstab lines need no option.
         let dev = try target.open()
         do {
             var options = MountOptions(readOnly: opts.readOnly)
@@ -208,17 +205,6 @@ enum EndingSignals {
     static func unblock(_ set: sigset_t) {
         var set = set
         pthread_sigmask(SIG_UNBLOCK, &set, nil)
-    }
-}
-
-extension Mount {
-    /// The zone size in the zbdfs superblock at the start of `path`, if one is there.
-    static func formattedZoneSize(_ path: String) -> ByteCount? {
-        guard let h = FileHandle(forReadingAtPath: path) else { return nil }
-        defer { try? h.close() }
-        guard let data = try? h.read(upToCount: Superblock.copySize(block: 4096)),
-              let sb = try? Superblock.decode(Array(data)) else { return nil }
-        return ByteCount(sb.zoneSize)
     }
 }
 

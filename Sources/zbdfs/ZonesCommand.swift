@@ -11,8 +11,8 @@ struct Zones: ParsableCommand {
         abstract: "Show every zone: type, condition, write pointer, capacity and fill, and open/active zones against the limits.",
         discussion: """
         Reads the zone report only; it never writes to the device. The backend is detected:
-        a zoned block device, an emulated image, otherwise conventional mode (zones of
-        --zone-size). On a zbdfs device each zone also shows its role (superblock, metadata, data,
+        a zoned block device, an emulated image, otherwise conventional mode (zones of the size
+        its zbdfs file system was formatted with, else --zone-size). On a zbdfs device each zone also shows its role (superblock, metadata, data,
         free) and its live and garbage bytes, from the file system's log (read, never replayed
         into the device). --json prints the same report as JSON; README.md documents its fields.
         On a mounted file system (give the mount point or the device) the report comes live from

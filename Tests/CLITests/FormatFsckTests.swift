@@ -244,6 +244,55 @@ struct FormatFsckTests {
         expectRefusal(try zbdfs("format", img), mentions: ["holds zbdfs (a damaged superblock"])
     }
 
+    @Test("conventional mode: fsck, zones, df and zonemap take the zone size from the superblock")
+    func conventionalZoneSizeFromTheSuperblock() throws {
+        // 16 MiB zones, not the 64 MiB --zone-size defaults to: without the superblock's size the
+        // device would be cut wrongly and look damaged.
+        let file = plainFile("conv-16m", size: 256 << 20)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let formatted = try zbdfs("format", file, "--zone-size", "16M", "--label", "sixteen")
+        #expect(formatted.status == 0, "\(formatted.err)")
+        // Files, written through the library (two mounts: both superblock zones hold a copy).
+        let demo = try runDemoFiles(file, "--zone-size", "16M")
+        #expect(demo.status == 0, "\(demo.err)")
+        let before = try contents(file)
+
+        let r = try zbdfs("fsck", file)
+        #expect(r.status == 0, "\(r.out)\n\(r.err)")
+        #expect(r.out.contains("(conventional): clean") && r.out.contains("label 'sixteen'"), "\(r.out)")
+        let j = try zbdfs("fsck", file, "--json")
+        #expect(j.status == 0, "\(j.out)\n\(j.err)")
+        let o = try jsonObject(j.out)
+        #expect(o["clean"] as? Bool == true && (o["problems"] as? [String])?.isEmpty == true, "\(j.out)")
+
+        let zones = try zbdfs("zones", file, "--json")
+        #expect(zones.status == 0, "\(zones.err)")
+        let report = try jsonObject(zones.out)
+        #expect((report["geometry"] as? [String: Any])?["zone_size_bytes"] as? Int == 16 << 20, "\(zones.out.prefix(600))")
+        let entries = try #require(report["zones"] as? [[String: Any]])
+        #expect(entries.count == 16 && entries.allSatisfy { $0["role"] is String }, "each zone's role comes from the file system")
+        let df = try zbdfs("df", file, "--json")
+        #expect(df.status == 0, "\(df.err)")
+        #expect((try jsonObject(df.out)["zones_by_role"] as? [String: Int])?["superblock"] == 2, "\(df.out)")
+        let svg = file + ".svg"
+        defer { try? FileManager.default.removeItem(atPath: svg) }
+        let map = try zbdfs("zonemap", file, "--svg", svg)
+        #expect(map.status == 0, "\(map.err)")
+        #expect(try zbdfs("fsck", file, "--zone-size", "16M").status == 0, "the right size, given, is fine")
+
+        // A size that contradicts the superblock is refused, naming both and the fix.
+        let wrong = try zbdfs("fsck", file, "--zone-size", "64M")
+        expectRefusal(wrong, mentions: ["--zone-size 64 MiB", "16 MiB zones", "drop --zone-size"])
+        expectRefusal(try zbdfs("zones", file, "--zone-size", "4M"), mentions: ["--zone-size 4 MiB", "16 MiB zones"])
+        #expect(try contents(file) == before, "none of these wrote to the device")
+
+        // Zone 0's copy damaged (a crash while it was rewritten): zone 1's copy names the size.
+        try patch(file, at: 64, [0xFF, 0xFF, 0xFF, 0xFF])
+        let damaged = try zbdfs("fsck", file, "--json")
+        #expect(damaged.status == 0, "\(damaged.out)\n\(damaged.err)")
+        #expect(((try jsonObject(damaged.out)["notes"] as? [String]) ?? []).contains { $0.contains("zone 0 is not valid") }, "\(damaged.out)")
+    }
+
     @Test func fsckOfSomethingElseOrUnreadable() throws {
         // A plain file with no file system: a problem (exit 1), not a read failure.
         let plain = plainFile("fsck-plain")

@@ -149,6 +149,19 @@ struct StatusTests {
         #expect(samples["zbdfs_zones_active_limit"] == 4)
         #expect(samples.keys.filter { $0.hasPrefix("zbdfs_zone_written_bytes{") }.count == 24)
         #expect(samples.keys.allSatisfy { $0.hasPrefix("zbdfs_") })
+        // The exposed names are an interface (dashboards, alerts): exactly these, each typed.
+        let types = String(decoding: metrics.render(), as: UTF8.self).split(separator: "\n")
+            .filter { $0.hasPrefix("# TYPE ") }.map { $0.split(separator: " ")[2] }.sorted()
+        #expect(types == ["zbdfs_checksum_errors_total", "zbdfs_device_written_bytes_total", "zbdfs_reclaim_failed_passes_total",
+                          "zbdfs_reclaim_moved_bytes_total", "zbdfs_reclaim_passes_total", "zbdfs_reclaim_writer_wait_seconds_total", "zbdfs_reclaim_writer_waits_total",
+                          "zbdfs_reclaim_zones_total", "zbdfs_space_amplification_ratio", "zbdfs_space_free_bytes",
+                          "zbdfs_space_garbage_bytes", "zbdfs_space_live_data_bytes", "zbdfs_space_metadata_bytes",
+                          "zbdfs_space_size_bytes", "zbdfs_space_unusable_bytes", "zbdfs_space_used_bytes", "zbdfs_user_read_bytes_total",
+                          "zbdfs_user_written_bytes_total", "zbdfs_write_amplification_ratio", "zbdfs_zone_active",
+                          "zbdfs_zone_capacity_bytes", "zbdfs_zone_finish_wait_seconds_total", "zbdfs_zone_finish_waits_total",
+                          "zbdfs_zone_garbage_bytes", "zbdfs_zone_live_bytes", "zbdfs_zone_resync_failures_total", "zbdfs_zone_written_bytes", "zbdfs_zones_active",
+                          "zbdfs_zones_active_limit", "zbdfs_zones_finished_total", "zbdfs_zones_open", "zbdfs_zones_open_limit",
+                          "zbdfs_zones_reset_total"], "\(types)")
 
         try fs.write(a, at: 128 << 10, bytes: pattern(64 << 10, seed: 9), direct: true)
         samples = try PrometheusText.parse(metrics.render())

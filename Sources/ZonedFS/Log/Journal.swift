@@ -19,6 +19,10 @@
 //   dropped are reset only after a durable commit that holds the records dropping it.
 // - After a device error the journal refuses every later commit (EIO): the file system is then
 //   read-only in effect, and remounting replays what was durable.
+// - The superblock and the counters are published under `figures`, a lock of their own, changed
+//   by the writer (under `commitLock`) and read by anyone (status, df, metrics, the lifetime
+//   counters a commit logs) without `commitLock`, which is held across device IO: a reader never
+//   waits for a commit. `figures` is a leaf: nothing else is locked or done while it is held.
 
 import ZonedAllocator
 import ZonedCore
@@ -28,7 +32,6 @@ final class Journal: ChangeRecorder, @unchecked Sendable {
     let device: any ZonedDevice
     let allocator: ZoneAllocator
     let block: Int
-    private(set) var superblock: Superblock
     /// Index (0/1) of the superblock zone holding the newest copy.
     private var newestSuperblockSlot: Int
 
@@ -46,7 +49,16 @@ final class Journal: ChangeRecorder, @unchecked Sendable {
     private var bytesSinceCheckpoint = 0
     private var lastCheckpointBytes = 0
     private var failure: DeviceError?
-    private(set) var counters = JournalCounters()
+
+    /// The newest superblock and the counters, as readers may see them at any time.
+    private struct Figures: Sendable {
+        var superblock: Superblock
+        var counters = JournalCounters()
+    }
+    private let figures: Locked<Figures>
+    var superblock: Superblock { figures.withLock { $0.superblock } }
+    var counters: JournalCounters { figures.withLock { $0.counters } }
+    private func count(_ change: (inout JournalCounters) -> Void) { figures.withLock { change(&$0.counters) } }
 
     /// Runs its argument with every file system operation excluded (set by the file system).
     var quiesce: (() throws(DeviceError) -> Void) throws(DeviceError) -> Void = { body throws(DeviceError) in try body() }
@@ -61,7 +73,7 @@ final class Journal: ChangeRecorder, @unchecked Sendable {
         self.device = device
         self.allocator = allocator
         self.block = Int(device.geometry.logicalBlockSize.bytes)
-        self.superblock = superblock
+        self.figures = Locked(Figures(superblock: superblock))
         self.newestSuperblockSlot = newestSlot
         self.nextSequence = nextSequence
     }
@@ -108,8 +120,8 @@ final class Journal: ChangeRecorder, @unchecked Sendable {
                 }
                 if durable {
                     try device.flushIfWritten()
-                    counters.durableCommits += 1
-                    for z in reclaimable { if try allocator.resetIfUnused(z) { counters.dataZonesReset += 1 } }
+                    count { $0.durableCommits += 1 }
+                    for z in reclaimable { if try allocator.resetIfUnused(z) { count { $0.dataZonesReset += 1 } } }
                 }
             } catch {
                 failure = error
@@ -208,8 +220,10 @@ final class Journal: ChangeRecorder, @unchecked Sendable {
         allocator.complete(grant, written: ByteCount(done))
         if let failure { throw failure }
         nextSequence += 1
-        counters.frames += 1
-        counters.bytes += UInt64(frame.count)
+        count { c in
+            c.frames += 1
+            c.bytes += UInt64(frame.count)
+        }
     }
 
     /// Moves the log to a new zone. `chain`: the current zone gets a `next` frame first.
@@ -228,7 +242,7 @@ final class Journal: ChangeRecorder, @unchecked Sendable {
         self.chain.append(next)
         let headerSequence = nextSequence
         try put(LogFrame.payload([.zoneHeader(previous: linkIt ? previous : nil)]), in: next)
-        counters.zonesUsed += 1
+        count { $0.zonesUsed += 1 }
         guard checkpoint else { return }
         try writeCheckpoint()
         try device.flush()
@@ -259,7 +273,7 @@ final class Journal: ChangeRecorder, @unchecked Sendable {
             ends.append(w.count)
         }
         try writePending((w.bytes, ends))
-        counters.checkpoints += 1
+        count { $0.checkpoints += 1 }
         lastCheckpointBytes = Int(counters.bytes - before)
         bytesSinceCheckpoint = 0
     }
@@ -271,9 +285,12 @@ final class Journal: ChangeRecorder, @unchecked Sendable {
         let z = slot == 0 ? sb.superblockZones.0 : sb.superblockZones.1
         try SuperblockIO.write(sb, zone: z, device: device)
         allocator.refresh(z)
-        superblock = sb
+        // Both at once: a reader never sees the new superblock with the old count, or the reverse.
+        figures.withLock { f in
+            f.superblock = sb
+            f.counters.superblockWrites += 1
+        }
         newestSuperblockSlot = slot
-        counters.superblockWrites += 1
     }
 }
 
