@@ -5,6 +5,9 @@
 //   3. the inode's state lock (`Inode.state`, short critical sections, never held across IO or waits
 //      other than its own condition)
 //   4. allocator internals (ZoneAllocator's lock and per-zone sequencers)
+// and one leaf beside 3 and 4: the page cache account (DirtyFiles), taken inside a state lock,
+// taking nothing. A thread holds at most one inode lock: a buffered writer that must write back
+// other files to make room in the page cache does so before it takes its own.
 // Waiting for an ordered extent happens with no range lock held (the seed unlocks the range and
 // then waits), so the writer that owns the ordered extent can always finish it.
 

@@ -11,6 +11,8 @@
 // - Attribute-only updates that come with data IO (mtime/ctime of a write) are kept in memory and
 //   logged at the next commit (`dirty`); everything else is logged with its operation.
 // - A read-only file system never writes the device.
+// - The background threads (Reclaimer, Flusher) do their work as operations too and commit outside
+//   them; `unmount` stops both before its final sync.
 
 #if canImport(Glibc)
 import Glibc
@@ -31,9 +33,17 @@ public struct MountOptions: Sendable {
     /// Run reclaim in a background thread (writers that find no space reclaim in any case).
     public var backgroundReclaim = true
     public var reclaimPolicy = ReclaimPolicy.costBenefit
-    public init(readOnly: Bool = false, backgroundReclaim: Bool = true) {
+    /// Write back in a background thread (Flusher) once the page cache holds more than
+    /// `writeBackThreshold` of `engine.dirtyLimit`, so writers seldom reach the limit (where they
+    /// write back themselves, thread or not).
+    public var backgroundWriteBack = true
+    public var writeBackThreshold = 0.5
+    /// Where background threads report what went wrong (they count it in any case).
+    public var log: (@Sendable (String) -> Void)?
+    public init(readOnly: Bool = false, backgroundReclaim: Bool = true, backgroundWriteBack: Bool = true) {
         self.readOnly = readOnly
         self.backgroundReclaim = backgroundReclaim
+        self.backgroundWriteBack = backgroundWriteBack
     }
 }
 
@@ -71,6 +81,7 @@ public final class FileSystem: @unchecked Sendable {
     /// What mount found and did (for tools and tests).
     public internal(set) var mountReport = MountReport()
     private(set) var reclaimer: Reclaimer!
+    private(set) var flusher: Flusher!
     /// The lifetime counters the log held at mount; `lifetime` adds this mount's work to them.
     let lifetimeAtMount: LifetimeCounters
 
@@ -93,9 +104,14 @@ public final class FileSystem: @unchecked Sendable {
         journal.snapshot = { [unowned self] in checkpointBatches() }
         if !readOnly { engine.recorder = journal }
         reclaimer = Reclaimer(fs: self)
+        flusher = Flusher(fs: self, options: options)
     }
 
+    /// Dropped without `unmount`: the flusher must not outlive the file system.
+    deinit { flusher?.cancel() }
+
     public var reclaimStats: ReclaimCounters { reclaimer.stats }
+    public var flusherStats: FlusherCounters { flusher.stats }
 
     /// Runs a reclaim pass now (`zbdfs reclaim`); returns the zones reset.
     @discardableResult
@@ -181,6 +197,7 @@ public final class FileSystem: @unchecked Sendable {
     /// Syncs and closes the device. The file system must not be used afterwards.
     public func unmount() throws(DeviceError) {
         reclaimer.stop()
+        flusher.stop()  // before the final sync, which then has the page cache to itself
         if !readOnly { try sync() }
         device.close()
     }

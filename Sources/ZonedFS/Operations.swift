@@ -329,6 +329,7 @@ extension FileSystem {
         }
         if written > 0 { touch(n) }
         if lowOnSpace { reclaimer.poke() }
+        if flusher.wantsWriteBack(engine.cachedBytes) { flusher.poke() }
         return written
     }
 
