@@ -255,6 +255,20 @@ extension Engine {
     /// The file that has been dirty longest, or nil when nothing is cached.
     public var oldestDirtyFile: InodeNumber? { dirty.oldest }
 
+    /// Device space the file takes, and will take once its cache is written back: the mapped
+    /// bytes (data and prealloc) plus every cached block over a hole. A cached block over a mapped
+    /// block replaces it at write-back, so it is not counted twice. What `stat` reports as
+    /// allocated, so `du` and `tar -S` see buffered data before it reaches the device.
+    public func allocatedBytes(_ n: InodeNumber) throws(DeviceError) -> ByteCount {
+        let i = try inode(n)
+        return i.state.withLock {
+            let overHoles = i.cache.keys.filter { b in
+                !i.map.lookup(b * block, block).contains { if case .extent = $0 { true } else { false } }
+            }.count
+            return ByteCount(i.map.mappedBytes + UInt64(overHoles) * block)
+        }
+    }
+
     /// Changes the file's cache (in `body`) under its state lock and keeps the mount-wide account
     /// in step, in the same hold. Every change to `Inode.cache` goes through here.
     func changeCache<T>(_ inode: Inode, _ body: () -> T) -> T {

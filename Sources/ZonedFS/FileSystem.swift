@@ -51,7 +51,8 @@ public struct MountOptions: Sendable {
 public struct FileStat: Sendable, Equatable {
     public var attributes: InodeAttributes
     public var size: UInt64
-    /// Bytes of device space the file maps (data and prealloc).
+    /// Bytes of device space the file maps (data and prealloc), and will map once its page cache
+    /// is written back (cached blocks over holes), so `du` and `tar -S` see buffered data.
     public var allocated: UInt64
     public var number: InodeNumber { attributes.number }
     public var kind: InodeKind { attributes.kind }

@@ -74,4 +74,26 @@ struct PageCacheTests {
         for (i, f) in files.enumerated() { #expect(try fs.readAll(f) == bytes(128 << 10, seed: UInt64(i))) }
         try fs.unmount()
     }
+
+    /// st_blocks (`FileStat.allocated`) counts buffered data before it reaches the device, or
+    /// `du` shows 0 and `tar -S` archives the file as one hole.
+    @Test func statCountsCachedBlocksAsAllocatedButNotTwice() throws {
+        let s = Scratch()
+        let fs = try mounted(s, MountOptions(backgroundReclaim: false, backgroundWriteBack: false))
+        let f = try fs.createFile("/f")
+        try fs.write(f, at: 0, bytes: bytes(100_000, seed: 1))
+        #expect(fs.engine.cachedBytes.bytes > 0, "the bytes are still cached")
+        let allocated = try fs.stat(f).allocated
+        #expect(allocated >= 100_000, "cached blocks count: \(allocated)")
+        #expect(try fs.stat(f).allocated == 25 * 4096)
+        try fs.fsync(f)
+        #expect(try fs.stat(f).allocated == 25 * 4096, "the same after write-back")
+        // A cached block over a mapped one replaces it: counted once. One past EOF over a hole: counted.
+        try fs.write(f, at: 8192, bytes: [1, 2, 3])
+        try fs.write(f, at: 1 << 20, bytes: [4])
+        #expect(try fs.stat(f).allocated == 26 * 4096)
+        try fs.fsync(f)
+        #expect(try fs.stat(f).allocated == 26 * 4096)
+        try fs.unmount()
+    }
 }
