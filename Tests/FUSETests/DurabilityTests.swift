@@ -1,4 +1,5 @@
-// What buffered (not yet fsync'd) data looks like through a mount: it has blocks (`du`, `tar -S`).
+// Buffered (not yet fsync'd) data through a mount: it has blocks (`du`, `tar -S`), and however
+// many files hold it, the daemon's memory stays bounded.
 
 import Foundation
 import Testing
@@ -25,4 +26,28 @@ struct DurabilityTests {
         #expect(lines.last == "same", "tar -S round trip: \(r.out)\(r.err)")
         try umount(s.mnt)
     }
+
+    /// 160 MiB written to 80 files without fsync: the daemon's peak memory grows by about the
+    /// mount-wide page cache limit (64 MiB), not by what was written.
+    @Test func daemonMemoryStaysBoundedWhileManyFilesAreWritten() throws {
+        let s = Scratch("rss")
+        let dev = s.path("dev.img")
+        try makeDevice(dev, .emulated, zones: 128)
+        try mount(dev, s.mnt, .emulated)
+        let pid = try #require(daemonPID(dev), "no daemon for \(dev)")
+        let before = try #require(memoryFigure(pid, "VmRSS"))
+        let w = try sh("for i in $(seq 80); do head -c 2097152 /dev/zero > \"$1/f$i\"; done", timeout: 180, argsScript: [s.mnt])
+        #expect(w.status == 0, "\(w.err)")
+        let peak = try #require(memoryFigure(pid, "VmHWM"))
+        #expect(peak - before < 128 << 20, "the daemon grew from \(before >> 20) MiB to a peak of \(peak >> 20) MiB")
+        try umount(s.mnt)
+    }
+}
+
+/// A figure of /proc/PID/status in bytes (VmRSS, VmHWM: given there in kB).
+func memoryFigure(_ pid: Int32, _ name: String) -> Int? {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+          let line = text.split(separator: "\n").first(where: { $0.hasPrefix(name + ":") }),
+          let kb = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") else { return nil }
+    return kb << 10
 }
