@@ -7,12 +7,17 @@
 //   - an aligned direct write or a truncate / punch / fallocate touches the file (the seed flushes
 //     the page cache range before a direct write, so the device never holds older bytes than the
 //     cache once direct IO starts),
-//   - the file's cache grows past `EngineConfig.bufferedCacheBytes`.
+//   - the file's cache grows past `EngineConfig.bufferedCacheBytes`,
+//   - the page cache of all files would grow past `EngineConfig.dirtyLimit`: the writer first
+//     writes back the files dirty longest (DirtyFiles.swift), holding no inode lock meanwhile.
 //
 // Invariants:
 // - `cache` and `cachedSize` change under the inode's state lock, and only with the inode lock
 //   held exclusively (buffered writers and write-back), so readers under the shared inode lock see
-//   either all of a buffered write or none of it.
+//   either all of a buffered write or none of it. Every cache change goes through
+//   `Engine.changeCache`, which keeps the mount-wide account (`Engine.dirty`) exact.
+// - A writer never takes a second inode lock while holding one: it makes room in the page cache
+//   (writing back other files, each under its own lock) before it takes its own.
 // - Reads overlay cached blocks on what the device holds, so a read (direct or not) always sees
 //   the newest bytes, including right after a buffered fallback.
 // - i_size grows to the end of the bytes written, never to the end of the enclosing block; bytes
@@ -24,10 +29,13 @@ import ZonedCore
 
 extension Engine {
     func bufferedWrite(_ inode: Inode, _ offset: UInt64, _ data: UnsafeRawBufferPointer) throws(DeviceError) -> Int {
-        _ = inode.lock.lock(.exclusive)
-        defer { inode.lock.unlock() }
         let end = offset + UInt64(data.count)
         let first = offset / block, last = (end - 1) / block
+        // Room first, with no inode lock held: a failure (ENOSPC) then leaves nothing of this
+        // write cached, and the file system's retry after reclaim starts clean.
+        try makeRoom(forBlocks: uncachedBlocks(inode, first, last))
+        _ = inode.lock.lock(.exclusive)
+        defer { inode.lock.unlock() }
         // Pages to fill: read the blocks that are not cached yet (and hold old bytes) first.
         var pages: [UInt64: [UInt8]] = [:]
         for b in first...last {
@@ -42,7 +50,7 @@ extension Engine {
                     .copyMemory(from: UnsafeRawBufferPointer(rebasing: data[Int(from - offset)..<Int(to - offset)]))
             }
         }
-        let overLimit = inode.state.withLock { () -> Bool in
+        let overFileLimit = changeCache(inode) { () -> Bool in
             for (b, p) in pages { inode.cache[b] = p }
             inode.cachedSize = max(inode.size, end)
             return UInt64(inode.cache.count) * block > config.bufferedCacheBytes.bytes
@@ -51,8 +59,46 @@ extension Engine {
             $0.bufferedBytesCached += UInt64(data.count)
             $0.userBytesWritten += UInt64(data.count)
         }
-        if overLimit { try writeBack(inode) }
+        // Still over the mount-wide limit (other writers filled the room meanwhile, or this write
+        // alone is larger): this file goes back, under the lock already held.
+        if overFileLimit || cachedBytes > config.dirtyLimit { try writeBack(inode) }
         return data.count
+    }
+
+    /// Blocks of [first, last] the file does not cache yet: what a write there adds to the cache.
+    private func uncachedBlocks(_ inode: Inode, _ first: UInt64, _ last: UInt64) -> UInt64 {
+        inode.state.withLock { UInt64((first...last).count { inode.cache[$0] == nil }) }
+    }
+
+    /// Writes back the files dirty longest until `incoming` more blocks fit under the mount-wide
+    /// limit. Takes each victim's inode lock in turn, so the caller must hold no inode lock. Gives
+    /// up after as many files as were dirty when it started: writers that keep dirtying files
+    /// cannot keep this one writing back theirs forever (the bound then rests on their own checks).
+    func makeRoom(forBlocks incoming: UInt64) throws(DeviceError) {
+        let limit = config.dirtyLimit.bytes / block
+        guard dirty.cachedBlocks + incoming > limit else { return }
+        var turns = dirtyFiles.count
+        while turns > 0, dirty.cachedBlocks + incoming > limit {
+            turns -= 1
+            guard try writeBackOldest() != nil else { return }
+        }
+    }
+
+    /// Writes back the cache of the file dirty longest (taking its inode lock, so the caller must
+    /// hold none); returns that file, or nil when nothing is cached.
+    @discardableResult
+    public func writeBackOldest() throws(DeviceError) -> InodeNumber? {
+        guard let n = oldestDirtyFile else { return nil }
+        // Removed since it was listed: removeFile took its cache out of the account already, so
+        // this entry is stale; dropping it keeps the account's promise.
+        guard let victim = try? inode(n) else {
+            dirty.set(n, blocks: 0)
+            return n
+        }
+        _ = victim.lock.lock(.exclusive)
+        defer { victim.lock.unlock() }
+        try writeBack(victim)
+        return n
     }
 
     /// The current bytes of block `b` (device, holes as zeros, cache overlaid), zero past EOF.
@@ -105,7 +151,7 @@ extension Engine {
             let at = run.first! * block
             let written = try writeLocked(inode, at, buffer.readOnly, nowait: false, sizeLimit: sizeLimit, user: false)
             let done = written / Int(block)
-            inode.state.withLock { for b in run.prefix(done) { inode.cache[b] = nil } }
+            changeCache(inode) { for b in run.prefix(done) { inode.cache[b] = nil } }
             count { $0.writeBacks += 1 }
             if done < run.count { throw DeviceError.io(.write, "write-back of inode \(inode.number) stopped at file offset \(at + UInt64(written))") }
             runStart = runEnd

@@ -64,16 +64,19 @@ public struct EngineConfig: Sendable {
     public var dataChecksums = true
     /// A file's page cache is written back once it holds more than this.
     public var bufferedCacheBytes: ByteCount = .mib(4)
+    /// The page cache of all files together holds at most this (see DirtyFiles.swift).
+    public var dirtyLimit: ByteCount = .mib(64)
     /// Zone appends of one write submitted as one device batch, all in flight at once (when the
     /// device has zone append and `allocator.zoneAppend` is on). Writes at the write pointer go
     /// one at a time per zone whatever this says.
     public var appendsInFlight = 8
     public init(maxReadChunk: ByteCount = .mib(1), allocator: AllocatorConfig = AllocatorConfig(), dataChecksums: Bool = true,
-                bufferedCacheBytes: ByteCount = .mib(4), appendsInFlight: Int = 8) {
+                bufferedCacheBytes: ByteCount = .mib(4), dirtyLimit: ByteCount = .mib(64), appendsInFlight: Int = 8) {
         self.maxReadChunk = maxReadChunk
         self.allocator = allocator
         self.dataChecksums = dataChecksums
         self.bufferedCacheBytes = bufferedCacheBytes
+        self.dirtyLimit = dirtyLimit
         self.appendsInFlight = appendsInFlight
     }
 
@@ -94,6 +97,8 @@ public final class Engine: @unchecked Sendable {
     public let isConventionalMode: Bool
 
     let buffers = BufferPool()
+    /// The page cache over all files (the mount-wide dirty limit).
+    let dirty = DirtyFiles()
     let checksums: ChecksumStore
     /// Gets every layout change (the metadata log). Set once, before the first IO.
     public var recorder: (any ChangeRecorder)?
@@ -144,6 +149,8 @@ public final class Engine: @unchecked Sendable {
         _ = i.lock.lock(.exclusive)
         defer { i.lock.unlock() }
         _ = waitForOrdered(i, 0, UInt64.max, nowait: false)
+        // Cached bytes of a removed file are never written; they leave the mount-wide account too.
+        changeCache(i) { i.cache.removeAll(); i.cachedSize = 0 }
         let dropped = i.state.withLock { i.map.extents }
         tableLock.withLock { inodes[n] = nil }
         discard(dropped)
@@ -258,9 +265,38 @@ public final class Engine: @unchecked Sendable {
 }
 
 extension Engine {
-    /// Bytes buffered writes hold in the page cache that are not on the device yet (monitoring:
-    /// they explain a write amplification below 1 between write-backs).
-    public var cachedBytes: ByteCount {
-        ByteCount(openInodes().reduce(UInt64(0)) { sum, i in sum + i.state.withLock { UInt64(i.cache.count) } * block })
+    /// Bytes buffered writes hold in the page cache that are not on the device yet, over all
+    /// files (at most about `EngineConfig.dirtyLimit`; monitoring: they explain a write
+    /// amplification below 1 between write-backs).
+    public var cachedBytes: ByteCount { ByteCount(dirty.cachedBlocks * block) }
+
+    /// Files with cached bytes, the one dirty longest first (write-back order).
+    public var dirtyFiles: [InodeNumber] { dirty.inOrder }
+
+    /// The file that has been dirty longest, or nil when nothing is cached.
+    public var oldestDirtyFile: InodeNumber? { dirty.oldest }
+
+    /// Device space the file takes, and will take once its cache is written back: the mapped
+    /// bytes (data and prealloc) plus every cached block over a hole. A cached block over a mapped
+    /// block replaces it at write-back, so it is not counted twice. What `stat` reports as
+    /// allocated, so `du` and `tar -S` see buffered data before it reaches the device.
+    public func allocatedBytes(_ n: InodeNumber) throws(DeviceError) -> ByteCount {
+        let i = try inode(n)
+        return i.state.withLock {
+            let overHoles = i.cache.keys.filter { b in
+                !i.map.lookup(b * block, block).contains { if case .extent = $0 { true } else { false } }
+            }.count
+            return ByteCount(i.map.mappedBytes + UInt64(overHoles) * block)
+        }
+    }
+
+    /// Changes the file's cache (in `body`) under its state lock and keeps the mount-wide account
+    /// in step, in the same hold. Every change to `Inode.cache` goes through here.
+    func changeCache<T>(_ inode: Inode, _ body: () -> T) -> T {
+        inode.state.withLock {
+            let result = body()
+            dirty.set(inode.number, blocks: inode.cache.count)
+            return result
+        }
     }
 }

@@ -6,6 +6,9 @@
 //   → the inode's state lock (`Inode.state`, rank .inodeState: short sections, never held across
 //     IO or waits other than its own condition)
 //   → allocator internals (zone sequencer, then the allocator's lock)
+// and one leaf beside the last two: the page cache account (DirtyFiles, rank .leaf), taken
+// inside a state lock, taking nothing. A thread holds at most one inode lock: a buffered writer
+// that must write back other files to make room in the page cache does so before it takes its own.
 // Waiting for an ordered extent happens with no range lock held (the seed unlocks the range and
 // then waits), so the writer that owns the ordered extent can always finish it.
 

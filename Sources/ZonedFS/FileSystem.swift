@@ -11,6 +11,8 @@
 // - Attribute-only updates that come with data IO (mtime/ctime of a write) are kept in memory and
 //   logged at the next commit (`dirty`); everything else is logged with its operation.
 // - A read-only file system never writes the device.
+// - The background threads (Reclaimer, Flusher) do their work as operations too and commit outside
+//   them; `unmount` stops both before its final sync.
 
 #if canImport(Glibc)
 import Glibc
@@ -31,13 +33,20 @@ public struct MountOptions: Sendable {
     /// Run reclaim in a background thread (writers that find no space reclaim in any case).
     public var backgroundReclaim = true
     public var reclaimPolicy = ReclaimPolicy.costBenefit
+    /// Write back in a background thread (Flusher) once the page cache holds more than
+    /// `writeBackThreshold` of `engine.dirtyLimit`, so writers seldom reach the limit (where they
+    /// write back themselves, thread or not).
+    public var backgroundWriteBack = true
+    public var writeBackThreshold = 0.5
     /// Gets one line for each error the file system handles without failing an operation (a
-    /// background reclaim pass, a zone resync after a failed write): the mount's log. Such errors
-    /// are also counted (`ReclaimCounters.failedPasses`, `AllocatorCounters.resyncFailures`).
+    /// background reclaim pass or write-back, a zone resync after a failed write): the mount's
+    /// log. Such errors are also counted (`ReclaimCounters.failedPasses`,
+    /// `AllocatorCounters.resyncFailures`, `FlusherCounters.errors`).
     public var errorLog: (@Sendable (String) -> Void)?
-    public init(readOnly: Bool = false, backgroundReclaim: Bool = true) {
+    public init(readOnly: Bool = false, backgroundReclaim: Bool = true, backgroundWriteBack: Bool = true) {
         self.readOnly = readOnly
         self.backgroundReclaim = backgroundReclaim
+        self.backgroundWriteBack = backgroundWriteBack
     }
 }
 
@@ -45,7 +54,8 @@ public struct MountOptions: Sendable {
 public struct FileStat: Sendable, Equatable {
     public var attributes: InodeAttributes
     public var size: UInt64
-    /// Bytes of device space the file maps (data and prealloc).
+    /// Bytes of device space the file maps (data and prealloc), and will map once its page cache
+    /// is written back (cached blocks over holes), so `du` and `tar -S` see buffered data.
     public var allocated: UInt64
     public var number: InodeNumber { attributes.number }
     public var kind: InodeKind { attributes.kind }
@@ -75,6 +85,7 @@ public final class FileSystem: @unchecked Sendable {
     /// What mount found and did (for tools and tests).
     public internal(set) var mountReport = MountReport()
     private(set) var reclaimer: Reclaimer!
+    private(set) var flusher: Flusher!
     /// The lifetime counters the log held at mount; `lifetime` adds this mount's work to them.
     let lifetimeAtMount: LifetimeCounters
 
@@ -97,9 +108,14 @@ public final class FileSystem: @unchecked Sendable {
         journal.snapshot = { [unowned self] in checkpointBatches() }
         if !readOnly { engine.recorder = journal }
         reclaimer = Reclaimer(fs: self)
+        flusher = Flusher(fs: self, options: options)
     }
 
+    /// Dropped without `unmount`: the flusher must not outlive the file system.
+    deinit { flusher?.cancel() }
+
     public var reclaimStats: ReclaimCounters { reclaimer.stats }
+    public var flusherStats: FlusherCounters { flusher.stats }
 
     /// Runs a reclaim pass now (`zbdfs reclaim`); returns the zones reset.
     @discardableResult
@@ -190,6 +206,7 @@ public final class FileSystem: @unchecked Sendable {
     /// Syncs and closes the device. The file system must not be used afterwards.
     public func unmount() throws(DeviceError) {
         reclaimer.stop()
+        flusher.stop()  // before the final sync, which then has the page cache to itself
         if !readOnly { try sync() }
         device.close()
     }

@@ -214,6 +214,7 @@ extension FileSystem {
         fs.mountReport.orphansRemoved = orphans.count
         try journal.startFresh()
         if options.backgroundReclaim { fs.reclaimer.start(threshold: options.reclaimThreshold) }
+        fs.flusher.start()
         return fs
     }
 

@@ -64,7 +64,7 @@ extension FileSystem {
         switch a.kind {
         case .file:
             size = try engine.size(n)  // includes buffered writes not yet written back
-            allocated = try engine.layout(n).map.mappedBytes
+            allocated = try engine.allocatedBytes(n).bytes  // cached blocks over holes count too
         case .symlink: size = UInt64(a.target.count)
         case .directory: size = UInt64(nsLock.withLock { namespace.entries[n]?.count ?? 0 }) * 32
         }
@@ -340,6 +340,7 @@ extension FileSystem {
         }
         if written > 0 { touch(n) }
         if lowOnSpace { reclaimer.poke() }
+        if flusher.wantsWriteBack(engine.cachedBytes) { flusher.poke() }
         return written
     }
 

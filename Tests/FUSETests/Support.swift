@@ -83,18 +83,19 @@ enum Backing {
     var mountArguments: [String] { [] }
 }
 
-/// Creates and formats a 256 MiB device at `path` through the library.
-func makeDevice(_ path: String, _ kind: Backing) throws {
+/// Creates and formats a device of `zones` zones of 4 MiB (256 MiB by default) at `path` through
+/// the library.
+func makeDevice(_ path: String, _ kind: Backing, zones: Int = 64) throws {
     let dev: any ZonedDevice
     switch kind {
     case .emulated:
         // Zones of 4 MiB with 3.5 MiB capacity and a tight active-zone budget, like a ZNS drive.
-        let g = DeviceGeometry(zoneCount: 64, zoneSize: Backing.zoneSize, zoneCapacity: .kib(3584),
+        let g = DeviceGeometry(zoneCount: zones, zoneSize: Backing.zoneSize, zoneCapacity: .kib(3584),
                                logicalBlockSize: .kib(4), maxOpenZones: 6, maxActiveZones: 8,
                                maxWriteBytes: .kib(512), conventionalZoneCount: 0)
         dev = try EmulatedZonedDevice.create(path: path, geometry: g, overwrite: true)
     case .conventional:
-        try ConventionalDevice.create(path: path, size: .mib(256), overwrite: true)
+        try ConventionalDevice.create(path: path, size: Backing.zoneSize * UInt64(zones), overwrite: true)
         dev = try ConventionalDevice.open(path: path, zoneSize: Backing.zoneSize)
     }
     defer { dev.close() }

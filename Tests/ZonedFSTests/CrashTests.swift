@@ -238,7 +238,7 @@ struct CrashTests {
             formatted = true
             // No background reclaim: its thread would make the IO numbering, and so the crash
             // points, differ from run to run. Writers that find no space reclaim in their own thread.
-            let fs = try FileSystem.mount(device: dev, options: MountOptions(backgroundReclaim: false), clock: ManualClock())
+            let fs = try FileSystem.mount(device: dev, options: MountOptions(backgroundReclaim: false, backgroundWriteBack: false), clock: ManualClock())
             w.run(fs)
             counters?.pointee = fs.journalCounters
             reclaimed?.pointee = fs.reclaimStats.zonesReclaimed
@@ -277,7 +277,7 @@ struct CrashTests {
                 defer { dev.close() }
                 let fs: FileSystem
                 do {
-                    fs = try FileSystem.mount(device: dev, options: MountOptions(backgroundReclaim: false), clock: ManualClock())
+                    fs = try FileSystem.mount(device: dev, options: MountOptions(backgroundReclaim: false, backgroundWriteBack: false), clock: ManualClock())
                 } catch {
                     if !formatted, error.errno == EINVAL { continue }  // cut inside format: no file system yet
                     failures.append("seed \(seed) cut at IO \(k): mount failed: \(error)")

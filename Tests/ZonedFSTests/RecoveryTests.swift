@@ -27,7 +27,7 @@ struct RecoveryTests {
             try? FileManager.default.removeItem(atPath: s.path("ref"))
             try FileManager.default.copyItem(atPath: s.path("base"), toPath: s.path("ref"))
             let refDev = try EmulatedZonedDevice.open(path: s.path("ref"))
-            let ref = try FileSystem.mount(device: refDev, options: MountOptions(backgroundReclaim: false), clock: ManualClock())
+            let ref = try FileSystem.mount(device: refDev, options: MountOptions(backgroundReclaim: false, backgroundWriteBack: false), clock: ManualClock())
             let mountIOs = refDev.ioCount
             let expected = try visibleState(ref)
             try ref.unmount()
@@ -36,9 +36,9 @@ struct RecoveryTests {
                 try? FileManager.default.removeItem(atPath: s.path("b"))
                 try FileManager.default.copyItem(atPath: s.path("base"), toPath: s.path("b"))
                 let dev = try EmulatedZonedDevice.open(path: s.path("b"), faults: FaultPlan(seed: m, powerCut: .init(atIO: m, tornLastBlock: m % 2 == 1)))
-                #expect(throws: DeviceError.self) { _ = try FileSystem.mount(device: dev, options: MountOptions(backgroundReclaim: false), clock: ManualClock()) }
+                #expect(throws: DeviceError.self) { _ = try FileSystem.mount(device: dev, options: MountOptions(backgroundReclaim: false, backgroundWriteBack: false), clock: ManualClock()) }
                 dev.close()
-                let again = try FileSystem.mount(device: try EmulatedZonedDevice.open(path: s.path("b")), options: MountOptions(backgroundReclaim: false), clock: ManualClock())
+                let again = try FileSystem.mount(device: try EmulatedZonedDevice.open(path: s.path("b")), options: MountOptions(backgroundReclaim: false, backgroundWriteBack: false), clock: ManualClock())
                 let got = try visibleState(again)
                 #expect(got == expected, "crash point \(k), mount cut at IO \(m)")
                 #expect(try Fsck.check(device: again.device).clean, "crash point \(k), mount cut at IO \(m)")

@@ -1,0 +1,141 @@
+// The flusher: one background thread that writes the page cache back before writers have to.
+//
+// Once the page cache of all files holds more than `MountOptions.writeBackThreshold` of the
+// engine's mount-wide limit (`EngineConfig.dirtyLimit`), a writer pokes the flusher, which writes
+// back the files dirty longest until the cache is under that threshold again. Writers that reach
+// the limit itself write back on their own (ZonedEngine/DirtyFiles.swift), so the bound never
+// depends on this thread; the thread only takes that work off their path.
+//
+// Invariants:
+// - Each write-back is one file system operation (fsLock shared, one file per operation, so a
+//   checkpoint waits for one file at most) inside `withSpace`, so ENOSPC reclaims and retries as
+//   for every other allocating path. Nothing here commits while holding fsLock.
+// - Errors are counted (`FlusherCounters`, shown in the mount's status) and logged through
+//   `MountOptions.errorLog`, never swallowed; the work is tried again at the next poke.
+// - The thread holds the file system weakly and strongly only while it works: `stop` (unmount,
+//   before the final sync) waits for it to end; a file system dropped without unmount cancels
+//   it (deinit), and it never touches the file system afterwards.
+// - What the thread does is decided by the file system's state, never by the time it runs at;
+//   tests drive the same work synchronously (`FileSystem.writeBackOldest(until:)`).
+
+import Foundation
+import ZonedCore
+import ZonedEngine
+
+public struct FlusherCounters: Sendable, Equatable {
+    /// Files the background thread wrote back.
+    public var writeBacks: UInt64 = 0
+    /// Errors the background thread met (each also logged), and the latest one.
+    public var errors: UInt64 = 0
+    public var lastError: String?
+}
+
+final class Flusher: @unchecked Sendable {
+    private weak var fs: FileSystem?
+    /// Background write-back starts when the page cache holds more than this.
+    let threshold: ByteCount
+    private let writeBackEnabled: Bool
+    private let log: (@Sendable (String) -> Void)?
+    private let lock = ConditionLock(rank: .leaf)
+    private var counters = FlusherCounters()
+    private var poked = false
+    private var stopping = false
+    private var running = false
+
+    init(fs: FileSystem, options: MountOptions) {
+        self.fs = fs
+        let limit = Double(fs.engine.config.dirtyLimit.bytes)
+        threshold = ByteCount(UInt64(max(0, min(1, options.writeBackThreshold)) * limit))
+        writeBackEnabled = options.backgroundWriteBack
+        log = options.errorLog
+    }
+
+    var stats: FlusherCounters { lock.withLock { counters } }
+
+    /// Whether a page cache of `cached` bytes is worth a poke.
+    func wantsWriteBack(_ cached: ByteCount) -> Bool { writeBackEnabled && cached > threshold }
+
+    // MARK: The thread
+
+    /// Starts the thread, when it has work to do. The thread keeps this object alive, not the
+    /// file system.
+    func start() {
+        guard writeBackEnabled else { return }
+        let t = Thread { [self] in loop() }
+        t.name = "zbdfs-flusher"
+        lock.withLock { running = true }
+        t.start()
+    }
+
+    func poke() { lock.withLock { poked = true; lock.broadcast() } }
+
+    /// Stops the thread and waits until it has ended (its current write-back finishes first).
+    func stop() {
+        lock.withLock {
+            stopping = true
+            lock.broadcast()
+            while running { lock.wait() }
+        }
+    }
+
+    /// Stops the thread without waiting (the file system is going away, possibly on this thread).
+    func cancel() { lock.withLock { stopping = true; lock.broadcast() } }
+
+    private func loop() {
+        while let work = nextWork(), let fs {
+            if work.writeBack { attempt("background write-back") { () throws(DeviceError) in
+                let n = try fs.writeBackOldest(until: threshold)
+                lock.withLock { counters.writeBacks += UInt64(n) }
+            } }
+        }
+        lock.withLock { running = false; lock.broadcast() }
+    }
+
+    /// What the thread is to do next.
+    private struct Work {
+        var writeBack = false
+    }
+
+    /// Waits for something to do; nil once stopping.
+    private func nextWork() -> Work? {
+        lock.withLock { () -> Work? in
+            while !poked && !stopping { lock.wait() }
+            guard !stopping else { return nil }
+            poked = false
+            return Work(writeBack: true)
+        }
+    }
+
+    /// Runs one job; an error is counted and logged, and the job is tried again next time.
+    private func attempt(_ what: String, _ job: () throws(DeviceError) -> Void) {
+        do { try job() } catch {
+            let first = lock.withLock { () -> Bool in
+                counters.errors += 1
+                defer { counters.lastError = "\(error)" }
+                return counters.lastError != "\(error)"
+            }
+            // The same failure again and again (a device gone bad) is logged once.
+            if first { log?("\(what) failed: \(error); will retry") }
+        }
+    }
+}
+
+extension FileSystem {
+    /// Writes back the files dirty longest, each as its own operation (retried after reclaim on
+    /// ENOSPC), until the page cache holds at most `target`. Returns the files written back.
+    @discardableResult
+    func writeBackOldest(until target: ByteCount) throws(DeviceError) -> Int {
+        var done = 0
+        // As many turns as files were dirty: writers that keep dirtying cannot keep this going.
+        var turns = engine.dirtyFiles.count
+        while turns > 0, engine.cachedBytes > target {
+            turns -= 1
+            let n = try withSpace(engine.config.bufferedCacheBytes) { () throws(DeviceError) -> InodeNumber? in
+                try operation { () throws(DeviceError) -> InodeNumber? in try engine.writeBackOldest() }
+            }
+            guard n != nil else { break }
+            done += 1
+        }
+        return done
+    }
+}
