@@ -4,7 +4,10 @@
 // Invariants: `wait()` is only called inside `withLock`; waiters re-check their predicate after
 // waking (spurious wake-ups are allowed by POSIX). `broadcast()` is used instead of `signal()`
 // because waiters wait for different predicates on the same condition. A lock with a rank takes
-// its place in the stack's lock order (LockOrder.swift), checked in debug builds.
+// its place in the stack's lock order (LockOrder.swift), checked in debug builds. Timed waits
+// measure CLOCK_MONOTONIC (on Linux the condition is made with it), so a wall-clock jump never
+// stretches or cuts them short; they are for background threads' timers, never for engine
+// decisions.
 
 #if canImport(Glibc)
 import Glibc
@@ -23,7 +26,15 @@ public final class ConditionLock: @unchecked Sendable {
     public init(rank: LockRank? = nil) {
         self.rank = rank
         pthread_mutex_init(mutex, nil)
+        #if os(Linux)
+        var attr = pthread_condattr_t()
+        pthread_condattr_init(&attr)
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
+        pthread_cond_init(cond, &attr)
+        pthread_condattr_destroy(&attr)
+        #else
         pthread_cond_init(cond, nil)
+        #endif
     }
 
     deinit {
@@ -59,6 +70,21 @@ public final class ConditionLock: @unchecked Sendable {
 
     /// Releases the lock, sleeps until a broadcast, and takes the lock again. Call inside `withLock`.
     public func wait() { pthread_cond_wait(cond, mutex) }
+
+    /// Like `wait()`, but gives up after `nanoseconds`; returns false when the time ran out.
+    @discardableResult
+    public func wait(nanoseconds: UInt64) -> Bool {
+        #if os(Linux)
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        let end = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec) + nanoseconds
+        var deadline = timespec(tv_sec: Int(end / 1_000_000_000), tv_nsec: Int(end % 1_000_000_000))
+        return pthread_cond_timedwait(cond, mutex, &deadline) != ETIMEDOUT
+        #else
+        var relative = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
+        return pthread_cond_timedwait_relative_np(cond, mutex, &relative) != ETIMEDOUT
+        #endif
+    }
 
     public func broadcast() { pthread_cond_broadcast(cond) }
 }

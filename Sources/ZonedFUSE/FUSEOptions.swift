@@ -9,6 +9,7 @@
 //   override those three.
 // - fstab-only options (`defaults`, `noauto`, `nofail`, `_netdev`, `x-*`, ...) are accepted and
 //   dropped: they mean something to mount(8), nothing to the file system.
+// - Ours (`noappend`/`append`, `commit=`) are never passed on to libfuse.
 
 public struct FUSEOptionError: Error, Sendable, Equatable, CustomStringConvertible {
     public var message: String
@@ -22,6 +23,9 @@ public struct FUSEMountOptions: Sendable, Equatable {
     /// `noappend`: write sequential zones at the write pointer even when the device has zone
     /// append (to compare the two); `append` (the default) undoes it. Ours only: not passed on.
     public var zoneAppend = true
+    /// `commit=SECONDS`: how often the file system commits changes nobody fsync'd (0: never).
+    /// `sync(1)` does not reach a FUSE daemon, so this bounds what a crash can lose.
+    public var commitSeconds = FUSEMountOptions.defaultCommitSeconds
     /// Options for libfuse and the kernel, as given (`ro` and `allow_other` included).
     public var passThrough: [String] = []
 
@@ -40,6 +44,11 @@ public struct FUSEMountOptions: Sendable, Equatable {
     /// Options zbdfs sets itself.
     static let fixed: Set<String> = ["fsname", "subtype", "default_permissions", "fd", "user_id", "group_id",
                                      "rootmode", "blkdev", "blksize"]
+
+    /// ext4's default; btrfs takes 30.
+    public static let defaultCommitSeconds = 5
+    /// Beyond an hour a crash would lose more than anyone means to risk; 0 says "never" plainly.
+    public static let maxCommitSeconds = 3600
 
     public init() {}
 
@@ -61,6 +70,7 @@ public struct FUSEMountOptions: Sendable, Equatable {
         case "debug": debug = true; passThrough.append(option)
         case "noappend": zoneAppend = false
         case "append": zoneAppend = true
+        case "commit": commitSeconds = try FUSEMountOptions.commitSeconds(option)
         case _ where FUSEMountOptions.fstabOnly.contains(name) || name.hasPrefix("x-") || name == "comment":
             return
         case _ where FUSEMountOptions.fixed.contains(name):
@@ -71,8 +81,24 @@ public struct FUSEMountOptions: Sendable, Equatable {
         case _ where !option.contains("=") && FUSEMountOptions.fuseFlags.contains(name):
             passThrough.append(option)
         default:
-            throw FUSEOptionError(message: "unknown mount option '\(option)'; zbdfs takes ro, rw, noappend, append, allow_other, allow_root, auto_unmount, debug, max_read=N and the generic flags (nosuid, nodev, noexec, noatime, sync, dirsync, ...)")
+            throw FUSEOptionError(message: "unknown mount option '\(option)'; zbdfs takes ro, rw, noappend, append, commit=SECONDS, allow_other, allow_root, auto_unmount, debug, max_read=N and the generic flags (nosuid, nodev, noexec, noatime, sync, dirsync, ...)")
         }
+    }
+
+    /// The seconds of `commit=SECONDS`: whole seconds from 0 (no periodic commit) to an hour.
+    static func commitSeconds(_ option: String) throws(FUSEOptionError) -> Int {
+        let range = "whole seconds from 0 (no periodic commits) to \(maxCommitSeconds), e.g. commit=\(defaultCommitSeconds) (the default)"
+        guard let eq = option.firstIndex(of: "=") else {
+            throw FUSEOptionError(message: "-o commit needs a value: give commit=SECONDS, \(range)")
+        }
+        let value = option[option.index(after: eq)...]
+        guard let seconds = Int(value), seconds >= 0 else {
+            throw FUSEOptionError(message: "-o \(option): give \(range)")
+        }
+        guard seconds <= maxCommitSeconds else {
+            throw FUSEOptionError(message: "-o \(option) is more than an hour: a crash could lose that much work nobody fsync'd; give at most commit=\(maxCommitSeconds), or commit=0 to turn periodic commits off")
+        }
+        return seconds
     }
 
     /// The argument vector for libfuse's session: program name, then one `-o` list.

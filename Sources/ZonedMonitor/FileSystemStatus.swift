@@ -51,6 +51,19 @@ public struct FileSystemStatus: Codable, Sendable, Equatable {
         /// and zone re-reads after a failed write that failed.
         public var reclaimFailedPasses: UInt64
         public var zoneResyncFailures: UInt64
+        /// Durable commits of the metadata log since mount (fsync, sync, reclaim, periodic), and
+        /// those the flusher made on its own (`-o commit=`).
+        public var durableCommits: UInt64
+        public var periodicCommits: UInt64
+        /// The mount's commit interval in seconds (`-o commit=`; 0: no periodic commits).
+        public var commitIntervalSeconds: Double
+        /// Whether anything is not durable yet (page cache, log records, attribute updates): a
+        /// crash now would lose it.
+        public var uncommittedChanges: Bool
+        /// Files the flusher wrote back, errors it met (each also in the mount's log) and the last.
+        public var backgroundWriteBacks: UInt64
+        public var flusherErrors: UInt64
+        public var flusherLastError: String?
     }
 
     /// "mount" (served live by a mount) or "device" (read from an unmounted device).
@@ -94,7 +107,7 @@ public struct FileSystemStatus: Codable, Sendable, Equatable {
     public static func live(_ fs: FileSystem, path: String, mountPoint: String?, clock: any EngineClock = SystemClock()) throws(DeviceError) -> FileSystemStatus {
         let zones = try fs.device.reportAllZones()
         let usage = try FileSystemUsage.live(fs, zones: zones)
-        let e = fs.engine.stats, a = fs.engine.allocator.stats, r = fs.reclaimStats
+        let e = fs.engine.stats, a = fs.engine.allocator.stats, r = fs.reclaimStats, f = fs.flusherStats
         let activity = Activity(
             userBytesWritten: e.userBytesWritten, userBytesRead: e.userBytesRead, deviceBytesWritten: e.deviceBytesWritten,
             zoneFinishWaits: e.zoneFinishWaits, zoneFinishWaitNanoseconds: e.zoneFinishWaitNanoseconds,
@@ -102,7 +115,9 @@ public struct FileSystemStatus: Codable, Sendable, Equatable {
             zonesReclaimed: r.zonesReclaimed, reclaimBytesMoved: r.bytesMoved, reclaimWriterWaits: r.writerWaits,
             reclaimWriterWaitNanoseconds: r.writerWaitNanoseconds, checksumErrors: e.checksumErrors,
             cachedBytes: fs.engine.cachedBytes.bytes, reclaimFailedPasses: r.failedPasses,
-            zoneResyncFailures: a.resyncFailures)
+            zoneResyncFailures: a.resyncFailures, durableCommits: fs.journalCounters.durableCommits,
+            periodicCommits: f.periodicCommits, commitIntervalSeconds: Double(fs.commitInterval.components.seconds) + Double(fs.commitInterval.components.attoseconds) * 1e-18, uncommittedChanges: fs.hasUncommittedChanges,
+            backgroundWriteBacks: f.writeBacks, flusherErrors: f.errors, flusherLastError: f.lastError)
         return FileSystemStatus(source: "mount", mountPoint: mountPoint, sampledAt: clock.nowNanoseconds,
                                 zones: ZoneReport(path: path, kind: fs.device.kind, geometry: fs.device.geometry, zones: zones),
                                 usage: usage, activity: activity)

@@ -56,6 +56,17 @@ struct Df: ParsableCommand {
         var reclaimBytesMoved: UInt64
         /// Buffered writes still in the mount's page cache (live figures only).
         var cachedBytes: UInt64?
+        /// Durability since the mount started (live figures only): durable log commits, those
+        /// made by the periodic commit, its interval (0: off), and whether a crash now would lose
+        /// anything.
+        var durableCommits: UInt64?
+        var periodicCommits: UInt64?
+        var commitIntervalSeconds: Double?
+        var uncommittedChanges: Bool?
+        /// Errors the mount handled on its own and logged (live figures only).
+        var reclaimFailedPasses: UInt64?
+        var zoneResyncFailures: UInt64?
+        var flusherErrors: UInt64?
 
         init(_ s: FileSystemStatus) {
             let sp = s.space
@@ -77,6 +88,13 @@ struct Df: ParsableCommand {
             zonesReclaimed = s.lifetime.zonesReclaimed
             reclaimBytesMoved = s.lifetime.reclaimBytesWritten
             cachedBytes = s.activity?.cachedBytes
+            durableCommits = s.activity?.durableCommits
+            periodicCommits = s.activity?.periodicCommits
+            commitIntervalSeconds = s.activity?.commitIntervalSeconds
+            uncommittedChanges = s.activity?.uncommittedChanges
+            reclaimFailedPasses = s.activity?.reclaimFailedPasses
+            zoneResyncFailures = s.activity?.zoneResyncFailures
+            flusherErrors = s.activity?.flusherErrors
         }
     }
 
@@ -106,6 +124,14 @@ struct Df: ParsableCommand {
         print("reclaim    \(r.zonesReclaimed) zones reclaimed, \(f(r.reclaimBytesMoved)) moved, reclaim write amp \(amp(r.reclaimWriteAmplification)), since format")
         if let w = r.zoneFinishWaits, let rw = r.reclaimWriterWaits {
             print("waits      \(w) zone-finish waits, \(rw) reclaim waits (\((r.reclaimWriterWaitNanoseconds ?? 0) / 1_000_000) ms) since mount")
+        }
+        if let c = r.durableCommits, let p = r.periodicCommits, let every = r.commitIntervalSeconds, let dirty = r.uncommittedChanges {
+            let interval = every > 0 ? "every \(String(format: "%g", every)) s" : "off (-o commit=0)"
+            print("commits    \(c) durable since mount, \(p) of them periodic (\(interval)); "
+                  + (dirty ? "changes not yet durable" : "everything durable"))
+        }
+        if let a = r.reclaimFailedPasses, let b = r.zoneResyncFailures, let c = r.flusherErrors, a + b + c > 0 {
+            print("errors     \(a) failed reclaim passes, \(b) failed zone re-reads, \(c) failed write-backs/commits since mount; see the mount's log")
         }
     }
 }

@@ -29,7 +29,11 @@ struct Mount: ParsableCommand {
         umount(8) or `fusermount3 -u`, or SIGTERM/SIGINT, which flush everything and unmount.
         The device is opened exclusively: a second mount or a format of a mounted device fails
         and names the mount. Options (-o, comma-separated, repeatable): ro, rw, noappend (write
-        at the write pointer even when the device has zone append), append (the default), allow_other
+        at the write pointer even when the device has zone append), append (the default),
+        commit=SECONDS (every SECONDS, if anything changed, write back all buffered data and
+        commit the metadata log durably, so a crash loses at most that much work nobody
+        fsync'd; default 5 as on ext4, 0 turns it off, at most 3600; sync(1) does not reach a
+        FUSE mount, so this is what bounds the loss), allow_other
         (other users may enter; off by default), allow_root, auto_unmount, debug (implies a
         FUSE request trace on stderr with --foreground), max_read=N, and the generic flags
         nosuid, nodev, noexec, noatime, sync, dirsync. Permissions are checked by the kernel
@@ -178,7 +182,7 @@ struct Mount: ParsableCommand {
         // so fstab lines need no option.
         let dev = try target.open()
         do {
-            var options = MountOptions(readOnly: opts.readOnly)
+            var options = MountOptions(readOnly: opts.readOnly, commitInterval: .seconds(opts.commitSeconds))
             options.engine.zoneAppend = opts.zoneAppend
             options.errorLog = { log.write($0) }
             return try FileSystem.mount(device: dev, options: options)

@@ -1,8 +1,10 @@
-// Buffered (not yet fsync'd) data through a mount: it has blocks (`du`, `tar -S`), and however
-// many files hold it, the daemon's memory stays bounded.
+// Buffered (not yet fsync'd) data through a mount: it has blocks (`du`, `tar -S`), however
+// many files hold it the daemon's memory stays bounded, and the periodic commit (`-o commit=`)
+// makes it durable though nobody fsyncs (sync(1) never reaches a FUSE daemon).
 
 import Foundation
 import Testing
+import ZonedTestSupport
 
 @Suite("FUSE buffered data and durability", .serialized, .enabled(if: fuseUnavailable == nil, "\(fuseUnavailable ?? "")"))
 struct DurabilityTests {
@@ -42,6 +44,53 @@ struct DurabilityTests {
         #expect(peak - before < 128 << 20, "the daemon grew from \(before >> 20) MiB to a peak of \(peak >> 20) MiB")
         try umount(s.mnt)
     }
+
+    /// Changes older than the commit interval survive a kill -9 of the daemon without any fsync:
+    /// `mkdir d; echo hello > d/f` comes back, and an `rm -rf` made before the last periodic
+    /// commit stays done.
+    @Test func changesOlderThanTheCommitIntervalSurviveSIGKILL() throws {
+        let s = Scratch("commit")
+        let dev = s.path("dev.img")
+        try makeDevice(dev, .emulated)
+        try mount(dev, s.mnt, .emulated, options: ["commit=1"])
+        let setup = try sh("mkdir \"$1/old\" && head -c 300000 /dev/urandom > \"$1/old/x\"", argsScript: [s.mnt])
+        #expect(setup.status == 0, "\(setup.err)")
+        let first = try #require(committed(s.mnt, after: 0), "no periodic commit: \(String(describing: durability(s.mnt)))")
+        let change = try sh("rm -rf \"$1/old\" && mkdir \"$1/d\" && echo hello > \"$1/d/f\"", argsScript: [s.mnt])
+        #expect(change.status == 0, "\(change.err)")
+        #expect(committed(s.mnt, after: first) != nil, "no second periodic commit: \(String(describing: durability(s.mnt)))")
+        let pid = try #require(daemonPID(dev), "no daemon for \(dev)")
+        kill(pid, SIGKILL)
+        #expect(waitUntilReleased(dev), "the killed daemon still holds the device")
+        let down = try zbdfs("umount", s.mnt)
+        #expect(down.status == 0, "\(down.err)")
+        try mount(dev, s.mnt, .emulated)
+        let check = try sh("cat \"$1/d/f\"; [ -e \"$1/old\" ] && echo 'old is back'; true", argsScript: [s.mnt])
+        #expect(check.out == "hello\n", "after SIGKILL: \(check.out)\(check.err)")
+        try umount(s.mnt)
+        #expect(try fsck(dev, .emulated).clean)
+    }
+}
+
+/// The mount's durability figures from `zbdfs df --json`: periodic commits so far and whether
+/// anything is not durable yet.
+func durability(_ mnt: String) -> (periodic: Int, uncommitted: Bool)? {
+    guard let r = try? zbdfs("df", "--json", mnt), r.status == 0,
+          let json = try? JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any],
+          let periodic = json["periodic_commits"] as? Int, let dirty = json["uncommitted_changes"] as? Bool else { return nil }
+    return (periodic, dirty)
+}
+
+/// Waits (for an event: the mount reports it) until a periodic commit after the `n`th left
+/// nothing uncommitted; returns the count then, nil when the watchdog fired.
+func committed(_ mnt: String, after n: Int) -> Int? {
+    var seen: Int?
+    let ok = waitUntil {
+        if let d = durability(mnt), d.periodic > n, !d.uncommitted { seen = d.periodic; return true }
+        usleep(100_000)  // each poll runs a process: poll gently
+        return false
+    }
+    return ok ? seen : nil
 }
 
 /// A figure of /proc/PID/status in bytes (VmRSS, VmHWM: given there in kB).

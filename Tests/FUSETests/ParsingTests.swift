@@ -28,6 +28,22 @@ struct OptionParsingTests {
         }
     }
 
+    /// `commit=SECONDS` is ours (never passed to libfuse), whole seconds from 0 to an hour.
+    @Test func commitIntervalOption() throws {
+        #expect(FUSEMountOptions().commitSeconds == 5, "ext4's default")
+        let o = try FUSEMountOptions(parsing: ["rw,commit=30"])
+        #expect(o.commitSeconds == 30 && o.passThrough.isEmpty)
+        #expect(try FUSEMountOptions(parsing: ["commit=0"]).commitSeconds == 0)
+        for bad in ["commit", "commit=", "commit=-1", "commit=1.5", "commit=soon", "commit=3601"] {
+            do {
+                _ = try FUSEMountOptions(parsing: [bad])
+                Issue.record("\(bad) was taken")
+            } catch {
+                #expect(error.message.contains("commit="), "\(bad): \(error.message)")
+            }
+        }
+    }
+
     @Test func commaEscapes() {
         #expect(FUSEMountOptions.split("a\\,b,c") == ["a,b", "c"])
         #expect(FUSEMountOptions.escape("x,y\\z") == "x\\,y\\\\z")

@@ -96,4 +96,65 @@ struct PageCacheTests {
         #expect(try fs.stat(f).allocated == 26 * 4096)
         try fs.unmount()
     }
+
+    /// The periodic commit (`-o commit=`) is a sync when something is not durable, and nothing
+    /// when the mount is idle: it writes no log frame and counts no commit there.
+    @Test func commitIfChangedCommitsOnlyWhatIsNotDurable() throws {
+        let s = Scratch()
+        let fs = try mounted(s, MountOptions(backgroundReclaim: false, backgroundWriteBack: false))
+        try fs.sync()
+        #expect(!fs.hasUncommittedChanges, "a synced mount has nothing to commit")
+        let idle = fs.journalCounters
+        #expect(try !fs.commitIfChanged())
+        #expect(fs.journalCounters == idle, "an idle periodic commit wrote: \(idle) → \(fs.journalCounters)")
+        let f = try fs.createFile("/f")
+        try fs.write(f, at: 0, bytes: bytes(50_000, seed: 5))
+        #expect(fs.hasUncommittedChanges)
+        #expect(try fs.commitIfChanged())
+        #expect(fs.engine.cachedBytes == .zero, "the page cache was written back")
+        #expect(fs.journalCounters.durableCommits == idle.durableCommits + 1)
+        #expect(!fs.hasUncommittedChanges)
+        // An attribute change alone (no data, no namespace record yet) is a change too.
+        _ = try fs.setAttributes(f, AttributeChanges(mode: 0o600))
+        #expect(fs.hasUncommittedChanges)
+        #expect(try fs.commitIfChanged())
+        #expect(!fs.hasUncommittedChanges)
+        // A namespace change is a log record waiting in the journal's buffer.
+        try fs.unlink(rootInode, try EntryName("f"))
+        #expect(fs.hasUncommittedChanges, "an unlink waits in the log buffer")
+        #expect(try fs.commitIfChanged())
+        #expect(!fs.hasUncommittedChanges)
+        try fs.unmount()
+    }
+
+    /// Changes older than the commit interval survive a power cut though nobody called fsync or
+    /// sync: a directory and a buffered file made after the first periodic commit are there, and
+    /// a removal made before the second one stays removed.
+    @Test func changesOlderThanTheCommitIntervalSurviveAPowerCut() throws {
+        let s = Scratch()
+        let dev = try EmulatedZonedDevice.create(path: s.path("img"), geometry: roomy())
+        try FileSystem.format(device: dev, options: FormatOptions(uuid: testUUID))
+        let fs = try FileSystem.mount(device: dev, options: MountOptions(backgroundReclaim: false, commitInterval: .milliseconds(20)))
+        _ = try fs.makeDirectory("/old")
+        try fs.write(try fs.createFile("/old/x"), at: 0, bytes: bytes(9_000, seed: 1))
+        func committed(after n: UInt64) -> Bool {
+            eventually { fs.flusherStats.periodicCommits > n && !fs.hasUncommittedChanges }
+        }
+        #expect(committed(after: 0), "no periodic commit: \(fs.flusherStats)")
+        let first = fs.flusherStats.periodicCommits
+        try fs.unlink(try fs.resolve("/old"), try EntryName("x"))
+        try fs.removeDirectory(rootInode, try EntryName("old"))
+        _ = try fs.makeDirectory("/d")
+        let data = bytes(70_000, seed: 2)
+        try fs.write(try fs.createFile("/d/f"), at: 0, bytes: data)
+        #expect(committed(after: first), "no second periodic commit: \(fs.flusherStats)")
+        #expect(fs.flusherStats.errors == 0, "\(fs.flusherStats)")
+        try dev.powerCut(tornLastBlock: true, seed: 3)
+        let again = try FileSystem.mount(device: try EmulatedZonedDevice.open(path: s.path("img")),
+                                         options: MountOptions(backgroundReclaim: false))
+        #expect(try again.readAll(try again.resolve("/d/f")) == data, "the buffered file came back")
+        #expect((try? again.resolve("/old")) == nil, "the removal came back undone")
+        #expect(try Fsck.check(device: again.device).clean)
+        try again.unmount()
+    }
 }

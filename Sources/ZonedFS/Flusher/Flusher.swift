@@ -6,6 +6,12 @@
 // the limit itself write back on their own (ZonedEngine/DirtyFiles.swift), so the bound never
 // depends on this thread; the thread only takes that work off their path.
 //
+// Every `MountOptions.commitInterval` (when not zero) it also commits: if anything is not durable
+// yet (page cache, attribute updates, log records written but not flushed), it writes back every
+// file and commits the log durably, as `sync` does. `sync(1)` never reaches a FUSE daemon, so this
+// is what bounds how much un-fsync'd work a crash can lose. An idle mount commits nothing (an
+// idle sync writes nothing either, and `hasUncommittedChanges` is false after a commit).
+//
 // Invariants:
 // - Each write-back is one file system operation (fsLock shared, one file per operation, so a
 //   checkpoint waits for one file at most) inside `withSpace`, so ENOSPC reclaims and retries as
@@ -15,8 +21,10 @@
 // - The thread holds the file system weakly and strongly only while it works: `stop` (unmount,
 //   before the final sync) waits for it to end; a file system dropped without unmount cancels
 //   it (deinit), and it never touches the file system afterwards.
-// - What the thread does is decided by the file system's state, never by the time it runs at;
-//   tests drive the same work synchronously (`FileSystem.writeBackOldest(until:)`).
+// - What the thread does is decided by the file system's state; the only timer is the commit
+//   interval (a monotonic clock, ConditionLock's timed wait), and whether a commit writes
+//   anything is decided by the state again. Tests drive the same work synchronously
+//   (`FileSystem.writeBackOldest(until:)`, `FileSystem.commitIfChanged()`).
 
 import Foundation
 import ZonedCore
@@ -25,6 +33,8 @@ import ZonedEngine
 public struct FlusherCounters: Sendable, Equatable {
     /// Files the background thread wrote back.
     public var writeBacks: UInt64 = 0
+    /// Commits it made because the commit interval passed with changes not yet durable.
+    public var periodicCommits: UInt64 = 0
     /// Errors the background thread met (each also logged), and the latest one.
     public var errors: UInt64 = 0
     public var lastError: String?
@@ -35,6 +45,10 @@ final class Flusher: @unchecked Sendable {
     /// Background write-back starts when the page cache holds more than this.
     let threshold: ByteCount
     private let writeBackEnabled: Bool
+    /// Zero: no periodic commits.
+    let commitInterval: Duration
+    /// When the next periodic commit is due (under `lock`).
+    private var commitDue = ContinuousClock.now
     private let log: (@Sendable (String) -> Void)?
     private let lock = ConditionLock(rank: .leaf)
     private var counters = FlusherCounters()
@@ -47,6 +61,7 @@ final class Flusher: @unchecked Sendable {
         let limit = Double(fs.engine.config.dirtyLimit.bytes)
         threshold = ByteCount(UInt64(max(0, min(1, options.writeBackThreshold)) * limit))
         writeBackEnabled = options.backgroundWriteBack
+        commitInterval = max(.zero, options.commitInterval)
         log = options.errorLog
     }
 
@@ -60,10 +75,10 @@ final class Flusher: @unchecked Sendable {
     /// Starts the thread, when it has work to do. The thread keeps this object alive, not the
     /// file system.
     func start() {
-        guard writeBackEnabled else { return }
+        guard writeBackEnabled || commitInterval > .zero else { return }
         let t = Thread { [self] in loop() }
         t.name = "zbdfs-flusher"
-        lock.withLock { running = true }
+        lock.withLock { running = true; commitDue = .now + commitInterval }
         t.start()
     }
 
@@ -87,23 +102,46 @@ final class Flusher: @unchecked Sendable {
                 let n = try fs.writeBackOldest(until: threshold)
                 lock.withLock { counters.writeBacks += UInt64(n) }
             } }
+            if work.commit { attempt("periodic commit") { () throws(DeviceError) in
+                if try fs.commitIfChanged() { lock.withLock { counters.periodicCommits += 1 } }
+            } }
         }
         lock.withLock { running = false; lock.broadcast() }
     }
 
     /// What the thread is to do next.
     private struct Work {
-        var writeBack = false
+        var writeBack: Bool
+        var commit: Bool
     }
 
-    /// Waits for something to do; nil once stopping.
+    /// Waits for something to do (a poke, or the commit interval passing); nil once stopping.
     private func nextWork() -> Work? {
         lock.withLock { () -> Work? in
-            while !poked && !stopping { lock.wait() }
-            guard !stopping else { return nil }
-            poked = false
-            return Work(writeBack: true)
+            while !stopping {
+                let now = ContinuousClock.now
+                let due = commitInterval > .zero && now >= commitDue
+                if poked || due {
+                    // The next interval counts from now: a commit that took long does not make
+                    // the next one come at once.
+                    if due { commitDue = now + commitInterval }
+                    defer { poked = false }
+                    return Work(writeBack: poked, commit: due)
+                }
+                if commitInterval > .zero {
+                    lock.wait(nanoseconds: Flusher.nanoseconds(commitDue - now))
+                } else {
+                    lock.wait()
+                }
+            }
+            return nil
         }
+    }
+
+    private static func nanoseconds(_ d: Duration) -> UInt64 {
+        let (s, atto) = d.components
+        guard s >= 0 else { return 0 }
+        return UInt64(s) * 1_000_000_000 + UInt64(max(0, atto) / 1_000_000_000)
     }
 
     /// Runs one job; an error is counted and logged, and the job is tried again next time.
@@ -121,6 +159,15 @@ final class Flusher: @unchecked Sendable {
 }
 
 extension FileSystem {
+    /// The periodic commit: when anything is not durable yet, writes back every file and commits
+    /// durably (`sync`). Returns whether it did; an idle mount writes nothing.
+    @discardableResult
+    public func commitIfChanged() throws(DeviceError) -> Bool {
+        guard hasUncommittedChanges else { return false }
+        try sync()
+        return true
+    }
+
     /// Writes back the files dirty longest, each as its own operation (retried after reclaim on
     /// ENOSPC), until the page cache holds at most `target`. Returns the files written back.
     @discardableResult

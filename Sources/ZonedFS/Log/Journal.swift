@@ -39,6 +39,9 @@ final class Journal: ChangeRecorder, @unchecked Sendable {
     private let bufferLock = ConditionLock(rank: .journalBuffer)
     private var pending = ByteWriter()
     private var batchEnds: [Int] = []
+    /// Frames written since the device was last flushed after a write (set under `commitLock`
+    /// too, read without it so a status never waits for a commit).
+    private var framesSinceFlush = 0
 
     // Writer (under `commitLock`).
     private let commitLock = ConditionLock(rank: .journalCommit)
@@ -92,6 +95,12 @@ final class Journal: ChangeRecorder, @unchecked Sendable {
 
     var pendingBytes: Int { bufferLock.withLock { pending.count } }
 
+    /// Everything logged so far is on the device and flushed: nothing buffered, no frame written
+    /// since the last flush.
+    var isDurable: Bool { bufferLock.withLock { pending.count == 0 && framesSinceFlush == 0 } }
+
+    private func flushed() { bufferLock.withLock { framesSinceFlush = 0 } }
+
     private func takePending() -> (bytes: [UInt8], ends: [Int]) {
         bufferLock.withLock {
             let out = (pending.bytes, batchEnds)
@@ -120,6 +129,7 @@ final class Journal: ChangeRecorder, @unchecked Sendable {
                 }
                 if durable {
                     try device.flushIfWritten()
+                    flushed()
                     count { $0.durableCommits += 1 }
                     for z in reclaimable { if try allocator.resetIfUnused(z) { count { $0.dataZonesReset += 1 } } }
                 }
@@ -137,6 +147,7 @@ final class Journal: ChangeRecorder, @unchecked Sendable {
             do throws(DeviceError) {
                 try writePending(takePending())
                 try rollOver(chain: false, checkpoint: true)
+                flushed()  // the checkpoint was flushed, and the superblock naming it written and flushed
             } catch {
                 failure = error
                 throw error
@@ -220,6 +231,7 @@ final class Journal: ChangeRecorder, @unchecked Sendable {
         allocator.complete(grant, written: ByteCount(done))
         if let failure { throw failure }
         nextSequence += 1
+        bufferLock.withLock { framesSinceFlush += 1 }
         count { c in
             c.frames += 1
             c.bytes += UInt64(frame.count)
