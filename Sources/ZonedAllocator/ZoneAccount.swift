@@ -6,7 +6,10 @@
 // - written = live + garbage: every byte below the write pointer is either referenced by a file
 //   (live) or not any more (garbage, reclaimable by resetting the zone once live reaches zero).
 // - reserved is capacity promised to grants whose data has not been written yet; a zone with
-//   reserved > 0 is never finished (its writers would then fail).
+//   reserved > 0 is never finished by us (its writers would then fail). One the device reports
+//   full behind our back keeps its reservations until their grants complete (each then turns
+//   what it did not write unusable), so a full zone has reserved bytes only while it has grants.
+// - A full zone's capacity is all accounted for: written + reserved + unusable = capacity.
 // - inFlight <= reserved: bytes submitted to the device (zone appends, or a batch of writes at the
 //   write pointer) whose completion is not accounted yet. They are still reserved, not written,
 //   so the device's write pointer may be ahead of `writePointer` by up to inFlight.
@@ -73,7 +76,9 @@ public struct ZoneAccount: Sendable, Equatable {
         switch phase {
         case .empty where holds || unusable.bytes > 0: return "\(id): empty zone holds data"
         case .active where !holds && !isConventional: return "\(id): active zone holds nothing"
-        case .full where reserved.bytes > 0: return "\(id): full zone has reserved bytes"
+        case .full where reserved.bytes > 0 && grants == 0: return "\(id): full zone has reserved bytes but no grants"
+        case .full where written + reserved + unusable != capacity:
+            return "\(id): full zone accounts for \((written + reserved + unusable).bytes) of its \(capacity.bytes) bytes"
         default: break
         }
         if grants == 0 && reserved.bytes > 0 { return "\(id): reserved bytes without grants" }

@@ -29,6 +29,11 @@
 //   pointer may be ahead of it by the zone's `inFlight` bytes.
 // - A zone is finished only when it has no outstanding grants; a caller must complete its grant
 //   before asking for another, or a finish could wait on itself.
+// - Checked, not just written: `problemLocked()` holds every invariant above that the accounts
+//   can show, and in debug builds it runs at the end of every locked section that changes them
+//   (`changing`), so a broken account traps at the change that broke it, not later. Past
+//   `fullCheckZones` zones each change checks a rotating window of zones (the whole device over
+//   successive changes) so debug builds stay usable at real zone counts.
 // - Decisions depend only on the accounts, the request and the clock given at init: no Dictionary
 //   or Set order reaches a choice (ties break on the lowest zone index).
 
@@ -143,20 +148,59 @@ public final class ZoneAllocator: @unchecked Sendable {
     public var reclaimReservable: ByteCount { lock.withLock { reservableLocked(forReclaim: true) } }
 
     /// First broken invariant, or nil. For tests and fsck.
-    public func problem() -> String? {
-        lock.withLock {
-            for z in zones { if let p = z.problem() { return p } }
-            let limit = device.geometry.maxActiveZones
-            if limit > 0, activeCount(nil) > limit { return "\(activeCount(nil)) active zones exceed the device limit \(limit)" }
-            return nil
+    public func problem() -> String? { lock.withLock { problemLocked(zones.indices) } }
+
+    /// The first broken invariant among `range` of the zones and of the allocator as a whole.
+    private func problemLocked(_ range: Range<Int>) -> String? {
+        for i in range {
+            let z = zones[i]
+            if let p = z.problem() { return p }
+            // A finish or reset mark belongs to a zone still taking part in one: left on a zone
+            // that went empty, full or unavailable, it would keep the zone from ever being
+            // granted, set aside or reset (issue 14 item 2).
+            if z.finishRequested, z.phase != .active, !finishing.contains(i), !resetting.contains(i) {
+                return "\(z.id): finish requested on a zone that is \(z.phase.rawValue) and being neither finished nor reset"
+            }
+            if finishing.contains(i) || resetting.contains(i), !z.finishRequested {
+                return "\(z.id): being finished or reset without its mark"
+            }
         }
+        let limit = device.geometry.maxActiveZones
+        if limit > 0, activeCount(nil) > limit { return "\(activeCount(nil)) active zones exceed the device limit \(limit)" }
+        if !finishing.isDisjoint(with: resetting) { return "zones \(finishing.intersection(resetting).sorted()) are being finished and reset at once" }
+        return nil
+    }
+
+    /// Full checks up to this many zones; past it, a window of this many per change.
+    static let fullCheckZones = 4096
+    private var checkCursor = 0
+
+    /// A locked section that may change the accounts; debug builds check the invariants after it.
+    private func changing<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+        try lock.withLock { () throws(E) -> T in
+            let result = try body()
+            #if DEBUG
+            checkAfterChange()
+            #endif
+            return result
+        }
+    }
+
+    private func checkAfterChange() {
+        var range = zones.indices
+        if zones.count > Self.fullCheckZones {
+            let start = checkCursor
+            checkCursor = (checkCursor + Self.fullCheckZones) % zones.count
+            range = start..<min(zones.count, start + Self.fullCheckZones)
+        }
+        if let p = problemLocked(range) { preconditionFailure("zone allocator invariant broken: \(p)") }
     }
 
     // MARK: Roles
 
     /// Gives a zone a role (e.g. superblock zones at format). Only for zones that hold nothing.
     public func assign(_ id: ZoneID, role: ZoneRole) {
-        lock.withLock {
+        changing {
             precondition(zones[id.int].phase == .empty || zones[id.int].role == role, "reassigning \(id) that holds data")
             zones[id.int].role = role
         }
@@ -168,7 +212,7 @@ public final class ZoneAllocator: @unchecked Sendable {
     /// less what is already promised, is smaller.
     /// `forReclaim`: reclaim moving live data may also take the bytes held back for it.
     public func reserve(_ bytes: ByteCount, forReclaim: Bool = false) throws(DeviceError) -> SpaceReservation {
-        try lock.withLock { () throws(DeviceError) -> Void in
+        try changing { () throws(DeviceError) -> Void in
             let avail = reservableLocked(forReclaim: forReclaim)
             guard bytes <= avail else {
                 throw DeviceError.noSpace(.write, "no space for \(bytes) (\(avail) free)")
@@ -180,7 +224,7 @@ public final class ZoneAllocator: @unchecked Sendable {
 
     fileprivate func releaseReservation(_ bytes: ByteCount) {
         guard bytes.bytes > 0 else { return }
-        lock.withLock {
+        changing {
             outstandingReservation = outstandingReservation - min(bytes, outstandingReservation)
             lock.broadcast()
         }
@@ -212,7 +256,7 @@ public final class ZoneAllocator: @unchecked Sendable {
     /// zones (no write pointer: the end of the last live extent); sequential zones keep the
     /// device's write pointer. Everything written but not live is garbage.
     public func adopt(_ id: ZoneID, role: ZoneRole, live: ByteCount, written: ByteCount? = nil) {
-        lock.withLock {
+        changing {
             var z = zones[id.int]
             z.role = role
             if z.isConventional, let written {
@@ -228,7 +272,7 @@ public final class ZoneAllocator: @unchecked Sendable {
 
     /// Sets an empty free zone aside for `role` (the metadata log's next zone) without activating it.
     public func setAsideEmptyZone(for role: ZoneRole) -> ZoneID? {
-        lock.withLock {
+        changing {
             guard let i = zones.indices.first(where: { zones[$0].phase == .empty && zones[$0].role == .free && !zones[$0].finishRequested }) else { return nil }
             zones[i].role = role
             return zones[i].id
@@ -239,11 +283,12 @@ public final class ZoneAllocator: @unchecked Sendable {
     /// Afterwards the zone is free for any role (a superblock zone stays one).
     @discardableResult
     public func resetIfUnused(_ id: ZoneID) throws(DeviceError) -> Bool {
-        let go: Bool = lock.withLock {
+        let go: Bool = changing {
             let z = zones[id.int]
             guard z.live.bytes == 0, z.grants == 0, z.reserved.bytes == 0, z.phase != .unavailable, !z.finishRequested,
                   !finishing.contains(id.int) else { return false }
             zones[id.int].finishRequested = true
+            resetting.insert(id.int)
             return true
         }
         guard go else { return false }
@@ -251,9 +296,10 @@ public final class ZoneAllocator: @unchecked Sendable {
         if !conventional[id.int] {
             do { try device.reset(id) } catch { failure = error }
         }
-        lock.withLock {
+        changing {
             var z = zones[id.int]
             z.finishRequested = false
+            resetting.remove(id.int)
             if failure == nil {
                 z = ZoneAccount(id: z.id, start: z.start, capacity: z.capacity, isConventional: z.isConventional,
                                 role: z.role == .superblock ? .superblock : .free, phase: .empty)
@@ -268,7 +314,7 @@ public final class ZoneAllocator: @unchecked Sendable {
 
     /// Makes every written byte of `id` garbage (a metadata zone a newer checkpoint replaced).
     public func discardAll(_ id: ZoneID) {
-        lock.withLock {
+        changing {
             zones[id.int].garbage = zones[id.int].garbage + zones[id.int].live
             zones[id.int].live = .zero
         }
@@ -290,7 +336,7 @@ public final class ZoneAllocator: @unchecked Sendable {
     /// Tries once, never blocks.
     public func tryGrant(_ bytes: ByteCount, role: ZoneRole = .data, hint: ZoneID? = nil) -> GrantOutcome {
         precondition(bytes.bytes > 0 && bytes.isMultiple(of: device.geometry.logicalBlockSize), "grant of \(bytes) is not a block multiple")
-        return lock.withLock { decide(bytes, role, hint) }
+        return changing { decide(bytes, role, hint) }
     }
 
     /// Grants space, waiting for a zone finish when the active budget is spent (unless `nowait`,
@@ -301,7 +347,7 @@ public final class ZoneAllocator: @unchecked Sendable {
         precondition(bytes.bytes > 0 && bytes.isMultiple(of: device.geometry.logicalBlockSize), "grant of \(bytes) is not a block multiple")
         var waitStart: UInt64?
         while true {
-            let step: FinishStep = lock.withLock {
+            let step: FinishStep = changing {
                 switch decide(bytes, role, hint, useReserve: useReserve) {
                 case .granted(let g):
                     if let t = waitStart { counters.zoneFinishWaitNanoseconds += clock.nowNanoseconds - t }
@@ -360,13 +406,16 @@ public final class ZoneAllocator: @unchecked Sendable {
     }
 
     private var finishing = Set<Int>()
+    /// Zones being reset by `resetIfUnused` (marked `finishRequested` meanwhile, so nothing is
+    /// granted there); kept so the invariant check can tell the mark's two uses apart.
+    private var resetting = Set<Int>()
 
     private func finishClaimed(_ id: ZoneID, early: Bool) throws(DeviceError) {
         var failure: DeviceError?
         if !conventional[id.int] {
             do { try device.finish(id) } catch { failure = error }
         }
-        lock.withLock {
+        changing {
             finishing.remove(id.int)
             var z = zones[id.int]
             z.finishRequested = false
@@ -384,7 +433,7 @@ public final class ZoneAllocator: @unchecked Sendable {
 
     /// Finishes a zone on request (e.g. metadata roll-over). Waits for its grants to complete.
     public func finish(_ id: ZoneID) throws(DeviceError) {
-        let go: Bool = lock.withLock {
+        let go: Bool = changing {
             guard zones[id.int].phase == .active || zones[id.int].phase == .empty else { return false }
             zones[id.int].finishRequested = true
             while zones[id.int].grants > 0 || finishing.contains(id.int) { lock.wait() }
@@ -520,7 +569,7 @@ public final class ZoneAllocator: @unchecked Sendable {
         let total = ByteCount(UInt64(pieces.reduce(0) { $0 + $1.count }))
         startFlight(z, total)
         let results = ZoneAllocator.ordered(device.submit(pieces.map { .append($0, zone: z) }), count: pieces.count, .append)
-        let failed = lock.withLock { () -> Bool in
+        let failed = changing { () -> Bool in
             zones[z.int].inFlight = zones[z.int].inFlight - total
             var failed = false
             for (p, r) in zip(pieces, results) {
@@ -536,7 +585,7 @@ public final class ZoneAllocator: @unchecked Sendable {
     /// the pointer until this batch is accounted.
     private func submitAtPointerLocked(_ z: ZoneID, _ pieces: [UnsafeRawBufferPointer]) -> [Result<DeviceOffset, DeviceError>] {
         let total = ByteCount(UInt64(pieces.reduce(0) { $0 + $1.count }))
-        var at = lock.withLock { zones[z.int].writePointer }
+        var at = changing { zones[z.int].writePointer }
         var batch: [DeviceIO] = []
         for p in pieces {
             batch.append(.write(p, at: at))
@@ -551,7 +600,7 @@ public final class ZoneAllocator: @unchecked Sendable {
                 results[i] = .failure(.io(.write, "not written: piece \(bad) of the batch failed before it"))
             }
         }
-        let failed = lock.withLock { () -> Bool in
+        let failed = changing { () -> Bool in
             zones[z.int].inFlight = zones[z.int].inFlight - total
             var failed = false
             for (p, r) in zip(pieces, results) {
@@ -570,14 +619,14 @@ public final class ZoneAllocator: @unchecked Sendable {
         do {
             try resync(z)
         } catch {
-            lock.withLock { counters.resyncFailures += 1 }
+            changing { counters.resyncFailures += 1 }
             errorSink?("zone \(z.int): re-reading the zone's write pointer failed: \(error); its account may lag the device until the next mount")
         }
     }
 
     /// Counts `total` bytes of the zone's reservation as submitted.
     private func startFlight(_ z: ZoneID, _ total: ByteCount) {
-        lock.withLock {
+        changing {
             precondition(zones[z.int].inFlight + total <= zones[z.int].reserved, "\(z): submitting \(total) beyond its grants")
             zones[z.int].inFlight = zones[z.int].inFlight + total
         }
@@ -595,7 +644,7 @@ public final class ZoneAllocator: @unchecked Sendable {
     /// their space exists only once written.
     public func claim(_ grant: ZoneGrant, _ n: ByteCount) -> DeviceOffset {
         precondition(conventional[grant.zone.int], "claim without writing in sequential \(grant.zone)")
-        return lock.withLock {
+        return changing {
             let at = zones[grant.zone.int].writePointer
             wrote(grant.zone, n, viaAppend: false)
             counters.bytesAppended -= n.bytes
@@ -628,7 +677,7 @@ public final class ZoneAllocator: @unchecked Sendable {
 
     /// Ends a grant: whatever was not written goes back to the zone's free space.
     public func complete(_ grant: ZoneGrant, written: ByteCount) {
-        lock.withLock {
+        changing {
             var a = zones[grant.zone.int]
             let unused = min(grant.length > written ? grant.length - written : .zero, a.reserved)
             a.reserved = a.reserved - unused
@@ -649,7 +698,7 @@ public final class ZoneAllocator: @unchecked Sendable {
 
     /// Written bytes of `zone` that nothing references any more become garbage.
     public func discard(_ zone: ZoneID, _ bytes: ByteCount) {
-        lock.withLock {
+        changing {
             precondition(zones[zone.int].live >= bytes, "\(zone): discarding more than its live bytes")
             zones[zone.int].live = zones[zone.int].live - bytes
             zones[zone.int].garbage = zones[zone.int].garbage + bytes
@@ -667,7 +716,7 @@ public final class ZoneAllocator: @unchecked Sendable {
     private func resync(_ id: ZoneID) throws(DeviceError) {
         guard !conventional[id.int] else { return }
         let z = try device.zone(id)
-        lock.withLock {
+        changing {
             var a = zones[id.int]
             switch z.condition {
             case .readOnly, .offline:

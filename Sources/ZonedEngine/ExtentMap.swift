@@ -9,6 +9,8 @@
 // - Adjacent extents that are also adjacent on the device and of the same kind are merged, so a
 //   sequential file maps to as few extents as its zones allow — but never across a zone boundary:
 //   one extent lies in one zone, so IO and garbage accounting never straddle zones.
+// All but the third are checked by `problem(block:)`, which debug builds run after every layout
+// change (`FileLayout.apply`) and the model and crash tests run on every file.
 
 import ZonedCore
 
@@ -159,6 +161,30 @@ public struct ExtentMap: Sendable, Equatable {
 
     private func mergeable(_ a: FileExtent, _ b: FileExtent) -> Bool {
         a.fileEnd == b.fileOffset && a.deviceEnd == b.device && a.kind == b.kind && b.device.bytes % zoneSize != 0
+    }
+
+    /// The first broken invariant (blocks of `block` bytes), or nil. `near`: only the extents
+    /// around that file offset (a change's neighbourhood), for maps too big to check whole at
+    /// every change.
+    public func problem(block: UInt64, near offset: UInt64? = nil) -> String? {
+        var range = extents.indices
+        if let offset {
+            let i = firstEnding(after: offset)
+            range = max(0, i - 2)..<min(extents.count, i + 3)
+        }
+        for i in range {
+            let e = extents[i]
+            if e.length == 0 { return "extent \(e) is empty" }
+            if e.fileOffset % block != 0 || e.length % block != 0 || e.device.bytes % block != 0 {
+                return "extent \(e) is not made of whole \(block)-byte blocks"
+            }
+            if e.device.bytes / zoneSize != (e.deviceEnd.bytes - 1) / zoneSize { return "extent \(e) crosses a zone boundary" }
+            guard i + 1 < extents.count else { continue }
+            let next = extents[i + 1]
+            if e.fileEnd > next.fileOffset { return "extents \(e) and \(next) overlap or are out of order" }
+            if mergeable(e, next) { return "extents \(e) and \(next) should have been merged" }
+        }
+        return nil
     }
 
     /// Bytes mapped (data and prealloc).

@@ -23,6 +23,18 @@ public enum FileChange: Sendable, Equatable {
     case extended(to: UInt64)
 }
 
+extension FileChange {
+    /// The file offset the change starts at (where its neighbourhood in the map is).
+    var offset: UInt64 {
+        switch self {
+        case .mapped(let e, _, _): return e.fileOffset
+        case .truncated(let size): return size
+        case .punched(let at, _): return at
+        case .extended(let to): return to
+        }
+    }
+}
+
 /// Size plus extent map: everything about a file the engine owns.
 public struct FileLayout: Sendable, Equatable {
     public var size: UInt64 = 0
@@ -33,6 +45,16 @@ public struct FileLayout: Sendable, Equatable {
     /// Applies `change`; returns the device ranges that stopped being referenced.
     @discardableResult
     public mutating func apply(_ change: FileChange, block: UInt64) -> [FileExtent] {
+        let freed = applyUnchecked(change, block: block)
+        #if DEBUG
+        // Whole maps up to a few thousand extents; past that, the changed neighbourhood.
+        let near: UInt64? = map.extents.count > 4096 ? change.offset : nil
+        if let p = map.problem(block: block, near: near) { preconditionFailure("extent map invariant broken by \(change): \(p)") }
+        #endif
+        return freed
+    }
+
+    private mutating func applyUnchecked(_ change: FileChange, block: UInt64) -> [FileExtent] {
         switch change {
         case .mapped(let e, _, let atLeast):
             let replaced = map.insert(e)

@@ -101,6 +101,22 @@ struct ModelRun {
         return nil
     }
 
+    /// The engine's own invariants after a step: every file's extent map, the allocator's
+    /// accounts, and the two agreeing — the allocator's live bytes are exactly the bytes the
+    /// files map (nothing leaked as live, nothing referenced counted as garbage).
+    func structureProblem() throws -> String? {
+        var mapped: UInt64 = 0
+        for (f, ino) in inodes.enumerated() {
+            let map = try engine.layout(ino).map
+            if let p = map.problem(block: engine.device.geometry.logicalBlockSize.bytes) { return "file \(f): \(p)" }
+            mapped += map.mappedBytes
+        }
+        if let p = engine.allocator.problem() { return "allocator: \(p)" }
+        let live = engine.allocator.totals.live.bytes
+        if live != mapped { return "the allocator counts \(live) live bytes, the files map \(mapped)" }
+        return nil
+    }
+
     func verifyAll() throws -> String? {
         for (f, ino) in inodes.enumerated() {
             let got = try engine.read(ino, 0, model.files[f].count + 4096)
@@ -142,8 +158,8 @@ struct ModelTests {
         let s = Scratch()
         var run = ModelRun(engine: try modelEngine(device, s), files: 3, seed: seed)
         for i in 0..<ModelTests.operations {
-            if let problem = try run.step(i) {
-                Issue.record("seed \(seed) on \(device.rawValue): \(problem)")
+            if let problem = try run.step(i) ?? run.structureProblem() {
+                Issue.record("seed \(seed) on \(device.rawValue) op \(i): \(problem)")
                 return
             }
         }
