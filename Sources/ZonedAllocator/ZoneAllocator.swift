@@ -493,6 +493,9 @@ public final class ZoneAllocator: @unchecked Sendable {
     }
 
     private func issue(_ i: Int, _ length: ByteCount) -> ZoneGrant {
+        // Hot-path preconditions (release builds too): a grant fits, and only in a zone that takes one.
+        precondition(length.bytes > 0 && length <= zones[i].free, "\(zones[i].id): granting \(length) of \(zones[i].free) free")
+        precondition(zones[i].phase == .active || zones[i].phase == .empty, "\(zones[i].id): granting in a \(zones[i].phase.rawValue) zone")
         zones[i].reserved = zones[i].reserved + length
         zones[i].grants += 1
         counters.grants += 1
@@ -679,6 +682,7 @@ public final class ZoneAllocator: @unchecked Sendable {
     public func complete(_ grant: ZoneGrant, written: ByteCount) {
         changing {
             var a = zones[grant.zone.int]
+            precondition(a.grants > 0, "\(grant.zone): completing a grant it does not have")
             let unused = min(grant.length > written ? grant.length - written : .zero, a.reserved)
             a.reserved = a.reserved - unused
             if a.phase == .full { a.unusable = a.unusable + unused }
