@@ -5,7 +5,7 @@ import ZonedCore
 import Glibc
 #endif
 
-@Suite struct UnitsTests {
+@Suite(.timeLimit(.minutes(2))) struct UnitsTests {
     @Test func parsesSizes() {
         #expect(ByteCount(parsing: "4096") == ByteCount(UInt64(4096)))
         #expect(ByteCount(parsing: "64M") == .mib(64))
@@ -33,7 +33,7 @@ import Glibc
     }
 }
 
-@Suite struct GeometryTests {
+@Suite(.timeLimit(.minutes(2))) struct GeometryTests {
     @Test func acceptsAValidGeometry() {
         let g = DeviceGeometry(zoneCount: 16, zoneSize: .mib(64), zoneCapacity: .mib(62), maxOpenZones: 8, maxActiveZones: 12,
                                conventionalZoneCount: 4)
@@ -58,7 +58,7 @@ import Glibc
     }
 }
 
-@Suite struct ZoneModelTests {
+@Suite(.timeLimit(.minutes(2))) struct ZoneModelTests {
     @Test func openAndActiveSets() {
         #expect(ZoneCondition.implicitlyOpen.isOpen && ZoneCondition.explicitlyOpen.isOpen)
         #expect(!ZoneCondition.closed.isOpen && ZoneCondition.closed.isActive)
@@ -79,7 +79,7 @@ import Glibc
     }
 }
 
-@Suite struct DeviceErrorTests {
+@Suite(.timeLimit(.minutes(2))) struct DeviceErrorTests {
     @Test func classifiesErrnoInOnePlace() {
         #expect(DeviceError(errno: EIO, .write).kind == .io)
         #expect(DeviceError(errno: ETOOMANYREFS, .write).kind == .tooManyOpenZones)
@@ -93,7 +93,7 @@ import Glibc
     }
 }
 
-@Suite struct CodecTests {
+@Suite(.timeLimit(.minutes(2))) struct CodecTests {
     @Test func crc32cKnownValue() {
         #expect(CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283)
         #expect(CRC32C.checksum([UInt8](repeating: 0, count: 32)) == 0x8A91_36AA)
@@ -154,7 +154,7 @@ import Glibc
     }
 }
 
-@Suite struct RandomTests {
+@Suite(.timeLimit(.minutes(2))) struct RandomTests {
     @Test func sameSeedSameSequence() {
         var a = SeededRandom(seed: 42), b = SeededRandom(seed: 42), c = SeededRandom(seed: 43)
         let sa = (0..<10).map { _ in a.next() }
@@ -179,7 +179,7 @@ import Glibc
     }
 }
 
-@Suite struct RandomFillTests {
+@Suite(.timeLimit(.minutes(2))) struct RandomFillTests {
     @Test func fillIsSeededAndCoversOddLengths() {
         var a = SeededRandom(seed: 5), b = SeededRandom(seed: 5), c = SeededRandom(seed: 6)
         let x = a.bytes(13), y = b.bytes(13), z = c.bytes(13)
