@@ -65,7 +65,7 @@ final class ParkAfterSubmit: ForwardingDevice, @unchecked Sendable {
     }
 }
 
-@Suite("Zone allocator")
+@Suite("Zone allocator", .timeLimit(.minutes(5)))
 struct ZoneAllocatorTests {
     @Test func appendsInFlightAreNotTakenForGarbageWhenAnotherGrantResyncs() throws {
         var g = small
@@ -141,24 +141,35 @@ struct ZoneAllocatorTests {
         #expect(a.stats.zonesFinishedEarly == 0)
     }
 
+    /// The zone finished to free an active slot is the fullest one (least free; the seed finishes
+    /// the block group with the least unused space). The zones are unequal, and the fullest has
+    /// the higher index, so picking the lowest index (or the emptiest) would fail here.
     @Test func budgetSpentMeansZoneFinishThenRetry() throws {
         let (dev, path) = try device(small)  // max active 4, 2 reserved: data may use 2
         defer { dev.close(); try? FileManager.default.removeItem(atPath: path) }
         let a = try ZoneAllocator(device: dev)
-        let g1 = try a.grant(.kib(160)); try writeGrant(a, g1, block(40, 1))
-        let g2 = try a.grant(.kib(160)); try writeGrant(a, g2, block(40, 2))
+        let g1 = try a.grant(.kib(128)); try writeGrant(a, g1, block(32, 1))  // 64 KiB left
+        let g2 = try a.grant(.kib(160)); try writeGrant(a, g2, block(40, 2))  // 32 KiB left: the fullest
         #expect(g1.zone != g2.zone)
-        #expect(a.tryGrant(.kib(64)) == .needsZoneFinish, "both active data zones have 32 KiB, no zone may be activated")
-        #expect(throws: DeviceError.self) { _ = try a.grant(.kib(64), nowait: true) }
-        do { _ = try a.grant(.kib(64), nowait: true) } catch { #expect(error.errno == EAGAIN) }
-        let g3 = try a.grant(.kib(64))
-        #expect(a.stats.zoneFinishWaits == 1 && a.stats.zonesFinishedEarly == 1)
-        let finished = a.account(g1.zone)
-        #expect(finished.phase == .full && finished.unusable == .kib(32), "the fullest zone (lowest index on a tie) was finished")
-        #expect(try dev.zone(g1.zone).condition == .full)
-        #expect(g3.zone != g1.zone && g3.zone != g2.zone)
-        try writeGrant(a, g3, block(16, 3))
+        #expect(g1.zone.int < g2.zone.int, "the fullest zone must not be the lowest index, or that policy would pass too")
+        #expect(a.tryGrant(.kib(96)) == .needsZoneFinish, "neither active data zone has 96 KiB, no zone may be activated")
+        #expect(throws: DeviceError.self) { _ = try a.grant(.kib(96), nowait: true) }
+        do { _ = try a.grant(.kib(96), nowait: true) } catch { #expect(error.errno == EAGAIN) }
+        let g3 = try a.grant(.kib(96))
+        #expect(a.stats.zoneFinishWaits == 1 && a.stats.zonesFinished == 1 && a.stats.zonesFinishedEarly == 1)
+        let finished = a.account(g2.zone)
+        #expect(finished.phase == .full && finished.unusable == .kib(32), "the fullest zone was finished: \(finished)")
+        #expect(try dev.zone(g2.zone).condition == .full)
+        let kept = a.account(g1.zone)
+        #expect(kept.phase == .active && kept.free == .kib(64) && kept.unusable == .zero, "the emptier zone stays active: \(kept)")
+        #expect(try dev.zone(g1.zone).condition != .full)
+        #expect(g3.zone != g1.zone && g3.zone != g2.zone && g3.length == .kib(96))
+        try writeGrant(a, g3, block(24, 3))
         #expect(a.activeZoneCount <= 2)
+        // The zone left active still takes what fits in it.
+        let g4 = try a.grant(.kib(64), hint: g1.zone)
+        #expect(g4.zone == g1.zone && g4.length == .kib(64))
+        try writeGrant(a, g4, block(16, 4))
         #expect(a.problem() == nil)
     }
 

@@ -5,7 +5,7 @@ import Testing
 import ZonedCore
 @testable import ZonedBackendFile
 
-@Suite struct ConventionalDeviceTests {
+@Suite(.timeLimit(.minutes(3))) struct ConventionalDeviceTests {
     @Test func fileBecomesConventionalZonesIgnoringTheLastPartialOne() throws {
         let s = Scratch()
         let path = s.path("c.img")

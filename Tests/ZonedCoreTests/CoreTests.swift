@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import ZonedCore
 
@@ -5,7 +6,7 @@ import ZonedCore
 import Glibc
 #endif
 
-@Suite struct UnitsTests {
+@Suite(.timeLimit(.minutes(2))) struct UnitsTests {
     @Test func parsesSizes() {
         #expect(ByteCount(parsing: "4096") == ByteCount(UInt64(4096)))
         #expect(ByteCount(parsing: "64M") == .mib(64))
@@ -33,7 +34,7 @@ import Glibc
     }
 }
 
-@Suite struct GeometryTests {
+@Suite(.timeLimit(.minutes(2))) struct GeometryTests {
     @Test func acceptsAValidGeometry() {
         let g = DeviceGeometry(zoneCount: 16, zoneSize: .mib(64), zoneCapacity: .mib(62), maxOpenZones: 8, maxActiveZones: 12,
                                conventionalZoneCount: 4)
@@ -58,7 +59,7 @@ import Glibc
     }
 }
 
-@Suite struct ZoneModelTests {
+@Suite(.timeLimit(.minutes(2))) struct ZoneModelTests {
     @Test func openAndActiveSets() {
         #expect(ZoneCondition.implicitlyOpen.isOpen && ZoneCondition.explicitlyOpen.isOpen)
         #expect(!ZoneCondition.closed.isOpen && ZoneCondition.closed.isActive)
@@ -79,7 +80,7 @@ import Glibc
     }
 }
 
-@Suite struct DeviceErrorTests {
+@Suite(.timeLimit(.minutes(2))) struct DeviceErrorTests {
     @Test func classifiesErrnoInOnePlace() {
         #expect(DeviceError(errno: EIO, .write).kind == .io)
         #expect(DeviceError(errno: ETOOMANYREFS, .write).kind == .tooManyOpenZones)
@@ -93,7 +94,7 @@ import Glibc
     }
 }
 
-@Suite struct CodecTests {
+@Suite(.timeLimit(.minutes(2))) struct CodecTests {
     @Test func crc32cKnownValue() {
         #expect(CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283)
         #expect(CRC32C.checksum([UInt8](repeating: 0, count: 32)) == 0x8A91_36AA)
@@ -154,7 +155,7 @@ import Glibc
     }
 }
 
-@Suite struct RandomTests {
+@Suite(.timeLimit(.minutes(2))) struct RandomTests {
     @Test func sameSeedSameSequence() {
         var a = SeededRandom(seed: 42), b = SeededRandom(seed: 42), c = SeededRandom(seed: 43)
         let sa = (0..<10).map { _ in a.next() }
@@ -169,17 +170,80 @@ import Glibc
         #expect(!r.chance(0) && r.chance(1))
     }
 
+}
+
+/// The clocks: engine decisions and background timers run on CLOCK_MONOTONIC (it never jumps), only
+/// dates users read come from CLOCK_REALTIME (WallClock), and a test's ManualClock moves only when told.
+@Suite(.timeLimit(.minutes(2))) struct ClockTests {
+    static func read(_ id: clockid_t) -> UInt64 {
+        var ts = timespec()
+        clock_gettime(id, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
     @Test func manualClockMovesOnlyWhenTold() {
         let c = ManualClock(start: 5)
         #expect(c.nowNanoseconds == 5)
+        #expect(c.nowNanoseconds == 5, "no time passes by itself")
         c.advance(nanoseconds: 10)
         #expect(c.nowNanoseconds == 15)
-        let s = SystemClock()
-        #expect(s.nowNanoseconds <= s.nowNanoseconds)
+    }
+
+    /// SystemClock reads CLOCK_MONOTONIC: its reading lies between two readings of that clock
+    /// (CLOCK_MONOTONIC never goes back, so this holds on any machine, loaded or not). The wall
+    /// clock (decades since 1970) or the boot clock (counts suspend) would fall outside.
+    @Test func systemClockIsTheMonotonicClock() {
+        for _ in 0..<100 {
+            let before = Self.read(CLOCK_MONOTONIC)
+            let now = SystemClock().nowNanoseconds
+            let after = Self.read(CLOCK_MONOTONIC)
+            guard before <= now && now <= after else {
+                Issue.record("SystemClock \(now) outside CLOCK_MONOTONIC [\(before), \(after)]")
+                return
+            }
+        }
+    }
+
+    /// WallClock reads CLOCK_REALTIME (dates), not the monotonic clock: within a minute of it.
+    @Test func wallClockIsTheRealTimeClock() {
+        let real = Self.read(CLOCK_REALTIME)
+        let wall = WallClock().nowNanoseconds
+        let gap = wall > real ? wall - real : real - wall
+        #expect(gap < 60_000_000_000, "WallClock \(wall) is not CLOCK_REALTIME \(real)")
+        #expect(wall > 1_600_000_000 * 1_000_000_000, "a date after 2020, not a time since boot")
+    }
+
+    /// Timed waits measure CLOCK_MONOTONIC (the condition is made with that clock and the deadline
+    /// is taken from it): a wait nobody ends times out after at least its time by that clock. With
+    /// the condition on the wall clock the monotonic deadline would lie decades in the past and
+    /// the wait would end at once. A broadcast ends a wait early, reporting it woke.
+    @Test func conditionLockTimedWaitsRunOnTheMonotonicClock() throws {
+        let c = ConditionLock()
+        let wait: UInt64 = 50_000_000
+        let t0 = Self.read(CLOCK_MONOTONIC)
+        let woke = c.withLock { c.wait(nanoseconds: wait) }
+        let elapsed = Self.read(CLOCK_MONOTONIC) - t0
+        #expect(!woke, "nobody broadcast: the wait timed out")
+        #expect(elapsed >= wait, "a wait of \(wait) ns ended after \(elapsed) ns of CLOCK_MONOTONIC")
+
+        nonisolated(unsafe) var waiting = false, result: Bool?
+        let waiter = Thread {
+            let r = c.withLock { () -> Bool in
+                waiting = true
+                return c.wait(nanoseconds: 600_000_000_000)
+            }
+            c.withLock { result = r }
+        }
+        waiter.start()
+        // Once `waiting` is seen under the lock, the waiter sleeps in the wait (it released the lock).
+        while !c.withLock({ waiting }) { usleep(100) }
+        c.withLock { c.broadcast() }
+        while c.withLock({ result == nil }) { usleep(100) }
+        #expect(c.withLock { result } == true, "a broadcast ends the wait and says so")
     }
 }
 
-@Suite struct RandomFillTests {
+@Suite(.timeLimit(.minutes(2))) struct RandomFillTests {
     @Test func fillIsSeededAndCoversOddLengths() {
         var a = SeededRandom(seed: 5), b = SeededRandom(seed: 5), c = SeededRandom(seed: 6)
         let x = a.bytes(13), y = b.bytes(13), z = c.bytes(13)

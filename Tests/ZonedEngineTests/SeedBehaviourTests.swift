@@ -338,13 +338,51 @@ struct SeedBehaviourTests {
         #expect(try e.read(h, 0, big.count) == big)
     }
 
+    /// The seed extracts one ordered extent per submitted bio: while each 16 KiB piece is on its
+    /// way to the device, its own ordered extent covers exactly its bytes and the rest of the write
+    /// is one more; each piece is mapped by its own change at its own address, and the pieces,
+    /// landed back to back, merge into one file extent whose bytes read back.
     @Test func eachSubmittedPieceSplitsItsOwnOrderedExtent() throws {
         let s = Scratch()
-        let e = try Engine(device: try s.emulated(zoned))
+        let dev = OrderedAtSubmit(try s.emulated(zoned))
+        let e = try Engine(device: dev)
+        let changes = ChangeLog()
+        e.recorder = changes
         let f = e.createFile()
-        try e.write(f, 0, bytes(64 << 10, seed: 1))   // 4 pieces of 16 KiB
+        let inode = try e.inode(f)
+        dev.watch = { inode.ordered.map { ($0.fileOffset, $0.length) }.sorted { $0.0 < $1.0 } }
+        let piece: UInt64 = 16 << 10, total: UInt64 = 64 << 10
+        let data = bytes(Int(total), seed: 1)
+        #expect(try e.write(f, 0, data) == data.count)   // 4 pieces of 16 KiB
         #expect(e.stats.orderedExtentSplits == 3)
-        #expect(try e.extents(f).count == 1, "pieces landing back to back merge into one extent")
+        let ext = try e.extents(f)
+        try #require(ext.count == 1, "pieces landing back to back merge into one extent: \(ext)")
+        let start = ext[0].device
+        #expect(start == zoned.zoneStart(try #require(zoned.zone(containing: start))), "the write starts a zone")
+        #expect(ext[0] == FileExtent(fileOffset: 0, length: total, device: start))
+        // At each submission: the piece's own ordered extent, then the rest of the write.
+        let seen = dev.seen
+        try #require(seen.count == 4, "one submission per piece: \(seen.map(\.writes))")
+        for (k, at) in seen.enumerated() {
+            let off = UInt64(k) * piece
+            #expect(at.writes.count == 1 && at.writes[0].at == start + ByteCount(off) && at.writes[0].length == Int(piece),
+                    "piece \(k) goes to the device at its place: \(at.writes)")
+            var expected: [(UInt64, UInt64)] = [(off, piece)]
+            if off + piece < total { expected.append((off + piece, total - off - piece)) }
+            #expect(at.ordered.map(\.0) == expected.map(\.0) && at.ordered.map(\.1) == expected.map(\.1),
+                    "ordered extents while piece \(k) is in flight: \(at.ordered), expected \(expected)")
+        }
+        #expect(inode.state.withLock { inode.ordered.isEmpty }, "every ordered extent finished")
+        // One mapping per piece, each at the address its piece landed at, with its blocks' checksums.
+        let mapped = changes.mapped(f)
+        try #require(mapped.count == 4, "one mapped change per piece: \(mapped.map(\.extent))")
+        for (k, m) in mapped.enumerated() {
+            let off = UInt64(k) * piece
+            #expect(m.extent == FileExtent(fileOffset: off, length: piece, device: start + ByteCount(off)), "piece \(k): \(m.extent)")
+            #expect(m.checksums.count == Int(piece / 4096) && m.sizeAtLeast == off + piece)
+        }
+        #expect(try e.read(f, 0, data.count) == data)
+        #expect(try deviceBytes(dev, start, total) == data, "the device holds the bytes where the extent says")
     }
 
     @Test func aFailedPieceGivesAShortWriteAndMapsOnlyWhatWasWritten() throws {
@@ -449,5 +487,46 @@ struct SeedBehaviourTests {
         #expect(try e.read(f, 5000, 3192) == [UInt8](repeating: 0, count: 3192), "bytes past an old EOF read as zeros")
         let t = e.allocator.totals
         #expect(t.capacity == t.free + t.live + t.garbage + t.unusable + t.reserved)
+    }
+}
+
+/// Sees, at each device submission that writes, the ordered extents then pending on one inode.
+/// `watch` reads them without the inode's state lock: it runs on the writer's own thread inside
+/// its device IO, where the zone sequencer is held and the state lock (ranked above it) may not be
+/// taken; nothing else touches that inode meanwhile.
+final class OrderedAtSubmit: ForwardingDevice, @unchecked Sendable {
+    nonisolated(unsafe) var watch: (() -> [(UInt64, UInt64)])?
+    private let lock = ConditionLock()
+    private var log: [(writes: [(at: DeviceOffset, length: Int)], ordered: [(UInt64, UInt64)])] = []
+
+    var seen: [(writes: [(at: DeviceOffset, length: Int)], ordered: [(UInt64, UInt64)])] { lock.withLock { log } }
+
+    override func submit(_ batch: [DeviceIO]) -> [IOCompletion] {
+        let writes = batch.compactMap { io -> (at: DeviceOffset, length: Int)? in
+            if case .write(let b, let at) = io { return (at, b.count) }
+            return nil
+        }
+        if !writes.isEmpty, let watch {
+            let ordered = watch()
+            lock.withLock { log.append((writes, ordered)) }
+        }
+        return inner.submit(batch)
+    }
+}
+
+/// The engine's layout changes, in order (a stand-in for the metadata log).
+final class ChangeLog: ChangeRecorder, @unchecked Sendable {
+    private let lock = ConditionLock()
+    private var changes: [(InodeNumber, FileChange)] = []
+
+    func record(_ inode: InodeNumber, _ change: FileChange) { lock.withLock { changes.append((inode, change)) } }
+
+    func mapped(_ n: InodeNumber) -> [(extent: FileExtent, checksums: [UInt32], sizeAtLeast: UInt64)] {
+        lock.withLock {
+            changes.compactMap { c in
+                guard c.0 == n, case .mapped(let e, let sums, let atLeast) = c.1 else { return nil }
+                return (e, sums, atLeast)
+            }
+        }
     }
 }

@@ -7,7 +7,7 @@ import ZonedBackendFile
 import ZonedCore
 @testable import ZonedFS
 
-@Suite("Format")
+@Suite("Format", .timeLimit(.minutes(3)))
 struct FormatTests {
     @Test(arguments: [
         (smallZoned(zones: 6), "at least 8"),

@@ -7,7 +7,7 @@ import ZonedCore
 import ZonedEngine
 @testable import ZonedFS
 
-@Suite("File system round trip")
+@Suite("File system round trip", .timeLimit(.minutes(5)))
 struct RoundTripTests {
     func workload(_ fs: FileSystem) throws -> [String: [UInt8]] {
         var expected: [String: [UInt8]] = [:]
@@ -90,5 +90,34 @@ struct RoundTripTests {
         #expect(a == before)
         #expect(a.mode == 0o4751 && a.uid == 1234 && a.gid == 5678 && a.atime == 1_000_000_007 && a.mtime == 2_000_000_009 && a.nlink == 1)
         try again.unmount()
+    }
+
+    /// File times and the superblock's creation time are dates: with the default clock (SystemClock,
+    /// CLOCK_MONOTONIC, which engine decisions use) they come from the wall clock, not from the time
+    /// since boot (which `ls -l` would show as 1970). An injected clock drives them instead, so a
+    /// test's run stays deterministic.
+    @Test func fileTimesAreWallClockDatesOrTheInjectedClock() throws {
+        let s = Scratch()
+        let dev = try EmulatedZonedDevice.create(path: s.path("img"), geometry: smallZoned())
+        try FileSystem.format(device: dev, options: FormatOptions(uuid: testUUID))
+        let fs = try FileSystem.mount(device: dev, options: MountOptions(backgroundReclaim: false))
+        let wall = Int64(WallClock().nowNanoseconds)
+        let a = try fs.stat(try fs.createFile("/dated")).attributes
+        let created = Int64(fs.superblock.createdNanoseconds)
+        try fs.unmount()
+        let minute: Int64 = 60_000_000_000
+        for (what, t) in [("atime", a.atime), ("mtime", a.mtime), ("ctime", a.ctime), ("superblock created", created)] {
+            #expect(abs(t - wall) < minute, "\(what) \(t) is not a wall-clock date near \(wall)")
+        }
+
+        let clock = ManualClock(start: 7_000_000_000)
+        let dev2 = try EmulatedZonedDevice.create(path: s.path("img2"), geometry: smallZoned())
+        try FileSystem.format(device: dev2, options: FormatOptions(uuid: testUUID), clock: clock)
+        let fs2 = try FileSystem.mount(device: dev2, options: MountOptions(backgroundReclaim: false), clock: clock)
+        clock.advance(nanoseconds: 5)
+        let b = try fs2.stat(try fs2.createFile("/manual")).attributes
+        #expect(b.atime == 7_000_000_005 && b.mtime == 7_000_000_005 && b.ctime == 7_000_000_005, "\(b)")
+        #expect(fs2.superblock.createdNanoseconds == 7_000_000_000)
+        try fs2.unmount()
     }
 }
