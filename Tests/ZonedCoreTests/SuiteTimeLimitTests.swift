@@ -11,6 +11,7 @@ func suiteTimeLimitProblems(_ files: [(path: String, text: String)]) -> [String]
     struct Decl { let path: String; let line: Int; let isExtension: Bool; let name: String; let suite: String?; var tests = 0 }
     var decls: [Decl] = []
     var problems: [String] = []
+    let stringLiteral = try! Regex(#""(?:[^"\\]|\\.)*""#)
     let declaration = try! Regex(#"^(?:@.*\s)?(?:(?:public|internal|private|fileprivate|final)\s+)*(struct|class|enum|actor|extension)\s+(\w+)"#)
     for file in files {
         let lines = file.text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
@@ -21,7 +22,8 @@ func suiteTimeLimitProblems(_ files: [(path: String, text: String)]) -> [String]
             if trimmed.hasPrefix("//") { continue }
             if !line.hasPrefix(" "), let m = line.firstMatch(of: declaration) {
                 let head = (attributes + [line]).joined(separator: "\n")
-                let suite = head.range(of: "@Suite").map { String(head[$0.lowerBound...]) }
+                // String literals (a suite's name) are left out: only a trait counts.
+                let suite = head.range(of: "@Suite").map { String(head[$0.lowerBound...]).replacing(stringLiteral, with: "\"\"") }
                 decls.append(Decl(path: file.path, line: i + 1, isExtension: m.output[1].substring == "extension",
                                   name: String(m.output[2].substring ?? ""), suite: suite))
                 current = decls.count - 1
@@ -106,6 +108,8 @@ func suiteTimeLimitProblems(_ files: [(path: String, text: String)]) -> [String]
         #expect(suiteTimeLimitProblems([("x.swift", noSuite)]) == ["x.swift:3: A has tests but no @Suite(.timeLimit(...))"])
         let free = "import Testing\n@Test func loose() {}\n"
         #expect(suiteTimeLimitProblems([("x.swift", free)]) == ["x.swift:2: a @Test outside any @Suite type (no time limit)"])
+        let nameOnly = "@Suite(\"a .timeLimit(.minutes(1)) in the name\") struct A {\n    @Test func one() {}\n}\n"
+        #expect(suiteTimeLimitProblems([("x.swift", nameOnly)]) == ["x.swift:1: @Suite of A has no .timeLimit"])
         let strayExtension = "extension A {\n    @Test func one() {}\n}\n"
         #expect(suiteTimeLimitProblems([("x.swift", strayExtension)])
                 == ["x.swift:1: tests in an extension of A, which is no @Suite with a .timeLimit"])
