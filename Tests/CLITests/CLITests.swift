@@ -38,7 +38,7 @@ func expectUsageError(_ r: Run, mentions: String, sourceLocation: SourceLocation
     #expect(!r.err.contains("Fatal error") && !r.err.contains("Stack dump"), sourceLocation: sourceLocation)
 }
 
-@Suite("zbdfs CLI", .serialized, .timeLimit(.minutes(10)))
+@Suite("zbdfs CLI", .serialized, .timeLimit(.minutes(15)))
 struct CLITests {
     @Test func createShowAndManageZones() throws {
         let img = tempImage("basic")

@@ -63,7 +63,7 @@ func expectRefusal(_ r: Run, status: Int32 = 2, mentions: [String], sourceLocati
     #expect(!r.err.contains("Fatal error") && !r.err.contains("Stack dump"), sourceLocation: sourceLocation)
 }
 
-@Suite("zbdfs format and fsck", .serialized, .timeLimit(.minutes(10)))
+@Suite("zbdfs format and fsck", .serialized, .timeLimit(.minutes(15)))
 struct FormatFsckTests {
     @Test func formatPrintsGeometryAndSpace() throws {
         let img = tempImage("format")

@@ -7,7 +7,7 @@ import FoundationXML
 #endif
 import Testing
 
-@Suite("zbdfs df, zones and zonemap", .timeLimit(.minutes(10)))
+@Suite("zbdfs df, zones and zonemap", .timeLimit(.minutes(15)))
 struct MonitorTests {
     @Test func dfZonesAndZonemapReadWithoutWriting() throws {
         let img = tempImage("monitor")

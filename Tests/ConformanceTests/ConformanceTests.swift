@@ -60,7 +60,7 @@ func scratchPath(_ tag: String) -> String {
     return dir.appendingPathComponent("\(tag)-\(UUID().uuidString).img").path
 }
 
-@Suite("Device conformance", .timeLimit(.minutes(5)))
+@Suite("Device conformance", .timeLimit(.minutes(10)))
 struct ConformanceTests {
     @Test("each rule holds", arguments: Profile.all, ConformanceSuite.checks.map(\.name))
     func rule(profile: Profile, checkName: String) throws {

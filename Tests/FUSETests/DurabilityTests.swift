@@ -6,7 +6,7 @@ import Foundation
 import Testing
 import ZonedTestSupport
 
-@Suite("FUSE buffered data and durability", .serialized, .enabled(if: fuseUnavailable == nil, "\(fuseUnavailable ?? "")"), .timeLimit(.minutes(10)))
+@Suite("FUSE buffered data and durability", .serialized, .enabled(if: fuseUnavailable == nil, "\(fuseUnavailable ?? "")"), .timeLimit(.minutes(15)))
 struct DurabilityTests {
     /// A freshly written file has st_blocks before any fsync, so `tar -S` (which takes a file
     /// whose st_blocks is 0 for one hole) archives its bytes, not zeros.

@@ -25,7 +25,7 @@ let helperUnavailable: String? = {
     return nil
 }()
 
-@Suite("mount(8, .timeLimit(.minutes(10))) helper", .serialized, .enabled(if: helperUnavailable == nil, "\(helperUnavailable ?? "")"))
+@Suite("mount(8) helper", .serialized, .enabled(if: helperUnavailable == nil, "\(helperUnavailable ?? "")"), .timeLimit(.minutes(15)))
 struct HelperTests {
     @Test(arguments: [Backing.emulated, .conventional])
     func mountTypeAndFstabLine(_ kind: Backing) throws {

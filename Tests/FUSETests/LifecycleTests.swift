@@ -6,7 +6,7 @@ import Foundation
 import Testing
 import ZonedBackendFile
 
-@Suite("FUSE lifecycle", .serialized, .enabled(if: fuseUnavailable == nil, "\(fuseUnavailable ?? "")"), .timeLimit(.minutes(10)))
+@Suite("FUSE lifecycle", .serialized, .enabled(if: fuseUnavailable == nil, "\(fuseUnavailable ?? "")"), .timeLimit(.minutes(15)))
 struct LifecycleTests {
     @Test func secondMountOfADeviceFailsNamingTheFirst() throws {
         let s = Scratch("excl")

@@ -22,7 +22,7 @@ private func json(_ text: String) throws -> [String: Any] {
 
 private func int(_ o: [String: Any], _ k: String) -> Int { (o[k] as? NSNumber)?.intValue ?? -1 }
 
-@Suite("FUSE monitoring", .serialized, .enabled(if: fuseUnavailable == nil, "\(fuseUnavailable ?? "")"), .timeLimit(.minutes(10)))
+@Suite("FUSE monitoring", .serialized, .enabled(if: fuseUnavailable == nil, "\(fuseUnavailable ?? "")"), .timeLimit(.minutes(15)))
 struct MountMonitorTests {
     @Test func liveFiguresFromTheMountAndMonitoringWritesNothing() throws {
         let s = Scratch("mon")

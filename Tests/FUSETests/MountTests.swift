@@ -4,7 +4,7 @@
 import Foundation
 import Testing
 
-@Suite("FUSE mount", .serialized, .enabled(if: fuseUnavailable == nil, "\(fuseUnavailable ?? "")"), .timeLimit(.minutes(10)))
+@Suite("FUSE mount", .serialized, .enabled(if: fuseUnavailable == nil, "\(fuseUnavailable ?? "")"), .timeLimit(.minutes(15)))
 struct MountTests {
     @Test(arguments: [Backing.emulated, .conventional])
     func copyListReadBack(_ kind: Backing) throws {

@@ -3,7 +3,7 @@
 import Testing
 @testable import ZonedFUSE
 
-@Suite(.timeLimit(.minutes(2))) struct OptionParsingTests {
+@Suite(.timeLimit(.minutes(10))) struct OptionParsingTests {
     @Test func oursLibfusesAndFstabOnlyOptions() throws {
         let o = try FUSEMountOptions(parsing: ["ro,allow_other", "noatime,defaults,noauto,x-systemd.automount,_netdev"])
         #expect(o.readOnly && o.allowOther && !o.debug)
@@ -50,7 +50,7 @@ import Testing
     }
 }
 
-@Suite(.timeLimit(.minutes(2))) struct MountTableTests {
+@Suite(.timeLimit(.minutes(10))) struct MountTableTests {
     static let sample = """
         22 1 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:12 - proc proc rw
         42 27 0:39 / /tmp/with\\040space/mnt rw,nosuid,nodev,relatime shared:1 master:2 - fuse.zbdfs /tmp/dev\\040one.img rw,user_id=0,group_id=0,default_permissions

@@ -84,7 +84,7 @@ print("\n".join(failures))
 sys.exit(1 if failures else 0)
 """#
 
-@Suite("FUSE semantics", .serialized, .enabled(if: fuseUnavailable == nil, "\(fuseUnavailable ?? "")"), .timeLimit(.minutes(10)))
+@Suite("FUSE semantics", .serialized, .enabled(if: fuseUnavailable == nil, "\(fuseUnavailable ?? "")"), .timeLimit(.minutes(15)))
 struct SemanticsTests {
     @Test(arguments: [Backing.emulated, .conventional])
     func errnosRenameFlagsFallocateMmap(_ kind: Backing) throws {

@@ -54,7 +54,7 @@ find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
 stat -c 'stamp %Y' stamp.txt
 """#
 
-@Suite("FUSE workload", .serialized, .enabled(if: fuseUnavailable == nil, "\(fuseUnavailable ?? "")"), .timeLimit(.minutes(10)))
+@Suite("FUSE workload", .serialized, .enabled(if: fuseUnavailable == nil, "\(fuseUnavailable ?? "")"), .timeLimit(.minutes(15)))
 struct WorkloadTests {
     @Test(arguments: [Backing.emulated, .conventional])
     func standardToolsSurviveRemount(_ kind: Backing) throws {

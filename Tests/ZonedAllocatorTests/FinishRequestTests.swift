@@ -49,7 +49,7 @@ final class Shared<T>: @unchecked Sendable {
     }
 }
 
-@Suite("Finish requests", .timeLimit(.minutes(2)))
+@Suite("Finish requests", .timeLimit(.minutes(10)))
 struct FinishRequestTests {
     // One data zone may be active (max active 4, 3 kept for metadata and reclaim).
     let g = DeviceGeometry(zoneCount: 8, zoneSize: .kib(256), zoneCapacity: .kib(192), maxOpenZones: 4,

@@ -26,7 +26,7 @@ final class Lines: @unchecked Sendable {
     var all: [String] { lock.withLock { stored } }
 }
 
-@Suite("Handled allocator errors", .timeLimit(.minutes(3)))
+@Suite("Handled allocator errors", .timeLimit(.minutes(10)))
 struct HandledErrorTests {
     @Test func aFailedResyncIsCountedAndLogged() throws {
         let g = DeviceGeometry(zoneCount: 8, zoneSize: .kib(256), zoneCapacity: .kib(192), maxWriteBytes: .kib(64))

@@ -65,7 +65,7 @@ final class ParkAfterSubmit: ForwardingDevice, @unchecked Sendable {
     }
 }
 
-@Suite("Zone allocator", .timeLimit(.minutes(5)))
+@Suite("Zone allocator", .timeLimit(.minutes(10)))
 struct ZoneAllocatorTests {
     @Test func appendsInFlightAreNotTakenForGarbageWhenAnotherGrantResyncs() throws {
         var g = small

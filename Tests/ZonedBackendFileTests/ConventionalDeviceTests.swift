@@ -5,7 +5,7 @@ import Testing
 import ZonedCore
 @testable import ZonedBackendFile
 
-@Suite(.timeLimit(.minutes(3))) struct ConventionalDeviceTests {
+@Suite(.timeLimit(.minutes(10))) struct ConventionalDeviceTests {
     @Test func fileBecomesConventionalZonesIgnoringTheLastPartialOne() throws {
         let s = Scratch()
         let path = s.path("c.img")

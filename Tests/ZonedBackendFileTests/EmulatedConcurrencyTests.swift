@@ -6,7 +6,7 @@ import Testing
 import ZonedCore
 @testable import ZonedBackendFile
 
-@Suite(.timeLimit(.minutes(3))) struct EmulatedConcurrencyTests {
+@Suite(.timeLimit(.minutes(10))) struct EmulatedConcurrencyTests {
     @Test func parallelWritersToDifferentZones() throws {
         let s = Scratch()
         let g = DeviceGeometry(zoneCount: 8, zoneSize: .mib(1), maxWriteBytes: .kib(64), maxAppendBytes: .kib(64))

@@ -6,7 +6,7 @@ import Testing
 import ZonedCore
 @testable import ZonedBackendFile
 
-@Suite(.timeLimit(.minutes(3))) struct EmulatedImageTests {
+@Suite(.timeLimit(.minutes(10))) struct EmulatedImageTests {
     @Test func reopenKeepsGeometryWritePointersAndConditions() throws {
         let s = Scratch()
         let path = s.path("a.zimg")
@@ -231,7 +231,7 @@ import ZonedCore
     }
 }
 
-@Suite(.timeLimit(.minutes(3))) struct EmulatedImageQuietOpenTests {
+@Suite(.timeLimit(.minutes(10))) struct EmulatedImageQuietOpenTests {
     @Test func lookingAtAnImageDoesNotChangeItsBytes() throws {
         let s = Scratch()
         let path = s.path("quiet.zimg")

@@ -6,7 +6,7 @@ import Testing
 import ZonedCore
 @testable import ZonedBackendFile
 
-@Suite(.timeLimit(.minutes(3))) struct FaultInjectionTests {
+@Suite(.timeLimit(.minutes(10))) struct FaultInjectionTests {
     private func device(_ s: Scratch, _ name: String = "a.zimg", faults: FaultPlan? = nil) throws -> EmulatedZonedDevice {
         try EmulatedZonedDevice.create(path: s.path(name), geometry: testGeometry, faults: faults)
     }

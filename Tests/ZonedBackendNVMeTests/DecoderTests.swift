@@ -48,7 +48,7 @@ enum IdentifyBytes {
     }
 }
 
-@Suite("NVMe decoders", .timeLimit(.minutes(3)))
+@Suite("NVMe decoders", .timeLimit(.minutes(10)))
 struct DecoderTests {
     @Test func identifyNamespaceTakesTheCurrentFormat() throws {
         let bytes = IdentifyBytes.namespace(blocks: 131072, lbads: [9, 12], current: 1)

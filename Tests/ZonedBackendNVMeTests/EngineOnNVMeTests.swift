@@ -12,7 +12,7 @@ import ZonedCore
 import ZonedEngine
 @testable import ZonedBackendNVMe
 
-@Suite("The engine on the NVMe backend (fake ZNS controller)", .timeLimit(.minutes(5)))
+@Suite("The engine on the NVMe backend (fake ZNS controller)", .timeLimit(.minutes(10)))
 struct EngineOnNVMeTests {
     /// Every extent of every file lies in one zone and holds the file's bytes on the device.
     func expectExtentsOnDevice(_ e: Engine, _ d: NVMeZonedDevice, _ files: [InodeNumber: [UInt8]],

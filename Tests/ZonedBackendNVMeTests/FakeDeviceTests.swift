@@ -9,7 +9,7 @@ import ZonedConformance
 import ZonedCore
 @testable import ZonedBackendNVMe
 
-@Suite("NVMe backend on a fake ZNS controller", .timeLimit(.minutes(3)))
+@Suite("NVMe backend on a fake ZNS controller", .timeLimit(.minutes(10)))
 struct FakeDeviceTests {
     static func open(_ fake: FakeZNS) throws -> NVMeZonedDevice {
         try NVMeZonedDevice.make(path: "/dev/fake-ng0n1", charPath: "/dev/fake-ng0n1", controller: fake,

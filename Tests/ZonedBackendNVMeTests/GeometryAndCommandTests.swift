@@ -5,7 +5,7 @@ import Testing
 import ZonedCore
 @testable import ZonedBackendNVMe
 
-@Suite("NVMe geometry and commands", .timeLimit(.minutes(3)))
+@Suite("NVMe geometry and commands", .timeLimit(.minutes(10)))
 struct GeometryAndCommandTests {
     /// The QEMU namespace the guest suite uses: 512 MiB, 16 MiB zones, 4 KiB blocks, 14/14, zasl=5, mdts=7.
     static func qemu(mdts: UInt8 = 7, zasl: UInt8 = 5, mor: Int = 14, mar: Int = 14) -> NVMeIdentity {

@@ -7,7 +7,7 @@ import Testing
 import ZonedCore
 @testable import ZonedBackendNVMe
 
-@Suite("NVMe status", .timeLimit(.minutes(3)))
+@Suite("NVMe status", .timeLimit(.minutes(10)))
 struct StatusTests {
     @Test func zoneStatusesMapLikeTheKernel() {
         #expect(NVMeStatus.zoneInvalidWrite.errno == EIO)

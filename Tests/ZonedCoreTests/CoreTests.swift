@@ -6,7 +6,7 @@ import ZonedCore
 import Glibc
 #endif
 
-@Suite(.timeLimit(.minutes(2))) struct UnitsTests {
+@Suite(.timeLimit(.minutes(10))) struct UnitsTests {
     @Test func parsesSizes() {
         #expect(ByteCount(parsing: "4096") == ByteCount(UInt64(4096)))
         #expect(ByteCount(parsing: "64M") == .mib(64))
@@ -34,7 +34,7 @@ import Glibc
     }
 }
 
-@Suite(.timeLimit(.minutes(2))) struct GeometryTests {
+@Suite(.timeLimit(.minutes(10))) struct GeometryTests {
     @Test func acceptsAValidGeometry() {
         let g = DeviceGeometry(zoneCount: 16, zoneSize: .mib(64), zoneCapacity: .mib(62), maxOpenZones: 8, maxActiveZones: 12,
                                conventionalZoneCount: 4)
@@ -59,7 +59,7 @@ import Glibc
     }
 }
 
-@Suite(.timeLimit(.minutes(2))) struct ZoneModelTests {
+@Suite(.timeLimit(.minutes(10))) struct ZoneModelTests {
     @Test func openAndActiveSets() {
         #expect(ZoneCondition.implicitlyOpen.isOpen && ZoneCondition.explicitlyOpen.isOpen)
         #expect(!ZoneCondition.closed.isOpen && ZoneCondition.closed.isActive)
@@ -80,7 +80,7 @@ import Glibc
     }
 }
 
-@Suite(.timeLimit(.minutes(2))) struct DeviceErrorTests {
+@Suite(.timeLimit(.minutes(10))) struct DeviceErrorTests {
     @Test func classifiesErrnoInOnePlace() {
         #expect(DeviceError(errno: EIO, .write).kind == .io)
         #expect(DeviceError(errno: ETOOMANYREFS, .write).kind == .tooManyOpenZones)
@@ -94,7 +94,7 @@ import Glibc
     }
 }
 
-@Suite(.timeLimit(.minutes(2))) struct CodecTests {
+@Suite(.timeLimit(.minutes(10))) struct CodecTests {
     @Test func crc32cKnownValue() {
         #expect(CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283)
         #expect(CRC32C.checksum([UInt8](repeating: 0, count: 32)) == 0x8A91_36AA)
@@ -155,7 +155,7 @@ import Glibc
     }
 }
 
-@Suite(.timeLimit(.minutes(2))) struct RandomTests {
+@Suite(.timeLimit(.minutes(10))) struct RandomTests {
     @Test func sameSeedSameSequence() {
         var a = SeededRandom(seed: 42), b = SeededRandom(seed: 42), c = SeededRandom(seed: 43)
         let sa = (0..<10).map { _ in a.next() }
@@ -174,7 +174,7 @@ import Glibc
 
 /// The clocks: engine decisions and background timers run on CLOCK_MONOTONIC (it never jumps), only
 /// dates users read come from CLOCK_REALTIME (WallClock), and a test's ManualClock moves only when told.
-@Suite(.timeLimit(.minutes(2))) struct ClockTests {
+@Suite(.timeLimit(.minutes(10))) struct ClockTests {
     static func read(_ id: clockid_t) -> UInt64 {
         var ts = timespec()
         clock_gettime(id, &ts)
@@ -243,7 +243,7 @@ import Glibc
     }
 }
 
-@Suite(.timeLimit(.minutes(2))) struct RandomFillTests {
+@Suite(.timeLimit(.minutes(10))) struct RandomFillTests {
     @Test func fillIsSeededAndCoversOddLengths() {
         var a = SeededRandom(seed: 5), b = SeededRandom(seed: 5), c = SeededRandom(seed: 6)
         let x = a.bytes(13), y = b.bytes(13), z = c.bytes(13)

@@ -14,7 +14,7 @@ final class Order: @unchecked Sendable {
     var all: [String] { lock.withLock { names } }
 }
 
-@Suite("Locks", .timeLimit(.minutes(2)))
+@Suite("Locks", .timeLimit(.minutes(10)))
 struct LockTests {
     @Test func aWaitingWriterGoesBeforeReadersThatArriveAfterIt() throws {
         // R1 holds the lock shared; W asks for it exclusively and waits; R2 then asks shared.

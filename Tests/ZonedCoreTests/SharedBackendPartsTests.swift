@@ -15,7 +15,7 @@ private final class Token: Sendable {
     init(_ id: Int) { self.id = id }
 }
 
-@Suite(.timeLimit(.minutes(2))) struct LeasePoolTests {
+@Suite(.timeLimit(.minutes(10))) struct LeasePoolTests {
     @Test func idleResourcesAreReusedUnlessBrokenAndReleaseWaitsForTheLastLease() throws {
         let released = Atomic<Int>(0)
         let made = Atomic<Int>(0)
@@ -71,7 +71,7 @@ private final class Token: Sendable {
     }
 }
 
-@Suite(.timeLimit(.minutes(2))) struct DeviceContractTests {
+@Suite(.timeLimit(.minutes(10))) struct DeviceContractTests {
     let g = DeviceGeometry(zoneCount: 4, zoneSize: .mib(1), logicalBlockSize: ByteCount(4096), maxWriteBytes: .kib(64))
 
     func problem(_ write: Bool, _ length: UInt64, at offset: UInt64) -> String? {
@@ -90,7 +90,7 @@ private final class Token: Sendable {
     }
 }
 
-@Suite(.timeLimit(.minutes(2))) struct WritePointerFloorsTests {
+@Suite(.timeLimit(.minutes(10))) struct WritePointerFloorsTests {
     let zoneSize = ByteCount.mib(1)
 
     func zone(_ i: UInt32, wp: UInt64) -> Zone {

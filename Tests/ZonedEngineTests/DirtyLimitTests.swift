@@ -13,7 +13,7 @@ import ZonedCore
 private let roomy = DeviceGeometry(zoneCount: 64, zoneSize: .mib(1), zoneCapacity: .kib(960), maxOpenZones: 6,
                                    maxActiveZones: 6, maxWriteBytes: .kib(64))
 
-@Suite("Page cache bound", .timeLimit(.minutes(5)))
+@Suite("Page cache bound", .timeLimit(.minutes(10)))
 struct DirtyLimitTests {
     static let limit = ByteCount.kib(256)
 

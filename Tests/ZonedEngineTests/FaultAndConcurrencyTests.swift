@@ -20,7 +20,7 @@ func expectNothingMappedPastWritePointers(_ e: Engine, _ files: [InodeNumber], s
     }
 }
 
-@Suite("Engine faults and concurrency", .timeLimit(.minutes(5)))
+@Suite("Engine faults and concurrency", .timeLimit(.minutes(10)))
 struct FaultAndConcurrencyTests {
     @Test("random EIO on writes: errors or short writes, never unwritten data mapped", arguments: [UInt64(11), 12, 13])
     func writeErrors(seed: UInt64) throws {

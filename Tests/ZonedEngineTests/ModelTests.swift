@@ -148,7 +148,7 @@ func modelEngine(_ kind: ModelDevice, _ s: Scratch) throws -> Engine {
 /// Seeds that once failed; replayed on every run.
 let regressionSeeds: [UInt64] = []
 
-@Suite("Engine model", .timeLimit(.minutes(10)))
+@Suite("Engine model", .timeLimit(.minutes(15)))
 struct ModelTests {
     static let operations = Int(ProcessInfo.processInfo.environment["ZBDFS_MODEL_OPS"] ?? "") ?? 10_000
     static let seeds: [UInt64] = [1, 2, 3, 4] + regressionSeeds

@@ -13,7 +13,7 @@ import ZonedCore
 let zoned = DeviceGeometry(zoneCount: 32, zoneSize: .kib(256), zoneCapacity: .kib(192), maxOpenZones: 6,
                            maxActiveZones: 6, maxWriteBytes: .kib(16))
 
-@Suite("Seed behaviours", .serialized, .timeLimit(.minutes(5)))
+@Suite("Seed behaviours", .serialized, .timeLimit(.minutes(10)))
 struct SeedBehaviourTests {
     @Test func unalignedDirectWriteFallsBackToBufferedAndDirectReadSeesIt() throws {
         let s = Scratch()

@@ -88,7 +88,7 @@ func expectExtentsMatchDevice(_ e: Engine, _ dev: any ZonedDevice, _ files: [Ino
     #expect(e.allocator.problem() == nil, "\(e.allocator.problem() ?? "")", sourceLocation: sourceLocation)
 }
 
-@Suite("Zone append write path", .serialized, .timeLimit(.minutes(5)))
+@Suite("Zone append write path", .serialized, .timeLimit(.minutes(10)))
 struct ZoneAppendTests {
     @Test func theAppendsOfOneWriteAreSubmittedTogether() throws {
         let s = Scratch()

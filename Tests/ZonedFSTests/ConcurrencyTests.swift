@@ -11,7 +11,7 @@ import ZonedCore
 import ZonedEngine
 @testable import ZonedFS
 
-@Suite("File system concurrency", .timeLimit(.minutes(5)))
+@Suite("File system concurrency", .timeLimit(.minutes(10)))
 struct FSConcurrencyTests {
     @Test("8 threads create, write (direct and buffered), fsync, rename and unlink during log roll-overs")
     func threadsDuringRollOvers() throws {

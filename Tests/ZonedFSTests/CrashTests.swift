@@ -217,7 +217,7 @@ func crashProblems(_ fs: FileSystem, history: [ModelState], files: [InodeNumber:
     return problems
 }
 
-@Suite("Crash consistency", .serialized, .timeLimit(.minutes(15)))
+@Suite("Crash consistency", .serialized, .timeLimit(.minutes(20)))
 struct CrashTests {
     static let geometry = smallZoned(zones: 20, zoneSize: .kib(64), capacity: .kib(64), maxActive: 4)
     static var seeds: Int { Int(ProcessInfo.processInfo.environment["ZBDFS_CRASH_SEEDS"] ?? "") ?? 4 }

@@ -38,7 +38,7 @@ final class LogLines: @unchecked Sendable {
     var all: [String] { lock.withLock { stored } }
 }
 
-@Suite("Durability points and handled errors", .serialized, .timeLimit(.minutes(3)))
+@Suite("Durability points and handled errors", .serialized, .timeLimit(.minutes(10)))
 struct DurabilityPointTests {
     @Test func fsyncFlushesOncePerDurabilityPoint() throws {
         let s = Scratch()

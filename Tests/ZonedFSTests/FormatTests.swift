@@ -7,7 +7,7 @@ import ZonedBackendFile
 import ZonedCore
 @testable import ZonedFS
 
-@Suite("Format", .timeLimit(.minutes(3)))
+@Suite("Format", .timeLimit(.minutes(10)))
 struct FormatTests {
     @Test(arguments: [
         (smallZoned(zones: 6), "at least 8"),

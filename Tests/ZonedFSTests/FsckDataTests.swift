@@ -39,7 +39,7 @@ final class ReadSpy: ZonedDevice, @unchecked Sendable {
     }
 }
 
-@Suite("fsck data verification", .timeLimit(.minutes(5)))
+@Suite("fsck data verification", .timeLimit(.minutes(10)))
 struct FsckDataTests {
     /// A formatted device with one 384 KiB file written in 64 KiB direct writes (it crosses zones
     /// of 224 KiB capacity); returns the device offsets of the file's blocks 37 and 70.

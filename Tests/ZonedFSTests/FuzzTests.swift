@@ -11,7 +11,7 @@ import ZonedCore
 import ZonedEngine
 @testable import ZonedFS
 
-@Suite("Decoder fuzzing", .timeLimit(.minutes(10)))
+@Suite("Decoder fuzzing", .timeLimit(.minutes(15)))
 struct FuzzTests {
     static var total: Int { Int(ProcessInfo.processInfo.environment["ZBDFS_FUZZ_INPUTS"] ?? "") ?? 100_000 }
 

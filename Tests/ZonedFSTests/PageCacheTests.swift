@@ -24,7 +24,7 @@ private func eventually(_ seconds: Double = 30, _ condition: () -> Bool) -> Bool
     return true
 }
 
-@Suite("Page cache through the file system", .serialized, .timeLimit(.minutes(5)))
+@Suite("Page cache through the file system", .serialized, .timeLimit(.minutes(10)))
 struct PageCacheTests {
     func mounted(_ s: Scratch, _ options: MountOptions) throws -> FileSystem {
         let dev = try EmulatedZonedDevice.create(path: s.path("img"), geometry: roomy())

@@ -9,7 +9,7 @@ import ZonedCore
 import ZonedEngine
 @testable import ZonedFS
 
-@Suite("Reclaim", .serialized, .timeLimit(.minutes(5)))
+@Suite("Reclaim", .serialized, .timeLimit(.minutes(10)))
 struct ReclaimTests {
     static let geometry = smallZoned(zones: 24, zoneSize: .kib(256), capacity: .kib(256), maxActive: 4)
 

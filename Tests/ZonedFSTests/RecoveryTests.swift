@@ -16,7 +16,7 @@ func visibleState(_ fs: FileSystem) throws -> [String] {
     }
 }
 
-@Suite("Recovery", .serialized, .timeLimit(.minutes(10)))
+@Suite("Recovery", .serialized, .timeLimit(.minutes(15)))
 struct RecoveryTests {
     @Test("a mount cut at each of its IOs, then mounted again, ends in the same state")
     func recoveryThatCrashesEndsTheSame() throws {

@@ -7,7 +7,7 @@ import ZonedCore
 import ZonedEngine
 @testable import ZonedFS
 
-@Suite("File system round trip", .timeLimit(.minutes(5)))
+@Suite("File system round trip", .timeLimit(.minutes(10)))
 struct RoundTripTests {
     func workload(_ fs: FileSystem) throws -> [String: [UInt8]] {
         var expected: [String: [UInt8]] = [:]

@@ -10,7 +10,7 @@ import ZonedCore
 import ZonedEngine
 @testable import ZonedFS
 
-@Suite("Signatures", .timeLimit(.minutes(3)))
+@Suite("Signatures", .timeLimit(.minutes(10)))
 struct SignatureTests {
     /// A 4 MiB conventional-mode file in 256 KiB zones with `magic` written at `offset`.
     func conventional(_ s: Scratch, _ magic: [UInt8] = [], at offset: UInt64 = 0) throws -> ConventionalDevice {

@@ -6,7 +6,7 @@ import ZonedBackendFile
 import ZonedCore
 @testable import ZonedFS
 
-@Suite("Usage", .timeLimit(.minutes(3)))
+@Suite("Usage", .timeLimit(.minutes(10)))
 struct UsageTests {
     @Test func usedGarbageAndTotalsFollowTheWorkload() throws {
         let s = Scratch()

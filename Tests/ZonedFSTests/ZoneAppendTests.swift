@@ -10,7 +10,7 @@ import ZonedCore
 import ZonedEngine
 @testable import ZonedFS
 
-@Suite("Zone append through the file system", .serialized, .timeLimit(.minutes(5)))
+@Suite("Zone append through the file system", .serialized, .timeLimit(.minutes(10)))
 struct ZoneAppendFSTests {
     /// The small zoned device with 16 KiB zone appends (writes stay 64 KiB).
     static var geometry: DeviceGeometry {

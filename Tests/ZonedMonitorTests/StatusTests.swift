@@ -33,7 +33,7 @@ private func remount(_ s: Scratch) throws -> FileSystem {
     try FileSystem.mount(device: try EmulatedZonedDevice.open(path: s.path("img")), options: MountOptions(backgroundReclaim: false))
 }
 
-@Suite("Live status", .timeLimit(.minutes(3)))
+@Suite("Live status", .timeLimit(.minutes(10)))
 struct StatusTests {
     @Test func liveFiguresFollowTheWorkload() throws {
         let s = Scratch()

@@ -3,7 +3,7 @@ import Testing
 import ZonedCore
 import ZonedMonitor
 
-@Suite(.timeLimit(.minutes(3))) struct ZoneReportTests {
+@Suite(.timeLimit(.minutes(10))) struct ZoneReportTests {
     let geometry = DeviceGeometry(zoneCount: 4, zoneSize: .mib(1), zoneCapacity: .kib(768), maxOpenZones: 2,
                                   maxActiveZones: 3, maxWriteBytes: .kib(128), conventionalZoneCount: 1)
 
