@@ -7,21 +7,12 @@ import ZonedBackendFile
 import ZonedCore
 import ZonedEngine
 @testable import ZonedFS
+import ZonedTestSupport
 
 /// 48 zones of 1 MiB (960 KiB capacity): room for every test here many times over.
 private func roomy() -> DeviceGeometry {
     DeviceGeometry(zoneCount: 48, zoneSize: .mib(1), zoneCapacity: .kib(960), logicalBlockSize: .kib(4),
                    maxOpenZones: 6, maxActiveZones: 6, maxWriteBytes: .kib(64))
-}
-
-/// Polls `condition` until it holds or `seconds` pass (a watchdog, not a wait for time).
-private func eventually(_ seconds: Double = 30, _ condition: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while !condition() {
-        if Date() > deadline { return false }
-        usleep(2_000)
-    }
-    return true
 }
 
 @Suite("Page cache through the file system", .serialized, .timeLimit(.minutes(10)))
@@ -67,7 +58,7 @@ struct PageCacheTests {
             try fs.write(f, at: 0, bytes: bytes(128 << 10, seed: UInt64(i)))
             files.append(f)
         }
-        #expect(eventually { fs.engine.cachedBytes <= .kib(512) }, "still \(fs.engine.cachedBytes) cached")
+        #expect(waitUntil { fs.engine.cachedBytes <= .kib(512) }, "still \(fs.engine.cachedBytes) cached")
         #expect(fs.flusherStats.writeBacks >= 2 && fs.flusherStats.errors == 0, "\(fs.flusherStats)")
         let mapped = try files.map { try fs.engine.layout($0).map.mappedBytes }
         #expect(mapped.prefix(2).allSatisfy { $0 == 128 << 10 }, "the oldest files went first: \(mapped)")
@@ -138,7 +129,7 @@ struct PageCacheTests {
         _ = try fs.makeDirectory("/old")
         try fs.write(try fs.createFile("/old/x"), at: 0, bytes: bytes(9_000, seed: 1))
         func committed(after n: UInt64) -> Bool {
-            eventually { fs.flusherStats.periodicCommits > n && !fs.hasUncommittedChanges }
+            waitUntil { fs.flusherStats.periodicCommits > n && !fs.hasUncommittedChanges }
         }
         #expect(committed(after: 0), "no periodic commit: \(fs.flusherStats)")
         let first = fs.flusherStats.periodicCommits
