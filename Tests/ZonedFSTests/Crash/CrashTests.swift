@@ -105,7 +105,7 @@ struct CrashTests {
                                    (.punch, 18), (.rename, 4), (.unlink, 4), (.mkdir, 2), (.link, 2)]),
             CrashProfile(name: "conventional NOCOW and prealloc",
                          geometry: smallZoned(zones: 20, zoneSize: .kib(64), capacity: nil, maxActive: 4, conventional: 20),
-                         ops: 240, seedsPerDefault: 3, liveLimit: 256 << 10,
+                         ops: 240, seedsPerDefault: 3, liveLimit: 360 << 10,
                          weights: [(.create, 5), (.createNoCOW, 9), (.direct, 26), (.buffered, 10), (.fsync, 10), (.sync, 3),
                                    (.fallocate, 10), (.punch, 6), (.truncate, 8), (.rename, 4), (.unlink, 5), (.link, 4)]),
         ]
