@@ -158,4 +158,54 @@ struct ReclaimTests {
         #expect(try Fsck.check(device: back.device, verifyData: true).clean)
         try back.unmount()
     }
+
+    /// Every path that allocates, reached when writers have used every free byte but garbage
+    /// remains.
+    enum Allocating: String, CaseIterable, Sendable { case truncateTail, punchPartialBlock, directWrite, bufferedFsync, bufferedSync }
+
+    /// Each allocating operation reclaims and succeeds when the device has no free space for writers
+    /// but garbage: ENOSPC there would be a lie (the crash test's workloads hit it in truncate, whose
+    /// rewrite of a partial last block ran outside the reclaim retry).
+    @Test(arguments: Allocating.allCases)
+    func allocatingOperationsReclaimWhenOnlyGarbageIsLeft(op: Allocating) throws {
+        let s = Scratch()
+        let dev = try EmulatedZonedDevice.create(path: s.path("img"), geometry: Self.geometry)
+        _ = try FileSystem.format(device: dev, options: FormatOptions(uuid: testUUID))
+        let fs = try FileSystem.mount(device: dev, options: MountOptions(backgroundReclaim: false))
+        let target = try fs.createFile("/target")
+        var model = bytes(40_000, seed: 1)
+        try fs.write(target, at: 0, bytes: model, direct: false)
+        try fs.fsync(target)
+        // Overwrite one small file until writers have no space left: all of it became garbage.
+        let churn = try fs.createFile("/churn")
+        var round: UInt64 = 0
+        while fs.engine.allocator.reservable.bytes >= 4096 {
+            try fs.write(churn, at: 0, bytes: bytes(4096, seed: round), direct: true)
+            round += 1
+        }
+        #expect(fs.reclaimStats.passes == 0 && fs.engine.allocator.totals.garbage.bytes > Self.geometry.zoneCapacity.bytes * 4)
+        switch op {
+        case .truncateTail:
+            try fs.truncate(target, to: 5000)
+            model = Array(model[0..<5000])
+        case .punchPartialBlock:
+            try fs.punchHole(target, at: 5000, length: 100)
+            model.replaceSubrange(5000..<5100, with: [UInt8](repeating: 0, count: 100))
+        case .directWrite:
+            let data = bytes(8192, seed: 9)
+            try fs.write(target, at: 8192, bytes: data, direct: true)
+            model.replaceSubrange(8192..<16384, with: data)
+        case .bufferedFsync, .bufferedSync:
+            let data = bytes(3000, seed: 9)
+            try fs.write(target, at: 1000, bytes: data, direct: false)
+            model.replaceSubrange(1000..<4000, with: data)
+            if op == .bufferedFsync { try fs.fsync(target) } else { try fs.sync() }
+        }
+        #expect(fs.reclaimStats.passes > 0, "\(fs.reclaimStats)")
+        #expect(try fs.readAll(target) == model)
+        try fs.unmount()
+        let back = try FileSystem.mount(device: try EmulatedZonedDevice.open(path: s.path("img")), options: MountOptions(backgroundReclaim: false))
+        #expect(try back.readAll(target) == model)
+        try back.unmount()
+    }
 }

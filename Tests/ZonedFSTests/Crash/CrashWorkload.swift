@@ -77,6 +77,8 @@ struct CrashWorkload {
     /// What stopped the run (the power cut, or anything else: the uncut run must have none).
     var failure: (any Error)?
     var failureDetail = ""
+    /// The operation running when the run stopped (for failure messages).
+    private var current = "format"
 
     init(seed: UInt64, profile: CrashProfile, box: ModelBox? = nil) {
         self.seed = seed
@@ -95,13 +97,14 @@ struct CrashWorkload {
     mutating func run(_ fs: FileSystem) {
         do {
             for _ in 0..<profile.ops { try one(fs) }
+            current = "final sync"
             try fs.sync()
             history = [state]
             fileHistory = state.files.mapValues { [$0] }
         } catch {
             failure = error
             let t = fs.engine.allocator.totals
-            failureDetail = "live \(t.live) garbage \(t.garbage) free \(t.free) unusable \(t.unusable); model bytes \(liveBytes); reclaim \(fs.reclaimStats); zones \(fs.engine.allocator.accounts.map { "\($0.id.int):\($0.role.rawValue.prefix(2))/\($0.phase.rawValue.prefix(2)) l\($0.live.bytes >> 10) g\($0.garbage.bytes >> 10) f\($0.free.bytes >> 10)" })"
+            failureDetail = "in \(current): victims \(fs.reclaimer.victims().map { "\($0.id.int) g\($0.garbage.bytes >> 10) gr\($0.grants)" }) live \(t.live) garbage \(t.garbage) free \(t.free) unusable \(t.unusable); model bytes \(liveBytes); reclaim \(fs.reclaimStats); zones \(fs.engine.allocator.accounts.map { "\($0.id.int):\($0.role.rawValue.prefix(2))/\($0.phase.rawValue.prefix(2)) l\($0.live.bytes >> 10) g\($0.garbage.bytes >> 10) f\($0.free.bytes >> 10)" })"
         }
     }
 
@@ -129,6 +132,7 @@ struct CrashWorkload {
         var op = chooseOp()
         let full = liveBytes > profile.liveLimit
         if full, op == .fallocate { op = .truncate }
+        current = "step \(step) \(op)"
         var next = state
         func named(_ dir: String, _ name: String) -> String { (dir == "/" ? "" : dir) + "/" + name }
         switch op {
