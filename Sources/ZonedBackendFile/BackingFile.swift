@@ -262,3 +262,30 @@ public enum DeviceClaim {
         return false
     }
 }
+
+extension BackingFile {
+    /// Copies the whole file, header and tables included, to a new file at `path` (replacing
+    /// one there).
+    func copy(to path: String, _ op: DeviceOperation) throws(DeviceError) {
+        let size = try fileSize()
+        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw DeviceError.lastErrno(op, "cannot create \(path)") }
+        defer { Glibc.close(fd) }
+        let chunk = 1 << 20
+        var buffer = [UInt8](repeating: 0, count: chunk)
+        var at: UInt64 = 0
+        while at < size {
+            let n = Int(min(UInt64(chunk), size - at))
+            let failure: DeviceError? = buffer.withUnsafeMutableBytes { b in
+                do throws(DeviceError) {
+                    let part = UnsafeMutableRawBufferPointer(rebasing: b[0..<n])
+                    try BackingFile.preadAll(bufferedFD, part, at, op, self.path)
+                    try BackingFile.pwriteAll(fd, UnsafeRawBufferPointer(part), at, op, path)
+                    return nil
+                } catch { return error }
+            }
+            if let failure { throw failure }
+            at += UInt64(n)
+        }
+    }
+}

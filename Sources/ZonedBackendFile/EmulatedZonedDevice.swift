@@ -65,7 +65,7 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
     let state: Locked<EmulatorState>
     let zoneLocks: [ZoneLock]
 
-    private init(path: String, geometry: DeviceGeometry, file: BackingFile, table: ZoneTable,
+    init(path: String, geometry: DeviceGeometry, file: BackingFile, table: ZoneTable,
                  generation: UInt64, faults: FaultPlan?) {
         self.path = path
         self.geometry = geometry
@@ -404,7 +404,7 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
         }
     }
 
-    private func checkLive(_ s: EmulatorState, _ op: DeviceOperation) throws(DeviceError) {
+    func checkLive(_ s: EmulatorState, _ op: DeviceOperation) throws(DeviceError) {
         switch s.life {
         case .running: return
         case .dead: throw .io(op, "\(path) lost power (injected power cut); reopen the image")

@@ -18,10 +18,43 @@
 // - Afterwards the outcome is persisted and synced and the device is dead, even if that IO fails;
 //   its exclusive claim is released, as a crashed machine's would be, so the image can be opened
 //   again (the remount after the crash) while the dead instance still exists.
+// - `crashImage(to:tornLastBlock:seed:)` writes the image a power cut instead of the next IO
+//   would leave without cutting this device: a copy of the image file and of the in-memory
+//   state (live and durable tables, undo records) with the IO count one higher, cut by the same
+//   `cutPower`. So it equals, byte for byte, the image `FaultPlan.PowerCut(atIO: ioCount + 1)`
+//   leaves after the same calls (condition changes scheduled for that IO are not applied).
 
 import ZonedCore
 
 extension EmulatedZonedDevice {
+    /// Writes to `path` the image a power cut instead of the next IO (number `ioCount + 1`) would
+    /// leave, seeded by the plan's seed (or `seed` when given); this device goes on unchanged.
+    /// Conventional zones keep all their unflushed writes unless a fault plan was armed (only
+    /// then are old bytes recorded). Waits for IOs in flight (takes every zone lock).
+    public func crashImage(to path: String, tornLastBlock: Bool = false, seed: UInt64? = nil) throws(DeviceError) {
+        try withEveryZoneLock { () throws(DeviceError) in
+            try state.withLock { (s: inout EmulatorState) throws(DeviceError) in
+                try checkLive(s, .flush)
+                try file.copy(to: path, .flush)
+                let copy = EmulatedZonedDevice(path: path, geometry: geometry,
+                                               file: try BackingFile(path: path, dataStart: file.dataStart),
+                                               table: s.table, generation: s.generation, faults: nil)
+                defer { copy.close() }
+                var cut = s
+                cut.ioCount += 1
+                try copy.state.withLock { (c: inout EmulatorState) throws(DeviceError) in
+                    c = cut
+                    try copy.cutPower(&c, torn: tornLastBlock, seed: seed ?? s.faults?.seed ?? 0)
+                }
+            }
+        }
+    }
+
+    private func withEveryZoneLock(from i: Int = 0, _ body: () throws(DeviceError) -> Void) throws(DeviceError) {
+        guard i < zoneLocks.count else { return try body() }
+        try zoneLocks[i].mutex.withLock { () throws(DeviceError) in try withEveryZoneLock(from: i + 1, body) }
+    }
+
     func cutPower(_ s: inout EmulatorState, torn: Bool, seed: UInt64) throws(DeviceError) {
         defer {
             s.life = .dead

@@ -7,6 +7,9 @@
 // - Data is read and verified against its checksums before it is written again: reclaim never
 //   turns a bad block into a good-looking one (EIO instead). New checksums are computed from the
 //   bytes written; for data they equal the old ones.
+// - Every kind moves, or a zone holding it could never be reset: unchecked extents (NOCOW files,
+//   data without checksums) are copied like data and stay unchecked, so NOCOW writes keep going in
+//   place at the new address; prealloc extents take new space without IO (they read as zeros).
 // - Each moved chunk goes through the normal path: allocator grant, one batch of pieces (zone
 //   appends in flight together, or a write at the pointer), a `.mapped` change per run of pieces
 //   that landed back to back (recorded in the log), the old range accounted as garbage. A chunk
@@ -20,7 +23,6 @@ extension Engine {
     /// the mapping changed meanwhile). The move may use the allocator's reclaim reserve; ENOSPC
     /// (nothing moved) when even that has no room.
     public func relocate(_ n: InodeNumber, _ extent: FileExtent) throws(DeviceError) -> UInt64 {
-        guard extent.kind != .prealloc, !isConventionalMode || extent.kind == .data else { return 0 }
         let inode = try inode(n)
         _ = inode.lock.lock(.exclusive)
         defer { inode.lock.unlock() }
@@ -31,6 +33,7 @@ extension Engine {
         // the reclaim reserve, so this fails only when the device is really full).
         var reservation = ReservationBox(try allocator.reserve(ByteCount(extent.length), forReclaim: true))
         defer { reservation.releaseAll() }
+        if extent.kind == .prealloc { return try movePrealloc(inode, extent, &reservation) }
         var moved: UInt64 = 0
         let maxPiece = UInt64(device.geometry.maxWriteBytes.bytes)
         var hint: ZoneID?
@@ -62,6 +65,24 @@ extension Engine {
             count { $0.relocatedBytes += outcome.keptBytes }
             if let failure = outcome.failure { throw failure }
             moved += n
+        }
+        return moved
+    }
+
+    /// A prealloc extent holds no bytes (it reads as zeros): its move takes new space without IO,
+    /// as fallocate did, and maps it prealloc (conventional mode only: sequential zones have none).
+    private func movePrealloc(_ inode: Inode, _ extent: FileExtent, _ reservation: inout ReservationBox) throws(DeviceError) -> UInt64 {
+        var moved: UInt64 = 0
+        var hint: ZoneID?
+        while moved < extent.length {
+            let grant = try allocator.grant(ByteCount(extent.length - moved), role: .data, hint: hint, useReserve: true)
+            reservation.use(grant.length)
+            hint = grant.zone
+            let at = allocator.claim(grant, grant.length)
+            allocator.complete(grant, written: grant.length)
+            let e = FileExtent(fileOffset: extent.fileOffset + moved, length: grant.length.bytes, device: at, kind: .prealloc)
+            discard(inode.state.withLock { apply(inode, .mapped(e, checksums: [], sizeAtLeast: 0)) })
+            moved += grant.length.bytes
         }
         return moved
     }

@@ -254,13 +254,18 @@ extension FileSystem {
 
     public func setAttributes(_ n: InodeNumber, _ c: AttributeChanges) throws(DeviceError) -> FileStat {
         try requireWritable(.namespace)
-        // A size change writes back the cache and may rewrite a partial block: it allocates.
-        if c.size != nil { try withSpace(.mib(1)) { () throws(DeviceError) in try operation { () throws(DeviceError) in try engine.writeBack(n) } } }
+        // A size change writes back the cache and may rewrite a partial last block: it allocates,
+        // so it runs inside the reclaim retry (the whole change: each part is idempotent).
+        try withSpace(.mib(1), retry: c.size != nil) { () throws(DeviceError) in try setAttributesOnce(n, c) }
+        return try stat(n)
+    }
+
+    private func setAttributesOnce(_ n: InodeNumber, _ c: AttributeChanges) throws(DeviceError) {
         try operation { () throws(DeviceError) in
             let kind = try nsLock.withLock { () throws(DeviceError) -> InodeKind in try attrs(n, .namespace).kind }
             if let size = c.size {
                 guard kind == .file else { throw DeviceError(errno: kind == .directory ? EISDIR : EINVAL, .namespace, "only regular files have a size to set") }
-                try engine.truncate(n, to: size)  // may write back the page cache (see below)
+                try engine.truncate(n, to: size)  // writes back the page cache first
             }
             try nsLock.withLock { () throws(DeviceError) in
                 var a = try attrs(n, .namespace)
@@ -280,7 +285,6 @@ extension FileSystem {
                 try log([.inode(a)])
             }
         }
-        return try stat(n)
     }
 
     // MARK: Open handles
