@@ -72,8 +72,8 @@ public enum LockOrder {
     @inline(__always)
     public static func willTake(_ rank: LockRank?) {
         #if DEBUG
-        guard let rank, let top = HeldRanks.current.ranks.last, top >= rank else { return }
-        preconditionFailure("lock order: taking \(rank) while holding \(top) (held: \(HeldRanks.current.ranks)); see ZonedCore/LockOrder.swift")
+        guard let rank, let top = HeldRanks.top, top >= rank else { return }
+        preconditionFailure("lock order: taking \(rank) while holding \(top) (held: \(HeldRanks.ranks)); see ZonedCore/LockOrder.swift")
         #endif
     }
 
@@ -82,7 +82,7 @@ public enum LockOrder {
     public static func took(_ rank: LockRank?) {
         #if DEBUG
         guard let rank else { return }
-        HeldRanks.current.ranks.append(rank)
+        HeldRanks.push(rank)
         #endif
     }
 
@@ -91,16 +91,14 @@ public enum LockOrder {
     public static func gave(_ rank: LockRank?) {
         #if DEBUG
         guard let rank else { return }
-        let held = HeldRanks.current
-        guard let i = held.ranks.lastIndex(of: rank) else { preconditionFailure("lock order: giving back \(rank), which this thread does not hold") }
-        held.ranks.remove(at: i)
+        guard HeldRanks.remove(rank) else { preconditionFailure("lock order: giving back \(rank), which this thread does not hold") }
         #endif
     }
 
     /// The ranks the calling thread holds, oldest first (for tests of the check itself).
     public static var heldByThisThread: [LockRank] {
         #if DEBUG
-        return HeldRanks.current.ranks
+        return HeldRanks.ranks
         #else
         return []
         #endif
@@ -108,24 +106,53 @@ public enum LockOrder {
 }
 
 #if DEBUG
-/// Per-thread list of held ranks, in a pthread key (freed with the thread).
-final class HeldRanks {
-    var ranks: [LockRank] = []
+/// The ranks this thread holds, oldest first: malloc'd memory under a pthread key whose destructor
+/// is C's `free`, so no Swift code runs while a thread ends. (A Swift object there was released
+/// during the teardown of libfuse's worker threads, and ThreadSanitizer reported every such thread
+/// as ending with its ignores enabled.) Layout: count, then up to `capacity` raw ranks.
+enum HeldRanks {
+    static let capacity = 32
 
     private static let key: pthread_key_t = {
         var k = pthread_key_t()
-        let rc = pthread_key_create(&k) { p in
-            if let p { Unmanaged<HeldRanks>.fromOpaque(p).release() }
-        }
+        let rc = pthread_key_create(&k, free)
         precondition(rc == 0, "pthread_key_create failed")
         return k
     }()
 
-    static var current: HeldRanks {
-        if let p = pthread_getspecific(key) { return Unmanaged<HeldRanks>.fromOpaque(p).takeUnretainedValue() }
-        let h = HeldRanks()
-        pthread_setspecific(key, Unmanaged.passRetained(h).toOpaque())
-        return h
+    private static var storage: UnsafeMutablePointer<Int> {
+        if let p = pthread_getspecific(key) { return p.assumingMemoryBound(to: Int.self) }
+        guard let raw = calloc(capacity + 1, MemoryLayout<Int>.stride) else { preconditionFailure("lock order: out of memory") }
+        pthread_setspecific(key, raw)
+        return raw.assumingMemoryBound(to: Int.self)
+    }
+
+    static var ranks: [LockRank] {
+        let s = storage
+        return (0..<s[0]).compactMap { LockRank(rawValue: s[1 + $0]) }
+    }
+
+    static var top: LockRank? {
+        let s = storage
+        return s[0] == 0 ? nil : LockRank(rawValue: s[s[0]])
+    }
+
+    static func push(_ rank: LockRank) {
+        let s = storage
+        precondition(s[0] < capacity, "lock order: more than \(capacity) ranked locks held by one thread")
+        s[0] += 1
+        s[s[0]] = rank.rawValue
+    }
+
+    /// Removes the newest entry of `rank`; false when the thread holds none.
+    static func remove(_ rank: LockRank) -> Bool {
+        let s = storage
+        var i = s[0]
+        while i >= 1 && s[i] != rank.rawValue { i -= 1 }
+        guard i >= 1 else { return false }
+        if i < s[0] { for j in i..<s[0] { s[j] = s[j + 1] } }
+        s[0] -= 1
+        return true
     }
 }
 #endif
