@@ -114,12 +114,12 @@ public final class FileSystem: @unchecked Sendable {
         }
         journal.snapshot = { [unowned self] in checkpointBatches() }
         if !readOnly { engine.recorder = journal }
-        reclaimer = Reclaimer(fs: self)
+        reclaimer = Reclaimer(fs: self, log: options.errorLog)
         flusher = Flusher(fs: self, options: options)
     }
 
     /// Dropped without `unmount`: the flusher must not outlive the file system.
-    deinit { flusher?.cancel() }
+    deinit { flusher?.cancel(); reclaimer?.cancel() }
 
     public var reclaimStats: ReclaimCounters { reclaimer.stats }
     public var flusherStats: FlusherCounters { flusher.stats }

@@ -18,9 +18,9 @@
 //   for every other allocating path. Nothing here commits while holding fsLock.
 // - Errors are counted (`FlusherCounters`, shown in the mount's status) and logged through
 //   `MountOptions.errorLog`, never swallowed; the work is tried again at the next poke.
-// - The thread holds the file system weakly and strongly only while it works: `stop` (unmount,
-//   before the final sync) waits for it to end; a file system dropped without unmount cancels
-//   it (deinit), and it never touches the file system afterwards.
+// - The thread (a BackgroundWorker) holds the file system weakly and strongly only while it works:
+//   `stop` (unmount, before the final sync) waits for it to end; a file system dropped without
+//   unmount cancels it (deinit), and it never touches the file system afterwards.
 // - What the thread does is decided by the file system's state; the only timer is the commit
 //   interval (a monotonic clock, ConditionLock's timed wait), and whether a commit writes
 //   anything is decided by the state again. Tests drive the same work synchronously
@@ -47,14 +47,9 @@ final class Flusher: @unchecked Sendable {
     private let writeBackEnabled: Bool
     /// Zero: no periodic commits.
     let commitInterval: Duration
-    /// When the next periodic commit is due (under `lock`).
-    private var commitDue = ContinuousClock.now
-    private let log: (@Sendable (String) -> Void)?
+    private let worker: BackgroundWorker
     private let lock = ConditionLock(rank: .leaf)
     private var counters = FlusherCounters()
-    private var poked = false
-    private var stopping = false
-    private var running = false
 
     init(fs: FileSystem, options: MountOptions) {
         self.fs = fs
@@ -62,10 +57,14 @@ final class Flusher: @unchecked Sendable {
         threshold = ByteCount(UInt64(max(0, min(1, options.writeBackThreshold)) * limit))
         writeBackEnabled = options.backgroundWriteBack
         commitInterval = max(.zero, options.commitInterval)
-        log = options.errorLog
+        worker = BackgroundWorker(name: "zbdfs-flusher", interval: commitInterval, log: options.errorLog)
     }
 
-    var stats: FlusherCounters { lock.withLock { counters } }
+    var stats: FlusherCounters {
+        var c = lock.withLock { counters }
+        (c.errors, c.lastError) = worker.errors
+        return c
+    }
 
     /// Whether a page cache of `cached` bytes is worth a poke.
     func wantsWriteBack(_ cached: ByteCount) -> Bool { writeBackEnabled && cached > threshold }
@@ -76,85 +75,26 @@ final class Flusher: @unchecked Sendable {
     /// file system.
     func start() {
         guard writeBackEnabled || commitInterval > .zero else { return }
-        let t = Thread { [self] in loop() }
-        t.name = "zbdfs-flusher"
-        lock.withLock { running = true; commitDue = .now + commitInterval }
-        t.start()
+        worker.start { [self] wake in round(wake) }
     }
 
-    func poke() { lock.withLock { poked = true; lock.broadcast() } }
+    func poke() { worker.poke() }
 
     /// Stops the thread and waits until it has ended (its current write-back finishes first).
-    func stop() {
-        lock.withLock {
-            stopping = true
-            lock.broadcast()
-            while running { lock.wait() }
-        }
-    }
+    func stop() { worker.stop() }
 
     /// Stops the thread without waiting (the file system is going away, possibly on this thread).
-    func cancel() { lock.withLock { stopping = true; lock.broadcast() } }
+    func cancel() { worker.cancel() }
 
-    private func loop() {
-        while let work = nextWork(), let fs {
-            if work.writeBack { attempt("background write-back") { () throws(DeviceError) in
-                let n = try fs.writeBackOldest(until: threshold)
-                lock.withLock { counters.writeBacks += UInt64(n) }
-            } }
-            if work.commit { attempt("periodic commit") { () throws(DeviceError) in
-                if try fs.commitIfChanged() { lock.withLock { counters.periodicCommits += 1 } }
-            } }
-        }
-        lock.withLock { running = false; lock.broadcast() }
-    }
-
-    /// What the thread is to do next.
-    private struct Work {
-        var writeBack: Bool
-        var commit: Bool
-    }
-
-    /// Waits for something to do (a poke, or the commit interval passing); nil once stopping.
-    private func nextWork() -> Work? {
-        lock.withLock { () -> Work? in
-            while !stopping {
-                let now = ContinuousClock.now
-                let due = commitInterval > .zero && now >= commitDue
-                if poked || due {
-                    // The next interval counts from now: a commit that took long does not make
-                    // the next one come at once.
-                    if due { commitDue = now + commitInterval }
-                    defer { poked = false }
-                    return Work(writeBack: poked, commit: due)
-                }
-                if commitInterval > .zero {
-                    lock.wait(nanoseconds: Flusher.nanoseconds(commitDue - now))
-                } else {
-                    lock.wait()
-                }
-            }
-            return nil
-        }
-    }
-
-    private static func nanoseconds(_ d: Duration) -> UInt64 {
-        let (s, atto) = d.components
-        guard s >= 0 else { return 0 }
-        return UInt64(s) * 1_000_000_000 + UInt64(max(0, atto) / 1_000_000_000)
-    }
-
-    /// Runs one job; an error is counted and logged, and the job is tried again next time.
-    private func attempt(_ what: String, _ job: () throws(DeviceError) -> Void) {
-        do { try job() } catch {
-            let first = lock.withLock { () -> Bool in
-                counters.errors += 1
-                defer { counters.lastError = "\(error)" }
-                return counters.lastError != "\(error)"
-            }
-            // The same failure again and again (a device gone bad) is logged once.
-            if first { log?("\(what) failed: \(error); will retry") }
-        }
+    private func round(_ wake: BackgroundWorker.Wake) {
+        guard let fs else { return }
+        if wake.poked { worker.attempt("background write-back") { () throws(DeviceError) in
+            let n = try fs.writeBackOldest(until: threshold)
+            lock.withLock { counters.writeBacks += UInt64(n) }
+        } }
+        if wake.due { worker.attempt("periodic commit") { () throws(DeviceError) in
+            if try fs.commitIfChanged() { lock.withLock { counters.periodicCommits += 1 } }
+        } }
     }
 }
 

@@ -19,7 +19,8 @@
 //   victim's reset gives that zone back.
 // - Relocation runs as a file system operation (fsLock shared) and the commit outside it, like
 //   every other writer, so checkpoints never see a move half done.
-// - A background pass's error is never dropped: it is counted (`failedPasses`) and logged.
+// - A background pass's error is never dropped: its BackgroundWorker counts it (`failedPasses`)
+//   and logs it (once while the same error repeats).
 
 import Foundation
 import ZonedAllocator
@@ -52,13 +53,18 @@ final class Reclaimer: @unchecked Sendable {
     /// One pass at a time; writers that need space wait for the running pass.
     private let passLock = ConditionLock(rank: .reclaimPass)
     private var running = false
-    private var stopping = false
-    private var thread: Thread?
-    private var poked = false
+    private let worker: BackgroundWorker
 
-    init(fs: FileSystem) { self.fs = fs }
+    init(fs: FileSystem, log: (@Sendable (String) -> Void)?) {
+        self.fs = fs
+        worker = BackgroundWorker(name: "zbdfs-reclaim", log: log)
+    }
 
-    var stats: ReclaimCounters { lock.withLock { counters } }
+    var stats: ReclaimCounters {
+        var c = lock.withLock { counters }
+        c.failedPasses = worker.errors.count
+        return c
+    }
 
     private var allocator: ZoneAllocator { fs.engine.allocator }
 
@@ -142,48 +148,27 @@ final class Reclaimer: @unchecked Sendable {
 
     // MARK: Background
 
-    /// Starts the background thread: a pass whenever free space is under `threshold` of capacity.
+    /// Starts the background thread: a pass whenever it is poked and free space is under
+    /// `threshold` of capacity. A pass nobody waits for has no caller for its error: the worker
+    /// counts and logs it, and the next poke tries again (a writer that needs space runs its own
+    /// pass and gets its own error).
     func start(threshold: Double) {
-        let t = Thread { [weak self] in self?.loop(threshold: threshold) }
-        t.name = "zbdfs-reclaim"
-        lock.withLock { thread = t }
-        t.start()
-    }
-
-    func poke() { lock.withLock { poked = true; lock.broadcast() } }
-
-    /// Stops the background thread and waits for it to end.
-    func stop() {
-        lock.withLock {
-            stopping = true
-            lock.broadcast()
-            while thread != nil { lock.wait() }
-        }
-    }
-
-    /// A pass nobody waits for: its error has no caller, so it is counted and logged. The next
-    /// poke tries again (a writer that needs space runs its own pass and gets its own error).
-    private func backgroundPass() {
-        do {
-            try pass(goal: allocator.device.geometry.zoneCapacity)
-        } catch {
-            lock.withLock { counters.failedPasses += 1 }
-            fs.options.errorLog?("background reclaim failed: \(error)")
-        }
-    }
-
-    private func loop(threshold: Double) {
-        while true {
-            let quit = lock.withLock { () -> Bool in
-                while !poked && !stopping { lock.wait() }
-                poked = false
-                return stopping
-            }
-            if quit { break }
+        worker.start { [weak self] _ in
+            guard let self else { return }
             let t = allocator.totals
             let freeFraction = Double(t.free.bytes) / Double(max(1, t.capacity.bytes))
-            if freeFraction < threshold, reclaimable.bytes > 0 { backgroundPass() }
+            guard freeFraction < threshold, reclaimable.bytes > 0 else { return }
+            worker.attempt("background reclaim") { () throws(DeviceError) in
+                try pass(goal: allocator.device.geometry.zoneCapacity)
+            }
         }
-        lock.withLock { thread = nil; lock.broadcast() }
     }
+
+    func poke() { worker.poke() }
+
+    /// Stops the background thread and waits for it to end.
+    func stop() { worker.stop() }
+
+    /// Stops the background thread without waiting (the file system is going away).
+    func cancel() { worker.cancel() }
 }
