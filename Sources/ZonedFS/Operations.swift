@@ -366,9 +366,12 @@ extension FileSystem {
     }
 
     /// Free space is under the background reclaim threshold.
-    var lowOnSpace: Bool {
+    var lowOnSpace: Bool { freeShare < options.reclaimThreshold }
+
+    /// Free bytes as a share of the capacity (0...1).
+    var freeShare: Double {
         let t = engine.allocator.totals
-        return Double(t.free.bytes) < options.reclaimThreshold * Double(max(1, t.capacity.bytes))
+        return Double(t.free.bytes) / Double(max(1, t.capacity.bytes))
     }
 
     public func read(_ n: InodeNumber, at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer, flags: IOFlags = [.direct]) throws(DeviceError) -> Int {

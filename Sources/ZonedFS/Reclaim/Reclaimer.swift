@@ -154,10 +154,7 @@ final class Reclaimer: @unchecked Sendable {
     /// pass and gets its own error).
     func start(threshold: Double) {
         worker.start { [weak self] _ in
-            guard let self else { return }
-            let t = allocator.totals
-            let freeFraction = Double(t.free.bytes) / Double(max(1, t.capacity.bytes))
-            guard freeFraction < threshold, reclaimable.bytes > 0 else { return }
+            guard let self, fs.freeShare < threshold, reclaimable.bytes > 0 else { return }
             worker.attempt("background reclaim") { () throws(DeviceError) in
                 try pass(goal: allocator.device.geometry.zoneCapacity)
             }
