@@ -33,7 +33,11 @@ extension Engine {
         // the reclaim reserve, so this fails only when the device is really full).
         var reservation = ReservationBox(try allocator.reserve(ByteCount(extent.length), forReclaim: true))
         defer { reservation.releaseAll() }
-        if extent.kind == .prealloc { return try movePrealloc(inode, extent, &reservation) }
+        if extent.kind == .prealloc {
+            // No bytes to copy (prealloc reads as zeros): new space, mapped prealloc again.
+            try mapPrealloc(inode, at: extent.fileOffset, length: extent.length, &reservation, forReclaim: true)
+            return extent.length
+        }
         var moved: UInt64 = 0
         let maxPiece = UInt64(device.geometry.maxWriteBytes.bytes)
         var hint: ZoneID?
@@ -65,24 +69,6 @@ extension Engine {
             count { $0.relocatedBytes += outcome.keptBytes }
             if let failure = outcome.failure { throw failure }
             moved += n
-        }
-        return moved
-    }
-
-    /// A prealloc extent holds no bytes (it reads as zeros): its move takes new space without IO,
-    /// as fallocate did, and maps it prealloc (conventional mode only: sequential zones have none).
-    private func movePrealloc(_ inode: Inode, _ extent: FileExtent, _ reservation: inout ReservationBox) throws(DeviceError) -> UInt64 {
-        var moved: UInt64 = 0
-        var hint: ZoneID?
-        while moved < extent.length {
-            let grant = try allocator.grant(ByteCount(extent.length - moved), role: .data, hint: hint, useReserve: true)
-            reservation.use(grant.length)
-            hint = grant.zone
-            let at = allocator.claim(grant, grant.length)
-            allocator.complete(grant, written: grant.length)
-            let e = FileExtent(fileOffset: extent.fileOffset + moved, length: grant.length.bytes, device: at, kind: .prealloc)
-            discard(inode.state.withLock { apply(inode, .mapped(e, checksums: [], sizeAtLeast: 0)) })
-            moved += grant.length.bytes
         }
         return moved
     }

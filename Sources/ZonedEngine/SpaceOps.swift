@@ -63,18 +63,27 @@ extension Engine {
             if case .hole(let o, let l) = r { return (o, l) } else { return nil }
         }
         var reservation = ReservationBox(try allocator.reserve(ByteCount(holes.reduce(0) { $0 + $1.1 })))
-        for (start, len) in holes {
-            var at = start
-            while at < start + len {
-                let grant = try allocator.grant(ByteCount(start + len - at))
-                reservation.use(grant.length)
-                let dev = allocator.claim(grant, grant.length)
-                allocator.complete(grant, written: grant.length)
-                let e = FileExtent(fileOffset: at, length: grant.length.bytes, device: dev, kind: .prealloc)
-                inode.state.withLock { _ = apply(inode, .mapped(e, checksums: [], sizeAtLeast: 0)) }
-                at += grant.length.bytes
-            }
-        }
+        for (start, len) in holes { try mapPrealloc(inode, at: start, length: len, &reservation, forReclaim: false) }
         inode.state.withLock { _ = apply(inode, .extended(to: offset + length)) }
+    }
+
+    /// Maps [start, start+length) of `inode` as prealloc in new space taken without IO (conventional
+    /// zones only: sequential zones' space exists only once written), under `reservation`. Reclaim's
+    /// moves may take the reclaim reserve and keep to the zone they started in; whatever the range
+    /// mapped before becomes garbage.
+    func mapPrealloc(_ inode: Inode, at start: UInt64, length: UInt64, _ reservation: inout ReservationBox,
+                     forReclaim: Bool) throws(DeviceError) {
+        var at = start
+        var hint: ZoneID?
+        while at < start + length {
+            let grant = try allocator.grant(ByteCount(start + length - at), hint: forReclaim ? hint : nil, useReserve: forReclaim)
+            reservation.use(grant.length)
+            hint = grant.zone
+            let dev = allocator.claim(grant, grant.length)
+            allocator.complete(grant, written: grant.length)
+            let e = FileExtent(fileOffset: at, length: grant.length.bytes, device: dev, kind: .prealloc)
+            discard(inode.state.withLock { apply(inode, .mapped(e, checksums: [], sizeAtLeast: 0)) })
+            at += grant.length.bytes
+        }
     }
 }
