@@ -313,9 +313,9 @@ fuse_workload_body() {
 }
 detail_fuse_workload() { sed -n 's/^fuse-workload: \(PASS \)\{0,1\}//p' "$OUT" | tail -n 1 | grep . || grep -v '^\[' "$OUT" | tail -n 1; }
 
-# Live monitoring of the mount on a real device: df and zones answered by the mount (not the
-# device), one plain top frame, a reclaim pass by hand; the mount's zone report is the same before
-# and after the monitors (they write nothing).
+# Live monitoring of the mount on a real device: `zbdfs sync` first, then df and zones answered by
+# the mount (not the device), one plain top frame, a reclaim pass by hand; the mount's zone report
+# is the same before and after the monitors (they write nothing), and a second sync has nothing left.
 needs_monitor() { echo zbdfs; }
 skip_monitor() { fuse_unusable; }
 step_monitor() { timeout -s KILL "$STEP_TIMEOUT" sh "$0" monitor-body; }
@@ -323,6 +323,9 @@ monitor_body() {
   set -eo pipefail
   mounted || { echo "monitor: $MNT is not a zbdfs mount (run the mount step first)"; exit 1; }
   dev=$(awk -v m="$MNT" '$2 == m && $3 == "fuse.zbdfs" { print $1 }' /proc/mounts)
+  # The workload's `sync` never reached the daemon (FUSE gets no syncfs): commit its cached data
+  # now, or the periodic commit lands between the two reports.
+  synced=$("$ZBDFS" sync "$MNT")
   before=$("$ZBDFS" zones "$MNT" --json)
   df=$("$ZBDFS" df "$dev" --json)
   # `case`, not `echo | grep -q`: under pipefail grep's early exit can fail the pipeline (SIGPIPE).
@@ -330,12 +333,18 @@ monitor_body() {
   top=$("$ZBDFS" top "$MNT" --count 1)
   case "$top" in *' | '*) ;; *) echo "monitor: top printed no zone grid"; exit 1 ;; esac
   after=$("$ZBDFS" zones "$MNT" --json)
-  [ "$before" = "$after" ] || { echo "monitor: the zone report changed while only monitors ran"; exit 1; }
+  if [ "$before" != "$after" ]; then
+    echo "$before" > /tmp/monitor-before.json; echo "$after" > /tmp/monitor-after.json
+    diff /tmp/monitor-before.json /tmp/monitor-after.json | head -n 40 || true
+    echo "monitor: the zone report changed while only monitors ran (diff above)"; exit 1
+  fi
+  again=$("$ZBDFS" sync "$MNT")
+  case "$again" in *'already durable'*) ;; *) echo "monitor: a second zbdfs sync still had work: $again"; exit 1 ;; esac
   r=$("$ZBDFS" reclaim "$MNT" --json)
   zones=$(echo "$r" | sed -n 's/.*"zones_reclaimed" : \([0-9]*\).*/\1/p')
   used=$(echo "$df" | sed -n 's/.*"used_bytes" : \([0-9]*\).*/\1/p')
   wa=$(echo "$df" | sed -n 's/.*"write_amplification" : \([0-9.]*\).*/\1/p')
-  echo "monitor: PASS live df from the mount (used $used B, write amp $wa), top grid, zone report unchanged by monitors; reclaim by hand reset $zones zones"
+  echo "monitor: PASS zbdfs sync (${synced#*: }), live df from the mount (used $used B, write amp $wa), top grid, zone report unchanged by monitors; reclaim by hand reset $zones zones"
 }
 detail_monitor() { sed -n 's/^monitor: \(PASS \)\{0,1\}//p' "$OUT" | tail -n 1 | grep . || grep -v '^\[' "$OUT" | tail -n 1; }
 

@@ -29,7 +29,7 @@ struct ZBDFS: ParsableCommand {
         """,
         version: "zbdfs \(versionString)",
         subcommands: [Emulate.self, Zones.self, ZoneCommand.self, Format.self, FsckCommand.self, Df.self, Zonemap.self,
-                      Mount.self, Umount.self, Top.self, Reclaim.self]
+                      Mount.self, Umount.self, Sync.self, Top.self, Reclaim.self]
     )
 
     static func main() {

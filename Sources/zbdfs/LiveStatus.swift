@@ -6,7 +6,7 @@
 // - A monitoring command never opens a mounted device: a mount point, or a device that has a zbdfs
 //   mount, is answered by the mount.
 // - The daemon builds every answer from the file system's memory and the zone report; commands
-//   other than `reclaim` are refused with a message listing the ones it knows.
+//   other than `reclaim` and `sync` are refused with a message listing the ones it knows.
 
 import ArgumentParser
 import Foundation
@@ -82,6 +82,16 @@ struct ReclaimResult: Codable {
     var reclaimWriteAmplification: Double?
 }
 
+/// What `zbdfs sync` gets back from the mount.
+struct SyncResult: Codable {
+    var mountPoint: String
+    /// Page-cache bytes written back by this sync.
+    var cachedBytesWrittenBack: UInt64
+    /// Whether anything was not durable yet when the sync began (false: it wrote nothing).
+    var hadUncommittedChanges: Bool
+    var durationNanoseconds: UInt64
+}
+
 enum MountService {
     static func controlFile(fs: FileSystem, device: String, mountPoint: String, log: FUSELog) -> ControlFile {
         ControlFile(
@@ -94,11 +104,12 @@ enum MountService {
             command: { line in run(line, fs: fs, mountPoint: mountPoint, log: log) })
     }
 
-    static let commands = ["reclaim"]
+    static let commands = ["reclaim", "sync"]
 
     static func run(_ line: String, fs: FileSystem, mountPoint: String, log: FUSELog) -> Result<[UInt8], DeviceError> {
         switch line {
         case "reclaim": return reclaim(fs: fs, mountPoint: mountPoint, log: log)
+        case "sync": return sync(fs: fs, mountPoint: mountPoint, log: log)
         default:
             return .failure(DeviceError(errno: EINVAL, .write, "unknown control command '\(line.prefix(40))'; known: \(commands.joined(separator: ", "))"))
         }
@@ -124,6 +135,21 @@ enum MountService {
                               writerWaits: after.writerWaits, writerWaitNanoseconds: after.writerWaitNanoseconds,
                               reclaimWriteAmplification: fs.lifetime.reclaimWriteAmplification.map { ($0 * 1000).rounded() / 1000 })
         log.write("reclaim pass by hand: \(r.zonesReclaimed) zones reset, \(ByteCount(r.bytesMoved)) moved")
+        return .success(Array(jsonText(r).utf8))
+    }
+
+    /// `sync(1)` never reaches a FUSE daemon (the kernel sends FUSE_SYNCFS only to virtiofs), so
+    /// this is how a user makes everything durable at once without waiting for the periodic commit.
+    static func sync(fs: FileSystem, mountPoint: String, log: FUSELog) -> Result<[UInt8], DeviceError> {
+        let clock = SystemClock()
+        let t0 = clock.nowNanoseconds
+        let cached = fs.engine.cachedBytes, pending = fs.hasUncommittedChanges
+        do { try fs.sync() } catch {
+            log.write("sync asked through the control file failed: \(error)")
+            return .failure(error)
+        }
+        let r = SyncResult(mountPoint: mountPoint, cachedBytesWrittenBack: cached.bytes,
+                           hadUncommittedChanges: pending, durationNanoseconds: clock.nowNanoseconds - t0)
         return .success(Array(jsonText(r).utf8))
     }
 }

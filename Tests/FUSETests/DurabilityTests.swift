@@ -70,6 +70,36 @@ struct DurabilityTests {
         try umount(s.mnt)
         #expect(try fsck(dev, .emulated).clean)
     }
+
+    /// `zbdfs sync` is the sync(1) a FUSE mount does not get: with periodic commits off, work
+    /// nobody fsync'd survives a kill -9 once it has run, and a second sync finds nothing to do.
+    @Test func zbdfsSyncMakesEverythingDurableAtOnce() throws {
+        let s = Scratch("sync")
+        let dev = s.path("dev.img")
+        try makeDevice(dev, .emulated)
+        try mount(dev, s.mnt, .emulated, options: ["commit=0"])
+        let w = try sh("mkdir \"$1/d\" && head -c 300000 /dev/urandom > \"$1/d/x\" && sha256sum \"$1/d/x\" > \"$2\"",
+                       argsScript: [s.mnt, s.path("x.sum")])
+        #expect(w.status == 0, "\(w.err)")
+        #expect(durability(s.mnt)?.uncommitted == true, "the writes are not durable yet")
+        let r = try zbdfs("sync", s.mnt, "--json")
+        #expect(r.status == 0, "\(r.err)")
+        let out = try json(r.out)
+        #expect(out["had_uncommitted_changes"] as? Bool == true && int(out, "cached_bytes_written_back") >= 300_000, "\(out)")
+        #expect(durability(s.mnt)?.uncommitted == false, "still not durable after zbdfs sync")
+        let again = try zbdfs("sync", s.mnt)
+        #expect(again.status == 0 && again.out.contains("already durable"), "\(again.out)\(again.err)")
+        let pid = try #require(daemonPID(dev), "no daemon for \(dev)")
+        kill(pid, SIGKILL)
+        #expect(waitUntilReleased(dev), "the killed daemon still holds the device")
+        #expect(try zbdfs("umount", s.mnt).status == 0)
+        try mount(dev, s.mnt, .emulated)
+        #expect(try sh("sha256sum -c \(quote(s.path("x.sum")))").status == 0, "the synced file after SIGKILL")
+        try umount(s.mnt)
+        #expect(try fsck(dev, .emulated).clean)
+        let unmounted = try zbdfs("sync", s.mnt)
+        #expect(unmounted.status == 2 && unmounted.err.contains("zbdfs mount"), "\(unmounted.err)")
+    }
 }
 
 /// The mount's durability figures from `zbdfs df --json`: periodic commits so far and whether

@@ -16,12 +16,6 @@ private func freePort() throws -> UInt16 {
     return p
 }
 
-private func json(_ text: String) throws -> [String: Any] {
-    try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
-}
-
-private func int(_ o: [String: Any], _ k: String) -> Int { (o[k] as? NSNumber)?.intValue ?? -1 }
-
 @Suite("FUSE monitoring", .serialized, .enabled(if: fuseUnavailable == nil, "\(fuseUnavailable ?? "")"), .timeLimit(.minutes(15)))
 struct MountMonitorTests {
     @Test func liveFiguresFromTheMountAndMonitoringWritesNothing() throws {

@@ -126,3 +126,11 @@ func umount(_ mnt: String, sourceLocation: SourceLocation = #_sourceLocation) th
     #expect(r.status == 0, "umount failed: \(r.err)", sourceLocation: sourceLocation)
     #expect(!isMounted(mnt), sourceLocation: sourceLocation)
 }
+
+/// A JSON object a command printed (the test fails if it is not one).
+func json(_ text: String) throws -> [String: Any] {
+    try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+}
+
+/// An integer field of a JSON object; -1 when it is missing, so a `> 0` check fails.
+func int(_ o: [String: Any], _ k: String) -> Int { (o[k] as? NSNumber)?.intValue ?? -1 }
