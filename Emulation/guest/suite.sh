@@ -352,11 +352,22 @@ detail_monitor() { sed -n 's/^monitor: \(PASS \)\{0,1\}//p' "$OUT" | tail -n 1 |
 needs_umount() { echo zbdfs; }
 skip_umount() { fuse_unusable; }
 step_umount() {
-  timeout -s KILL "$STEP_TIMEOUT" "$ZBDFS" umount "$MNT" || { echo "zbdfs umount exited $?"; return 1; }
+  timeout -s KILL "$STEP_TIMEOUT" "$ZBDFS" umount "$MNT" || { echo "zbdfs umount exited $?"; mnt_holders; return 1; }
   ! mounted || { echo "umount: $MNT is still mounted"; return 1; }
   echo "umount: $MNT unmounted, $DEV released"
 }
 detail_umount() { sed -n 's/^umount: //p' "$OUT" | tail -n 1 | grep . || grep -m 1 '^zbdfs: ' "$OUT" || grep -v '^\[' "$OUT" | tail -n 1; }
+
+# What keeps $MNT busy when an unmount is refused: every process whose working directory, root or
+# open file is inside it (busybox has no fuser -m).
+mnt_holders() {
+  for p in /proc/[0-9]*; do
+    for l in "$p/cwd" "$p/root" "$p"/fd/*; do
+      t=$(readlink "$l" 2>/dev/null) || continue
+      case "$t" in "$MNT"|"$MNT"/*) echo "holder: pid ${p#/proc/} ($(cat "$p/comm" 2>/dev/null)) $l -> $t";; esac
+    done
+  done
+}
 
 # Mount again, `sha256sum -c` the workload's list and compare the listing, unmount.
 needs_remount_verify() { echo zbdfs; }
@@ -365,11 +376,13 @@ step_remount_verify() {
   [ -s "$SUMS" ] || { echo "remount-verify: no checksum list (fuse-workload did not finish)"; return 1; }
   do_mount || return 1
   rc=0
-  (cd "$MNT" && timeout -s KILL "$STEP_TIMEOUT" sha256sum -c "$SUMS") > /tmp/sumcheck.out 2>&1 || rc=1
+  # busybox timeout leaves a watcher process behind for up to a second after the command ends, in
+  # the directory it started in: it must not start inside $MNT, or it keeps the umount below busy.
+  timeout -s KILL "$STEP_TIMEOUT" sh -c 'cd "$1" && sha256sum -c "$2"' sh "$MNT" "$SUMS" > /tmp/sumcheck.out 2>&1 || rc=1
   grep -v ': OK$' /tmp/sumcheck.out
   (cd "$MNT" && find w | sort | while read -r f; do echo "$f $(stat -c '%F %s %h' "$f") $(readlink "$f" || true)"; done) > /tmp/fuse.find.2
   if ! cmp -s "$LISTING" /tmp/fuse.find.2; then echo "remount-verify: the tree differs after remount:"; diff "$LISTING" /tmp/fuse.find.2 | head -n 20; rc=1; fi
-  timeout -s KILL "$STEP_TIMEOUT" "$ZBDFS" umount "$MNT" || { echo "zbdfs umount exited $?"; rc=1; }
+  timeout -s KILL "$STEP_TIMEOUT" "$ZBDFS" umount "$MNT" || { echo "zbdfs umount exited $?"; mnt_holders; rc=1; }
   [ $rc -ne 0 ] || echo "remount-verify: PASS $(grep -c ': OK$' /tmp/sumcheck.out) files match their sha256, tree listing identical ($(wc -l < "$LISTING") entries)"
   return $rc
 }
