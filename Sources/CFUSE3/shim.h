@@ -2,6 +2,9 @@
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 #include <sys/ioctl.h>
+// The request loop (ZonedFUSE/RequestLoop.swift): not in Swift's Glibc module.
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
 
 // What Swift cannot call: the ioctl request macro and variadic ioctl(2) itself.
 

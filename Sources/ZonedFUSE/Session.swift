@@ -8,8 +8,8 @@
 // by then no request is running and none can arrive.
 //
 // Invariants:
-// - libfuse's workers run a request to its end before they stop (cancellation is enabled only
-//   while they wait for the next one), so after `serve` returns no operation is half done.
+// - the workers run a request to its end before they stop (no thread is cancelled), so after
+//   `serve` returns no operation is half done.
 // - The adapter outlives the session (the session's userdata points at it, unretained).
 
 #if canImport(Glibc)
@@ -61,15 +61,17 @@ public final class FUSESession {
         mounted = true
     }
 
-    /// Answers requests on up to `threads` workers until unmounted or signalled. Returns 0, a
-    /// negative errno, or the signal that ended it.
+    /// Answers requests on `threads` workers until unmounted or signalled (RequestLoop.swift).
+    /// Returns 0, a negative errno, or the signal that ended it. The ending signals are blocked
+    /// in the calling thread; threads started earlier must have them blocked too
+    /// (`EndingSignals.block()` first thing), or a signal may reach one of them and be lost.
     public func serve(threads: Int = 8) -> Int32 {
         guard let session else { return -EBADF }
-        guard let config = fuse_loop_cfg_create() else { return fuse_session_loop(session) }
-        defer { fuse_loop_cfg_destroy(config) }
-        fuse_loop_cfg_set_max_threads(config, UInt32(max(1, threads)))
-        fuse_loop_cfg_set_clone_fd(config, 0)
-        return fuse_session_loop_mt(session, config)
+        do {
+            return try RequestLoop(session: session, threads: threads).run().code
+        } catch {
+            return -error.errno
+        }
     }
 
     /// Unmounts (when a signal ended the loop, the mount is still there) and ends the session.

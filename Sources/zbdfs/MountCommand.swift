@@ -120,11 +120,10 @@ struct Mount: ParsableCommand {
     func serve(_ opts: FUSEMountOptions) throws {
         let device = target.absolutePath, mnt = PathKind.absolute(mountpoint)
         let log = daemonChild ? Daemon.syslogLog() : FUSELog { line in FileHandle.standardError.write(Data("zbdfs: \(line)\n".utf8)) }
-        // The signals that end the mount must reach a FUSE thread (libfuse's handler only sets a
-        // flag; the thread it interrupts notices it). Threads started before the request loop —
-        // the file system's background reclaim — inherit them blocked; the loop's workers,
-        // started after they are unblocked here, take them. One that arrives meanwhile waits.
-        let ending = EndingSignals.block()
+        // The signals that end the mount reach only the request loop's signalfd: blocked here,
+        // before the file system starts its threads (background reclaim, the flusher), they stay
+        // blocked in every thread. One that arrives before the loop runs waits for it.
+        EndingSignals.block()
         let fs = try openFileSystem(opts, log: log)
         let session: FUSESession
         do {
@@ -135,7 +134,6 @@ struct Mount: ParsableCommand {
             try? fs.unmount()
             throw CLIError.runtime("cannot mount \(device) at \(mnt): \(error.message)")
         }
-        // Started while the ending signals are still blocked, so its thread never takes them.
         let exporter: MetricsServer?
         do { exporter = try startMetrics(fs: fs, device: device, mountPoint: mnt, log: log) } catch {
             session.close()
@@ -143,7 +141,6 @@ struct Mount: ParsableCommand {
             throw error
         }
         defer { exporter?.stop() }
-        EndingSignals.unblock(ending)
         let mode = (opts.readOnly ? "read-only" : "read-write") + (fs.engine.allocator.usesZoneAppend ? ", zone append" : "")
         if daemonChild {
             Daemon.announceReady()
@@ -197,21 +194,6 @@ struct Mount: ParsableCommand {
 }
 
 /// SIGINT, SIGTERM and SIGHUP, held back from threads that cannot act on them.
-enum EndingSignals {
-    static func block() -> sigset_t {
-        var set = sigset_t()
-        sigemptyset(&set)
-        for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&set, s) }
-        pthread_sigmask(SIG_BLOCK, &set, nil)
-        return set
-    }
-
-    static func unblock(_ set: sigset_t) {
-        var set = set
-        pthread_sigmask(SIG_UNBLOCK, &set, nil)
-    }
-}
-
 struct Umount: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Flush and unmount a zbdfs mount.",
