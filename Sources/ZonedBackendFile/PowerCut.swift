@@ -50,9 +50,12 @@ extension EmulatedZonedDevice {
         }
     }
 
-    private func withEveryZoneLock(from i: Int = 0, _ body: () throws(DeviceError) -> Void) throws(DeviceError) {
-        guard i < zoneLocks.count else { return try body() }
-        try zoneLocks[i].mutex.withLock { () throws(DeviceError) in try withEveryZoneLock(from: i + 1, body) }
+    /// Takes the zone locks in index order (the order every multi-zone path uses) in a loop, not by
+    /// recursion: a device of 80,000 zones would need a stack frame per zone.
+    private func withEveryZoneLock(_ body: () throws(DeviceError) -> Void) throws(DeviceError) {
+        for z in zoneLocks { z.mutex.lock() }
+        defer { for z in zoneLocks.reversed() { z.mutex.unlock() } }
+        try body()
     }
 
     func cutPower(_ s: inout EmulatorState, torn: Bool, seed: UInt64) throws(DeviceError) {

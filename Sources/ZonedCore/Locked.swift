@@ -39,6 +39,12 @@ public final class Lock: @unchecked Sendable {
         defer { pthread_mutex_unlock(mutex) }
         return try body()
     }
+
+    /// For the one caller that holds many locks at once (a device image taken with every zone
+    /// locked): `withLock` is the rule everywhere else. Every `lock()` is paired with `unlock()`
+    /// on the same thread.
+    public func lock() { pthread_mutex_lock(mutex) }
+    public func unlock() { pthread_mutex_unlock(mutex) }
 }
 
 public final class Locked<Value: Sendable>: @unchecked Sendable {

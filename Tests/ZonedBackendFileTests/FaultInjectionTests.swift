@@ -381,4 +381,25 @@ import ZonedCore
             #expect(differs > 4)  // the images follow the IOs, they are not all one image
         }
     }
+
+    /// A drive-sized zone count: the crash image takes every zone lock (it once did so by
+    /// recursion, a stack frame per zone) and copies only the sparse image's data.
+    @Test func crashImageOfAnEightyThousandZoneDevice() throws {
+        let s = Scratch()
+        let g = DeviceGeometry(zoneCount: 80_000, zoneSize: .kib(64), zoneCapacity: .kib(64),
+                               logicalBlockSize: ByteCount(bs), maxOpenZones: 128, maxActiveZones: 128,
+                               maxWriteBytes: .kib(64), maxAppendBytes: .kib(64), conventionalZoneCount: 0)
+        let dev = try EmulatedZonedDevice.create(path: s.path("big"), geometry: g, faults: FaultPlan(seed: 3))
+        defer { dev.close() }
+        let last = DeviceOffset(UInt64(79_999) * UInt64(64 << 10))
+        try dev.write(bytes: pattern(7), at: last)
+        try dev.flush()
+        try dev.crashImage(to: s.path("snap"))
+        let snap = try EmulatedZonedDevice.open(path: s.path("snap"))
+        defer { snap.close() }
+        #expect(try snap.readBytes(bs, at: last) == pattern(7))
+        var st = stat()
+        #expect(stat(s.path("snap"), &st) == 0)
+        #expect(st.st_size > 5_000_000_000 && Int(st.st_blocks) * 512 < 64 << 20, "the copy is not sparse: \(st.st_blocks) blocks")
+    }
 }
