@@ -34,10 +34,14 @@ final class BackingFile: Sendable {
     let isDirect: Bool
     /// File offset of device offset 0.
     let dataStart: UInt64
+    /// Set on a discard-data image: the data region holds its records (KeptBlocks.swift).
+    let kept: KeptBlocks?
 
     /// Opens `path` twice: once buffered (header, table, fallback) and once for data IO.
     /// `exclusive`: claim the file (EBUSY when another open holds the claim).
-    init(path: String, dataStart: UInt64, readOnly: Bool = false, exclusive: Bool = true) throws(DeviceError) {
+    /// `keptBlockSize`: a discard-data image with that block size (nil: a full image).
+    init(path: String, dataStart: UInt64, readOnly: Bool = false, exclusive: Bool = true,
+         keptBlockSize: Int? = nil) throws(DeviceError) {
         let access = readOnly ? O_RDONLY : O_RDWR
         let buffered = Glibc.open(path, access | O_CLOEXEC)
         guard buffered >= 0 else {
@@ -69,6 +73,13 @@ final class BackingFile: Sendable {
         self.dataFD = direct
         self.isDirect = isDirect
         self.dataStart = dataStart
+        do {
+            kept = try keptBlockSize.map { bs throws(DeviceError) in try KeptBlocks(fd: buffered, path: path, start: dataStart, blockSize: bs) }
+        } catch {
+            Glibc.close(direct)
+            Glibc.close(buffered)
+            throw error
+        }
     }
 
     func close() {
@@ -80,6 +91,7 @@ final class BackingFile: Sendable {
 
     func write(_ data: UnsafeRawBufferPointer, at offset: DeviceOffset, _ op: DeviceOperation) throws(DeviceError) {
         guard data.count > 0 else { return }
+        if let kept { return try kept.write(data, at: offset, op) }
         if isAligned(data.baseAddress) {
             try writeData(data, fileOffset: dataStart + offset.bytes, op)
         } else {
@@ -91,6 +103,7 @@ final class BackingFile: Sendable {
 
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: DeviceOffset, _ op: DeviceOperation) throws(DeviceError) {
         guard buffer.count > 0 else { return }
+        if let kept { return try kept.read(into: buffer, at: offset, op) }
         if isAligned(buffer.baseAddress) {
             try readData(buffer, fileOffset: dataStart + offset.bytes, op)
         } else {
@@ -168,6 +181,7 @@ final class BackingFile: Sendable {
     /// zeros for what was never written since, also after a finish). Falls back to writing zeros
     /// where the file system cannot punch holes.
     func zero(at offset: DeviceOffset, length: ByteCount, _ op: DeviceOperation) throws(DeviceError) {
+        if let kept { return try kept.zero(at: offset, length: length, op) }
         let start = off_t(dataStart + offset.bytes), count = off_t(length.bytes)
         if zbdfs_punch_hole(bufferedFD, UInt64(start), UInt64(count)) == 0 { return }
         let chunk = [UInt8](repeating: 0, count: 1 << 20)

@@ -79,11 +79,16 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
     /// Creates a sparse image for `geometry` at `path` and opens it. Refuses an existing file
     /// (EEXIST) unless `overwrite`.
     @discardableResult
+    /// `discardData`: keep only non-zero blocks (KeptBlocks.swift): a drive-sized device in a
+    /// small file, for scale and speed work; fault plans need a full image.
     public static func create(path: String, geometry: DeviceGeometry, overwrite: Bool = false,
-                              faults: FaultPlan? = nil) throws(DeviceError) -> EmulatedZonedDevice {
+                              faults: FaultPlan? = nil, discardData: Bool = false) throws(DeviceError) -> EmulatedZonedDevice {
         if let problem = geometry.problem() { throw .invalid(.create, problem) }
         guard geometry.commandSet == .zbc else {
             throw .invalid(.create, "the emulated device follows ZBC (as null_blk does); it cannot emulate \(geometry.commandSet.rawValue)")
+        }
+        if discardData, faults != nil {
+            throw .invalid(.create, "a discard-data image takes no fault plan: power cuts and IO errors need a full image")
         }
         guard geometry.zoneCount <= Int(UInt32.max),
               geometry.zoneSize.bytes <= UInt64(Int64.max) / UInt64(geometry.zoneCount) / 2 else {
@@ -98,10 +103,11 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
         defer { Glibc.close(fd) }
         let fresh = ZoneTable(geometry: geometry).states
         let n = geometry.zoneCount
-        try writeAll(fd, ImageFormat.encodeHeader(geometry), at: 0, path)
+        try writeAll(fd, ImageFormat.encodeHeader(geometry, discardsData: discardData), at: 0, path)
         try writeAll(fd, ImageFormat.encodeTable(fresh, generation: 0), at: ImageFormat.tableOffset(slot: 0, zoneCount: n), path)
         try writeAll(fd, ImageFormat.encodeTable(fresh, generation: 1), at: ImageFormat.tableOffset(slot: 1, zoneCount: n), path)
-        let size = ImageFormat.dataStart(zoneCount: n) + geometry.totalBytes.bytes
+        // A discard-data image ends where its (still empty) record area starts.
+        let size = ImageFormat.dataStart(zoneCount: n) + (discardData ? 0 : geometry.totalBytes.bytes)
         guard ftruncate(fd, off_t(size)) == 0 else { throw .lastErrno(.create, "cannot size \(path) to \(size) bytes") }
         guard fsync(fd) == 0 else { throw .lastErrno(.create, "fsync of \(path)") }
         return try open(path: path, faults: faults)
@@ -132,8 +138,13 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
             Glibc.close(probe)
             throw error
         }
-        let geometry = try ImageFormat.decodeHeader(headerBytes, path: path)
-        let file = try BackingFile(path: path, dataStart: ImageFormat.dataStart(zoneCount: geometry.zoneCount), exclusive: exclusive)
+        let header = try ImageFormat.decodeHeader(headerBytes, path: path)
+        let geometry = header.geometry
+        if header.discardsData, faults != nil {
+            throw .invalid(.open, "\(path) discards data: fault plans need a full image")
+        }
+        let file = try BackingFile(path: path, dataStart: ImageFormat.dataStart(zoneCount: geometry.zoneCount), exclusive: exclusive,
+                                   keptBlockSize: header.discardsData ? Int(geometry.logicalBlockSize.bytes) : nil)
         do {
             let (generation, table) = try loadTable(file, geometry)
             return EmulatedZonedDevice(path: path, geometry: geometry, file: file, table: table,
@@ -146,7 +157,7 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
 
     /// The newest valid table slot; checks the file is not truncated.
     private static func loadTable(_ file: BackingFile, _ g: DeviceGeometry) throws(DeviceError) -> (UInt64, ZoneTable) {
-        let needed = file.dataStart + g.totalBytes.bytes
+        let needed = file.dataStart + (file.kept == nil ? g.totalBytes.bytes : 0)
         let size = try file.fileSize()
         guard size >= needed else {
             throw .io(.open, "\(file.path) is truncated: \(size) bytes, the geometry needs \(needed)")
@@ -191,6 +202,10 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
     public var faultPlan: FaultPlan? { state.withLock { $0.faults } }
     /// True after a power cut, until the image is opened again.
     public var isDead: Bool { state.withLock { $0.life == .dead } }
+    /// A discard-data image (KeptBlocks.swift): blocks of zeros are never stored.
+    public var discardsData: Bool { file.kept != nil }
+    /// On a discard-data image, the bytes of the blocks it keeps (nil on a full image).
+    public var keptBytes: ByteCount? { file.kept.map { ByteCount(UInt64($0.keptBlocks * $0.blockSize)) } }
 
     /// Arms (or with nil disarms) a fault plan; IO numbers keep counting from open.
     public func setFaultPlan(_ plan: FaultPlan?) {

@@ -15,7 +15,8 @@
 //     dataStart + zoneCount * zoneSize   end of file (sized with ftruncate: sparse).
 //
 // - Header (little endian): "ZBDFSEMU", u32 version (1), u32 flags (bit 0: zone append; must
-//   agree with maxAppendBytes), u32 zoneCount, u32 logicalBlockSize, u64 zoneSize,
+//   agree with maxAppendBytes; bit 1: discard data, see KeptBlocks.swift: the data region then
+//   holds records of the non-zero blocks instead of the device's bytes), u32 zoneCount, u32 logicalBlockSize, u64 zoneSize,
 //   u64 zoneCapacity, u32 maxOpenZones, u32 maxActiveZones, u64 maxWriteBytes,
 //   u64 maxAppendBytes, u32 conventionalZoneCount, u32 reserved (0), u64 tableOffset,
 //   u64 tableSlotBytes, u64 dataStart, zeros up to byte 124, u32 crc32c of bytes 0..<124.
@@ -37,6 +38,14 @@ enum ImageFormat {
     static let zoneEntryBytes = 16
     static let tableHeaderBytes = 24
     static let flagZoneAppend: UInt32 = 1 << 0
+    static let flagDiscardData: UInt32 = 1 << 1
+
+    /// What the header says: the device's geometry and how its data is kept.
+    struct Header: Equatable {
+        var geometry: DeviceGeometry
+        /// Blocks of zeros are never stored (reads give zeros); see KeptBlocks.swift.
+        var discardsData = false
+    }
 
     /// Bytes of one table slot for `zoneCount` zones, rounded up to 4096.
     static func tableSlotBytes(zoneCount: Int) -> UInt64 {
@@ -54,11 +63,11 @@ enum ImageFormat {
 
     // MARK: Header
 
-    static func encodeHeader(_ g: DeviceGeometry) -> [UInt8] {
+    static func encodeHeader(_ g: DeviceGeometry, discardsData: Bool = false) -> [UInt8] {
         var w = ByteWriter(capacity: headerBytes)
         w.raw(magic)
         w.u32(version)
-        w.u32(g.supportsZoneAppend ? flagZoneAppend : 0)
+        w.u32((g.supportsZoneAppend ? flagZoneAppend : 0) | (discardsData ? flagDiscardData : 0))
         w.u32(UInt32(g.zoneCount))
         w.u32(UInt32(g.logicalBlockSize.bytes))
         w.u64(g.zoneSize.bytes)
@@ -77,7 +86,7 @@ enum ImageFormat {
         return w.bytes
     }
 
-    static func decodeHeader(_ bytes: [UInt8], path: String) throws(DeviceError) -> DeviceGeometry {
+    static func decodeHeader(_ bytes: [UInt8], path: String) throws(DeviceError) -> Header {
         guard bytes.count >= magic.count, Array(bytes[0..<magic.count]) == magic else {
             throw .invalid(.open, "\(path) is not an emulated zoned image (bad magic)")
         }
@@ -95,13 +104,13 @@ enum ImageFormat {
         }
     }
 
-    private static func decodeHeaderFields(_ reader: ByteReader, path: String) throws(DecodeError) -> DeviceGeometry {
+    private static func decodeHeaderFields(_ reader: ByteReader, path: String) throws(DecodeError) -> Header {
         var r = reader
         try r.skip(magic.count, "magic")
         let v = try r.u32("version")
         guard v == version else { throw DecodeError("unsupported format version \(v) (this build reads \(version))", at: 8) }
         let flags = try r.u32("flags")
-        guard flags & ~flagZoneAppend == 0 else { throw DecodeError("unknown flags 0x\(String(flags, radix: 16))", at: 12) }
+        guard flags & ~(flagZoneAppend | flagDiscardData) == 0 else { throw DecodeError("unknown flags 0x\(String(flags, radix: 16))", at: 12) }
         let zoneCount = Int(try r.u32("zone count"))
         let blockSize = ByteCount(UInt64(try r.u32("block size")))
         let zoneSize = ByteCount(try r.u64("zone size"))
@@ -130,7 +139,7 @@ enum ImageFormat {
             throw DecodeError("table or data offsets disagree with the zone count", at: at)
         }
         try r.expectZeros(headerBytes - 4 - r.offset, "reserved header bytes")
-        return g
+        return Header(geometry: g, discardsData: flags & flagDiscardData != 0)
     }
 
     // MARK: Zone table

@@ -32,6 +32,7 @@ extension EmulatedZonedDevice {
     /// Conventional zones keep all their unflushed writes unless a fault plan was armed (only
     /// then are old bytes recorded). Waits for IOs in flight (takes every zone lock).
     public func crashImage(to path: String, tornLastBlock: Bool = false, seed: UInt64? = nil) throws(DeviceError) {
+        guard !discardsData else { throw .invalid(.flush, "\(path) discards data: crash images need a full image") }
         try withEveryZoneLock { () throws(DeviceError) in
             try state.withLock { (s: inout EmulatorState) throws(DeviceError) in
                 try checkLive(s, .flush)

@@ -162,10 +162,12 @@ import ZonedCore
     }
 
     @Test func headerRoundTripsByteForByte() throws {
-        let bytes = ImageFormat.encodeHeader(testGeometry)
-        let g = try ImageFormat.decodeHeader(bytes, path: "x")
-        #expect(g == testGeometry)
-        #expect(ImageFormat.encodeHeader(g) == bytes)
+        for discards in [false, true] {
+            let bytes = ImageFormat.encodeHeader(testGeometry, discardsData: discards)
+            let h = try ImageFormat.decodeHeader(bytes, path: "x")
+            #expect(h == ImageFormat.Header(geometry: testGeometry, discardsData: discards))
+            #expect(ImageFormat.encodeHeader(h.geometry, discardsData: h.discardsData) == bytes)
+        }
         let table = ZoneTable(geometry: testGeometry).states
         let encoded = ImageFormat.encodeTable(table, generation: 9)
         let decoded = try ImageFormat.decodeTable(encoded, geometry: testGeometry)
