@@ -292,6 +292,8 @@ func median(_ rounds: [[Workload: Measurement]]) -> [Workload: Measurement] {
     return out
 }
 
+// Hidden: the allocator's cost per grant against the zone count (AllocatorScale.swift).
+if CommandLine.arguments.dropFirst().first == "--allocator-scale" { exit(runAllocatorScaleCommand(Array(CommandLine.arguments.dropFirst(2)))) }
 let o = parseOptions()
 if o.append {
     do {
