@@ -25,6 +25,13 @@ struct Emulate: ParsableCommand {
               zbdfs emulate create zns.zimg --size 1G --zone-size 64M --zone-capacity 62M \\
                   --max-open 14 --max-active 14 --zone-append
               zbdfs emulate create smr.zimg --size 2G --zone-size 256M --conventional-zones 1
+              zbdfs emulate create drive.zimg --size 20000G --zone-size 256M \\
+                  --max-open 128 --max-active 128 --discard-data
+
+            --discard-data keeps only the zone table and blocks that are not all zeros: a
+            drive-sized device (80,000 zones) in a few MiB, for scale and speed work. Reads of a
+            block of zeros, or of one never kept, give zeros. Data written as zeros costs nothing;
+            do not keep files you care about on such a device.
             """
         )
 
@@ -60,6 +67,9 @@ struct Emulate: ParsableCommand {
 
         @Option(help: "Largest zone append (at most the zone capacity); implies --zone-append. `zbdfs zones` shows it.")
         var maxAppend: String?
+
+        @Flag(help: "Keep only the zone table and non-zero blocks (scale and speed work; zeros are not stored).")
+        var discardData = false
 
         @Flag(help: "Overwrite IMAGE if it exists (its contents are lost).")
         var force = false
@@ -144,12 +154,12 @@ struct Emulate: ParsableCommand {
         func run() throws {
             let g = try geometry()
             do {
-                let dev = try EmulatedZonedDevice.create(path: image, geometry: g, overwrite: force)
+                let dev = try EmulatedZonedDevice.create(path: image, geometry: g, overwrite: force, discardData: discardData)
                 dev.close()
             } catch {
                 throw CLIError.runtime("cannot create \(image): \(error). Check that its folder exists and is writable.")
             }
-            let report = ZoneReportSummaryPrinter(path: image, geometry: g)
+            let report = ZoneReportSummaryPrinter(path: image, geometry: g, discardsData: discardData)
             print(json ? report.json() : report.text())
         }
     }
@@ -159,13 +169,15 @@ struct Emulate: ParsableCommand {
 struct ZoneReportSummaryPrinter {
     var path: String
     var geometry: DeviceGeometry
+    var discardsData = false
 
     func text() -> String {
         let g = geometry
+        let data = discardsData ? "\ndata     discarded: only non-zero blocks are kept (for scale and speed work)" : ""
         return """
         created  \(path): emulated zoned device, \(g.totalBytes)
         zones    \(g.zoneCount) × \(g.zoneSize), capacity \(g.zoneCapacity), block \(g.logicalBlockSize.bytes) B, \(g.conventionalZoneCount) conventional
-        limits   max open \(g.maxOpenZones == 0 ? "unlimited" : String(g.maxOpenZones)), max active \(g.maxActiveZones == 0 ? "unlimited" : String(g.maxActiveZones)), max write \(g.maxWriteBytes), zone append \(g.supportsZoneAppend ? "up to \(g.maxAppendBytes)" : "no")
+        limits   max open \(g.maxOpenZones == 0 ? "unlimited" : String(g.maxOpenZones)), max active \(g.maxActiveZones == 0 ? "unlimited" : String(g.maxActiveZones)), max write \(g.maxWriteBytes), zone append \(g.supportsZoneAppend ? "up to \(g.maxAppendBytes)" : "no")\(data)
         """
     }
 
@@ -178,6 +190,7 @@ struct ZoneReportSummaryPrinter {
             ("device_size_bytes", "\(g.totalBytes.bytes)"), ("conventional_zones", "\(g.conventionalZoneCount)"),
             ("max_open_zones", "\(g.maxOpenZones)"), ("max_active_zones", "\(g.maxActiveZones)"),
             ("max_write_bytes", "\(g.maxWriteBytes.bytes)"), ("max_append_bytes", "\(g.maxAppendBytes.bytes)"),
+            ("discards_data", "\(discardsData)"),
         ]
         return "{\n" + fields.map { "  \"\($0.0)\" : \($0.1)" }.joined(separator: ",\n") + "\n}"
     }

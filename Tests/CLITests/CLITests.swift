@@ -76,6 +76,27 @@ struct CLITests {
         #expect(text.out.contains("summary"))
     }
 
+    @Test func aDiscardDataDriveOfEightyThousandZonesIsCreatedInASmallFile() throws {
+        let img = tempImage("drive")
+        defer { try? FileManager.default.removeItem(atPath: img) }
+        let c = try zbdfs("emulate", "create", img, "--size", "20000G", "--zone-size", "256M", "--max-open", "128",
+                          "--max-active", "128", "--discard-data", "--json")
+        #expect(c.status == 0, "\(c.err)")
+        let made = try #require(try JSONSerialization.jsonObject(with: Data(c.out.utf8)) as? [String: Any])
+        #expect(made["zone_count"] as? Int == 80_000)
+        #expect(made["discards_data"] as? Bool == true)
+        var st = stat()
+        #expect(stat(img, &st) == 0)
+        #expect(Int(st.st_size) < 8 << 20, "\(st.st_size) bytes for a discard-data image")
+        let plain = tempImage("plain")
+        defer { try? FileManager.default.removeItem(atPath: plain) }
+        let p = try zbdfs("emulate", "create", plain, "--size", "64M", "--zone-size", "4M")
+        #expect(p.status == 0 && !p.out.contains("discarded"))
+        let small = tempImage("small")
+        defer { try? FileManager.default.removeItem(atPath: small) }
+        #expect(try zbdfs("emulate", "create", small, "--size", "64M", "--zone-size", "4M", "--discard-data").out.contains("data     discarded"))
+    }
+
     @Test func openLimitIsARuntimeErrorNamingTheFix() throws {
         let img = tempImage("limits")
         defer { try? FileManager.default.removeItem(atPath: img) }
