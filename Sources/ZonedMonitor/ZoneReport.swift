@@ -56,6 +56,9 @@ public struct ZoneReport: Codable, Sendable, Equatable {
     public var geometry: Geometry
     public var zones: [Entry]
     public var summary: Summary
+    /// True on a discard-data emulated image (`emulate create --discard-data`): only non-zero
+    /// blocks are kept. Absent (nil) everywhere else, so other reports are unchanged.
+    public var discardsData: Bool?
 
     public init(path: String, kind: DeviceKind, geometry g: DeviceGeometry, zones: [Zone]) {
         device = path
@@ -105,6 +108,9 @@ public struct ZoneReport: Codable, Sendable, Equatable {
             + "block \(g.logicalBlockSizeBytes) B, \(g.conventionalZones) conventional, size \(fmt(g.deviceSizeBytes))")
         out.append("limits   max open \(limit(g.maxOpenZones)), max active \(limit(g.maxActiveZones)), "
             + "max write \(fmt(g.maxWriteBytes)), zone append \(g.maxAppendBytes > 0 ? "up to " + fmt(g.maxAppendBytes) : "no")")
+        if discardsData == true {
+            out.append("data     discarded: only non-zero blocks are kept (an image for scale and speed work)")
+        }
         out.append("")
         let roles = zones.contains { $0.role != nil }
         out.append(row("ZONE", "TYPE", "CONDITION", "START", "WRITE POINTER", "CAPACITY", "FILL")

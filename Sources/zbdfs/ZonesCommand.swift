@@ -1,6 +1,7 @@
 // `zbdfs zones`: the zone report, read-only.
 
 import ArgumentParser
+import ZonedBackendFile
 import ZonedCore
 import ZonedFS
 import ZonedFUSE
@@ -43,6 +44,7 @@ struct Zones: ParsableCommand {
             throw runtimeFailure("zone report of \(target.device)", error)
         }
         var report = ZoneReport(path: target.device, kind: device.kind, geometry: device.geometry, zones: zones)
+        if (device as? EmulatedZonedDevice)?.discardsData == true { report.discardsData = true }
         if let usage = try? FileSystemUsage.read(device: device, zones: zones) { report.annotate(usage) }
         print(json ? report.json() : report.text())
     }

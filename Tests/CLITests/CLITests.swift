@@ -88,10 +88,15 @@ struct CLITests {
         var st = stat()
         #expect(stat(img, &st) == 0)
         #expect(Int(st.st_size) < 8 << 20, "\(st.st_size) bytes for a discard-data image")
+        let report = try zonesJSON(img)
+        #expect(report["discards_data"] as? Bool == true)
+        #expect((report["zones"] as? [Any])?.count == 80_000)
+        #expect(try zbdfs("zones", img).out.contains("data     discarded"))
         let plain = tempImage("plain")
         defer { try? FileManager.default.removeItem(atPath: plain) }
         let p = try zbdfs("emulate", "create", plain, "--size", "64M", "--zone-size", "4M")
         #expect(p.status == 0 && !p.out.contains("discarded"))
+        #expect(try zonesJSON(plain)["discards_data"] == nil)
         let small = tempImage("small")
         defer { try? FileManager.default.removeItem(atPath: small) }
         #expect(try zbdfs("emulate", "create", small, "--size", "64M", "--zone-size", "4M", "--discard-data").out.contains("data     discarded"))

@@ -7,7 +7,7 @@ import Testing
 import ZonedCore
 @testable import ZonedBackendFile
 
-@Suite(.timeLimit(.minutes(5))) struct DiscardDataTests {
+@Suite(.timeLimit(.minutes(10))) struct DiscardDataTests {
     /// 80,000 zones of 256 MiB: a 20 TiB host-managed SMR drive, 128 open/active.
     static let drive = DeviceGeometry(zoneCount: 80_000, zoneSize: .mib(256), logicalBlockSize: ByteCount(bs),
                                       maxOpenZones: 128, maxActiveZones: 128, maxWriteBytes: .mib(1),
