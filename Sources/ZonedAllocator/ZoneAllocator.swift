@@ -12,6 +12,11 @@
 //   complete(grant)           gives back whatever of the grant was not written
 //   discard(zone, bytes)      written bytes no longer referenced become garbage
 //
+// The class is thin: it holds the lock, the grant policy (GrantPolicy.swift: the accounts, the
+// orders kept over them and every decision, a value with no device) and the zone writer
+// (ZoneWriter.swift: sequencers and device batches), and does the waiting and the device's zone
+// management between them.
+//
 // Invariants:
 // - All zone accounts change under `lock`; device zone-management calls (finish) are made outside
 //   it, with the zone marked `finishRequested` so nothing new is granted in it meanwhile. The mark
@@ -33,7 +38,8 @@
 //   can show, and in debug builds it runs at the end of every locked section that changes them
 //   (`changing`), so a broken account traps at the change that broke it, not later. Past
 //   `fullCheckZones` zones each change checks a rotating window of zones (the whole device over
-//   successive changes) so debug builds stay usable at real zone counts.
+//   successive changes) so debug builds stay usable at real zone counts; every change also checks
+//   the policy's orders against the accounts (GrantPolicy.problem), so an order out of sync traps.
 // - Decisions depend only on the accounts, the request and the clock given at init: no Dictionary
 //   or Set order reaches a choice (ties break on the lowest zone index).
 
@@ -90,14 +96,10 @@ public final class ZoneAllocator: @unchecked Sendable {
     /// Gets a line for every error the allocator handles without failing a caller (set once,
     /// before the first IO: the file system points it at the mount's log).
     public var errorSink: (@Sendable (String) -> Void)?
-    private var zones: [ZoneAccount]
-    private var outstandingReservation = ByteCount.zero
-    private var nextSerial: UInt64 = 1
-    private var counters = AllocatorCounters()
-    /// One sequencer per zone: writes at the write pointer are issued one at a time, in order.
-    private let sequencers: [ConditionLock]
-    /// Immutable per-zone facts, readable without the lock.
-    private let conventional: [Bool]
+    /// The accounts and every decision made from them; only touched under `lock`.
+    private var policy: GrantPolicy
+    /// The device side of writes: sequencers and batches (no lock of ours held across its IO).
+    private let writer: ZoneWriter
 
     /// Builds the accounts from the device's zone report. `roles` gives each zone's role (missing
     /// entries are `.free`); written bytes found on the device count as live until the caller says
@@ -108,68 +110,28 @@ public final class ZoneAllocator: @unchecked Sendable {
         self.config = config
         self.clock = clock
         let report = try device.reportAllZones()
-        zones = report.map { z in ZoneAllocator.account(for: z, role: roles[z.id] ?? .free) }
-        sequencers = report.map { _ in ConditionLock(rank: .zoneSequencer) }
-        conventional = report.map { !$0.type.isSequential }
-    }
-
-    private static func account(for z: Zone, role: ZoneRole) -> ZoneAccount {
-        var a = ZoneAccount(id: z.id, start: z.start, capacity: z.type.isSequential ? z.capacity : z.size,
-                            isConventional: !z.type.isSequential, role: role, phase: .empty)
-        switch z.condition {
-        case .readOnly, .offline:
-            a.phase = .unavailable
-        case .full:
-            a.phase = .full
-            a.written = z.writePointer > z.start ? min(z.writePointer - z.start, a.capacity) : a.capacity
-            a.unusable = a.capacity - a.written
-        case .implicitlyOpen, .explicitlyOpen, .closed:
-            a.written = z.writePointer - z.start
-            a.phase = .active
-        case .empty, .notWritePointer:
-            break
-        }
-        a.live = a.written
-        return a
+        policy = GrantPolicy(report: report, roles: roles, config: config, maxActiveZones: device.geometry.maxActiveZones,
+                             zoneSize: device.geometry.zoneSize)
+        writer = ZoneWriter(device: device, report: report, zoneAppend: config.zoneAppend)
     }
 
     // MARK: Reports
 
-    public func account(_ id: ZoneID) -> ZoneAccount { lock.withLock { zones[id.int] } }
-    public var accounts: [ZoneAccount] { lock.withLock { zones } }
-    public var totals: SpaceTotals { lock.withLock { SpaceTotals(zones) } }
-    public var stats: AllocatorCounters { lock.withLock { counters } }
+    public func account(_ id: ZoneID) -> ZoneAccount { lock.withLock { policy.zones[id.int] } }
+    public var accounts: [ZoneAccount] { lock.withLock { policy.zones } }
+    /// Kept as the accounts change: no scan of the zones.
+    public var totals: SpaceTotals { lock.withLock { policy.spaceTotals } }
+    public var stats: AllocatorCounters { lock.withLock { policy.counters } }
     /// Zones currently using an active-zone resource of the device.
-    public var activeZoneCount: Int { lock.withLock { activeCount(nil) } }
+    public var activeZoneCount: Int { lock.withLock { policy.activeCount(nil) } }
 
     /// Space a new reservation could still get for `role` (free bytes of zones that can take it).
-    public var reservable: ByteCount { lock.withLock { reservableLocked() } }
+    public var reservable: ByteCount { lock.withLock { policy.reservable() } }
     /// What a reclaim reservation could get (the writers' share plus the reclaim reserve).
-    public var reclaimReservable: ByteCount { lock.withLock { reservableLocked(forReclaim: true) } }
+    public var reclaimReservable: ByteCount { lock.withLock { policy.reservable(forReclaim: true) } }
 
-    /// First broken invariant, or nil. For tests and fsck.
-    public func problem() -> String? { lock.withLock { problemLocked(zones.indices) } }
-
-    /// The first broken invariant among `range` of the zones and of the allocator as a whole.
-    private func problemLocked(_ range: Range<Int>) -> String? {
-        for i in range {
-            let z = zones[i]
-            if let p = z.problem() { return p }
-            // A finish or reset mark belongs to a zone still taking part in one: left on a zone
-            // that went empty, full or unavailable, it would keep the zone from ever being
-            // granted, set aside or reset (issue 14 item 2).
-            if z.finishRequested, z.phase != .active, !finishing.contains(i), !resetting.contains(i) {
-                return "\(z.id): finish requested on a zone that is \(z.phase.rawValue) and being neither finished nor reset"
-            }
-            if finishing.contains(i) || resetting.contains(i), !z.finishRequested {
-                return "\(z.id): being finished or reset without its mark"
-            }
-        }
-        let limit = device.geometry.maxActiveZones
-        if limit > 0, activeCount(nil) > limit { return "\(activeCount(nil)) active zones exceed the device limit \(limit)" }
-        if !finishing.isDisjoint(with: resetting) { return "zones \(finishing.intersection(resetting).sorted()) are being finished and reset at once" }
-        return nil
-    }
+    /// First broken invariant, or nil. For tests and fsck. Checks every zone.
+    public func problem() -> String? { lock.withLock { policy.problem(policy.zones.indices) } }
 
     /// Full checks up to this many zones; past it, a window of this many per change.
     static let fullCheckZones = 4096
@@ -186,24 +148,24 @@ public final class ZoneAllocator: @unchecked Sendable {
         }
     }
 
+    /// Every zone up to `fullCheckZones`; past it a rotating window (the whole device over
+    /// successive changes), plus the policy's orders and counts on every change.
     private func checkAfterChange() {
-        var range = zones.indices
-        if zones.count > Self.fullCheckZones {
+        let count = policy.zones.count
+        var range = 0..<count
+        if count > Self.fullCheckZones {
             let start = checkCursor
-            checkCursor = (checkCursor + Self.fullCheckZones) % zones.count
-            range = start..<min(zones.count, start + Self.fullCheckZones)
+            checkCursor = (checkCursor + Self.fullCheckZones) % count
+            range = start..<min(count, start + Self.fullCheckZones)
         }
-        if let p = problemLocked(range) { preconditionFailure("zone allocator invariant broken: \(p)") }
+        if let p = policy.problem(range) { preconditionFailure("zone allocator invariant broken: \(p)") }
     }
 
     // MARK: Roles
 
     /// Gives a zone a role (e.g. superblock zones at format). Only for zones that hold nothing.
     public func assign(_ id: ZoneID, role: ZoneRole) {
-        changing {
-            precondition(zones[id.int].phase == .empty || zones[id.int].role == role, "reassigning \(id) that holds data")
-            zones[id.int].role = role
-        }
+        changing { policy.assign(id.int, role: role) }
     }
 
     // MARK: Reservations (seed step 3: before the range lock)
@@ -213,11 +175,9 @@ public final class ZoneAllocator: @unchecked Sendable {
     /// `forReclaim`: reclaim moving live data may also take the bytes held back for it.
     public func reserve(_ bytes: ByteCount, forReclaim: Bool = false) throws(DeviceError) -> SpaceReservation {
         try changing { () throws(DeviceError) -> Void in
-            let avail = reservableLocked(forReclaim: forReclaim)
-            guard bytes <= avail else {
-                throw DeviceError.noSpace(.write, "no space for \(bytes) (\(avail) free)")
+            guard policy.reserve(bytes, forReclaim: forReclaim) else {
+                throw DeviceError.noSpace(.write, "no space for \(bytes) (\(policy.reservable(forReclaim: forReclaim)) free)")
             }
-            outstandingReservation = outstandingReservation + bytes
         }
         return SpaceReservation(allocator: self, bytes: bytes)
     }
@@ -225,29 +185,9 @@ public final class ZoneAllocator: @unchecked Sendable {
     fileprivate func releaseReservation(_ bytes: ByteCount) {
         guard bytes.bytes > 0 else { return }
         changing {
-            outstandingReservation = outstandingReservation - min(bytes, outstandingReservation)
+            policy.releaseReservation(bytes)
             lock.broadcast()
         }
-    }
-
-    private func reservableLocked(forReclaim: Bool = false) -> ByteCount {
-        var free = zones.reduce(ByteCount.zero) { acc, z in
-            (z.role == .data || z.role == .free) && !z.finishRequested ? acc + z.free : acc
-        }
-        // The zones held back for the metadata log and for reclaim are not data space: that many
-        // zones' worth of free bytes stays free whichever zones they are in, so writers can never
-        // use up the room reclaim moves live data into.
-        let zoneBytes = zones.lazy.filter { !$0.isConventional }.map(\.capacity).min() ?? device.geometry.zoneSize
-        let held = zoneBytes * UInt64(reservedEmptyZonesLeft() - (forReclaim ? config.reclaimReserveZones : 0))
-        free = free > held ? free - held : .zero
-        return free > outstandingReservation ? free - outstandingReservation : .zero
-    }
-
-    /// How many free empty zones data must leave alone: the configured reserve, less the empty
-    /// zones already set aside for metadata.
-    private func reservedEmptyZonesLeft() -> Int {
-        let setAside = zones.reduce(0) { $0 + ($1.phase == .empty && $1.role == .metadata ? 1 : 0) }
-        return max(0, config.reservedEmptyZones - setAside) + config.reclaimReserveZones
     }
 
     // MARK: Mount and metadata support
@@ -257,55 +197,24 @@ public final class ZoneAllocator: @unchecked Sendable {
     /// device's write pointer. Everything written but not live is garbage.
     public func adopt(_ id: ZoneID, role: ZoneRole, live: ByteCount, written: ByteCount? = nil) {
         changing {
-            var z = zones[id.int]
-            z.role = role
-            if z.isConventional, let written {
-                z.written = written
-                z.phase = written.bytes > 0 ? .active : .empty
-            }
-            z.live = min(live, z.written)
-            z.garbage = z.written - z.live
-            zones[id.int] = z
+            policy.adopt(id.int, role: role, live: live, written: written)
             lock.broadcast()
         }
     }
 
     /// Sets an empty free zone aside for `role` (the metadata log's next zone) without activating it.
     public func setAsideEmptyZone(for role: ZoneRole) -> ZoneID? {
-        changing {
-            guard let i = zones.indices.first(where: { zones[$0].phase == .empty && zones[$0].role == .free && !zones[$0].finishRequested }) else { return nil }
-            zones[i].role = role
-            return zones[i].id
-        }
+        changing { policy.setAsideEmptyZone(for: role) }
     }
 
     /// Resets `id` if it holds no live data and no grants; false (and nothing done) otherwise.
     /// Afterwards the zone is free for any role (a superblock zone stays one).
     @discardableResult
     public func resetIfUnused(_ id: ZoneID) throws(DeviceError) -> Bool {
-        let go: Bool = changing {
-            let z = zones[id.int]
-            guard z.live.bytes == 0, z.grants == 0, z.reserved.bytes == 0, z.phase != .unavailable, !z.finishRequested,
-                  !finishing.contains(id.int) else { return false }
-            zones[id.int].finishRequested = true
-            resetting.insert(id.int)
-            return true
-        }
-        guard go else { return false }
-        var failure: DeviceError?
-        if !conventional[id.int] {
-            do { try device.reset(id) } catch { failure = error }
-        }
+        guard changing({ policy.startReset(id.int) }) else { return false }
+        let failure = writer.reset(id)
         changing {
-            var z = zones[id.int]
-            z.finishRequested = false
-            resetting.remove(id.int)
-            if failure == nil {
-                z = ZoneAccount(id: z.id, start: z.start, capacity: z.capacity, isConventional: z.isConventional,
-                                role: z.role == .superblock ? .superblock : .free, phase: .empty)
-                counters.zonesReset += 1
-            }
-            zones[id.int] = z
+            policy.resetDone(id.int, succeeded: failure == nil)
             lock.broadcast()
         }
         if let failure { try resync(id); throw failure }
@@ -314,10 +223,7 @@ public final class ZoneAllocator: @unchecked Sendable {
 
     /// Makes every written byte of `id` garbage (a metadata zone a newer checkpoint replaced).
     public func discardAll(_ id: ZoneID) {
-        changing {
-            zones[id.int].garbage = zones[id.int].garbage + zones[id.int].live
-            zones[id.int].live = .zero
-        }
+        changing { policy.discardAll(id.int) }
     }
 
     /// Believe the device about `id` (after writing it outside the allocator, e.g. a superblock).
@@ -336,7 +242,7 @@ public final class ZoneAllocator: @unchecked Sendable {
     /// Tries once, never blocks.
     public func tryGrant(_ bytes: ByteCount, role: ZoneRole = .data, hint: ZoneID? = nil) -> GrantOutcome {
         precondition(bytes.bytes > 0 && bytes.isMultiple(of: device.geometry.logicalBlockSize), "grant of \(bytes) is not a block multiple")
-        return changing { decide(bytes, role, hint) }
+        return changing { policy.decide(bytes, role, hint) }
     }
 
     /// Grants space, waiting for a zone finish when the active budget is spent (unless `nowait`,
@@ -348,9 +254,9 @@ public final class ZoneAllocator: @unchecked Sendable {
         var waitStart: UInt64?
         while true {
             let step: FinishStep = changing {
-                switch decide(bytes, role, hint, useReserve: useReserve) {
+                switch policy.decide(bytes, role, hint, useReserve: useReserve) {
                 case .granted(let g):
-                    if let t = waitStart { counters.zoneFinishWaitNanoseconds += clock.nowNanoseconds - t }
+                    if let t = waitStart { policy.countFinishWaitEnded(nanoseconds: clock.nowNanoseconds - t) }
                     return .done(g)
                 case .noSpace:
                     return .fail(DeviceError.noSpace(.write, "no zone has room for \(role.rawValue)"))
@@ -358,9 +264,14 @@ public final class ZoneAllocator: @unchecked Sendable {
                     if nowait { return .fail(DeviceError.wouldBlock(.write, "a zone finish is needed first")) }
                     if waitStart == nil {
                         waitStart = clock.nowNanoseconds
-                        counters.zoneFinishWaits += 1
+                        policy.countFinishWaitStarted()
                     }
-                    return claimFinish(role)
+                    switch policy.claimFinish(role) {
+                    case .finish(let victim): return .finish(victim)
+                    case .wait:
+                        lock.wait()
+                        return .waited
+                    }
                 }
             }
             switch step {
@@ -379,53 +290,11 @@ public final class ZoneAllocator: @unchecked Sendable {
         case waited
     }
 
-    /// Under the lock: picks the fullest active zone of `role` to finish. If it has no outstanding
-    /// grants this thread finishes it; otherwise the thread waits for a change and retries.
-    private func claimFinish(_ role: ZoneRole) -> FinishStep {
-        let candidates = zones.indices.filter { zones[$0].role == role && zones[$0].phase == .active && !zones[$0].isConventional }
-        if let pending = candidates.first(where: { zones[$0].finishRequested }) {
-            if zones[pending].grants == 0 && !finishing.contains(pending) {
-                finishing.insert(pending)
-                return .finish(zones[pending].id)
-            }
-            lock.wait()
-            return .waited
-        }
-        // Fullest = least free; ties on the lowest index (determinism).
-        guard let victim = candidates.min(by: { (zones[$0].free, $0) < (zones[$1].free, $1) }) else {
-            lock.wait()
-            return .waited
-        }
-        zones[victim].finishRequested = true
-        if zones[victim].grants == 0 {
-            finishing.insert(victim)
-            return .finish(zones[victim].id)
-        }
-        lock.wait()
-        return .waited
-    }
-
-    private var finishing = Set<Int>()
-    /// Zones being reset by `resetIfUnused` (marked `finishRequested` meanwhile, so nothing is
-    /// granted there); kept so the invariant check can tell the mark's two uses apart.
-    private var resetting = Set<Int>()
-
+    /// Finishes a zone this thread claimed (outside the lock), then accounts for it.
     private func finishClaimed(_ id: ZoneID, early: Bool) throws(DeviceError) {
-        var failure: DeviceError?
-        if !conventional[id.int] {
-            do { try device.finish(id) } catch { failure = error }
-        }
+        let failure = writer.finish(id)
         changing {
-            finishing.remove(id.int)
-            var z = zones[id.int]
-            z.finishRequested = false
-            if failure == nil {
-                z.unusable = z.capacity - z.written - z.reserved
-                z.phase = .full
-                counters.zonesFinished += 1
-                if early && z.unusable.bytes > 0 { counters.zonesFinishedEarly += 1 }
-            }
-            zones[id.int] = z
+            policy.finished(id.int, succeeded: failure == nil, early: early)
             lock.broadcast()
         }
         if let failure { try resync(id); throw failure }
@@ -434,107 +303,22 @@ public final class ZoneAllocator: @unchecked Sendable {
     /// Finishes a zone on request (e.g. metadata roll-over). Waits for its grants to complete.
     public func finish(_ id: ZoneID) throws(DeviceError) {
         let go: Bool = changing {
-            guard zones[id.int].phase == .active || zones[id.int].phase == .empty else { return false }
-            zones[id.int].finishRequested = true
-            while zones[id.int].grants > 0 || finishing.contains(id.int) { lock.wait() }
-            guard zones[id.int].phase == .active || zones[id.int].phase == .empty else { return false }
-            finishing.insert(id.int)
-            return true
+            guard policy.requestFinish(id.int) else { return false }
+            while !policy.mayFinish(id.int) { lock.wait() }
+            return policy.startFinish(id.int)
         }
         if go { try finishClaimed(id, early: true) }
-    }
-
-    /// The grant decision, under the lock. Order of preference:
-    /// 1. the hint zone (where this write's previous extent ended), even if only part fits;
-    /// 2. an idle active zone of this role (no grant in flight) where the whole request fits most
-    ///    tightly — writers in different zones do not queue behind each other's IO;
-    /// 3. a newly activated empty zone, if the active budget allows;
-    /// 4. a busy active zone where the whole request fits (its writes are sequenced, or appended);
-    /// 5. with no empty zone left at all, whatever an active zone still has (a short grant);
-    /// otherwise a zone must be finished (active budget spent) or there is no space.
-    private func decide(_ bytes: ByteCount, _ role: ZoneRole, _ hint: ZoneID?, useReserve: Bool = false) -> GrantOutcome {
-        if let h = hint, h.int < zones.count, usable(h.int, role), zones[h.int].free.bytes > 0 {
-            return .granted(issue(h.int, min(bytes, zones[h.int].free)))
-        }
-        // An empty zone set aside for this role (the metadata log's next zone) is activated on request.
-        if let h = hint, h.int < zones.count, zones[h.int].phase == .empty, zones[h.int].role == role, role != .data,
-           !zones[h.int].finishRequested, zones[h.int].isConventional || activeCount(role) < budget(role) {
-            zones[h.int].phase = .active
-            return .granted(issue(h.int, min(bytes, zones[h.int].free)))
-        }
-        let fitting = zones.indices.filter { usable($0, role) && zones[$0].free >= bytes }
-        let tightest = { (c: [Int]) in c.min(by: { (self.zones[$0].free, $0) < (self.zones[$1].free, $1) }) }
-        if let idle = tightest(fitting.filter { zones[$0].grants == 0 }) {
-            return .granted(issue(idle, bytes))
-        }
-        var empties = zones.indices.filter { zones[$0].phase == .empty && (zones[$0].role == role || zones[$0].role == .free) && !zones[$0].finishRequested }
-        // Data never takes the last empty zones: the metadata log needs them to roll over, and
-        // reclaim needs one to move live data into (which only reclaim may take).
-        if role == .data {
-            let held = max(0, reservedEmptyZonesLeft() - (useReserve ? config.reclaimReserveZones : 0))
-            empties = Array(empties.dropLast(min(empties.count, held)))
-        }
-        if let e = empties.first(where: { zones[$0].isConventional || activeCount(role) < budget(role) }) {
-            zones[e].role = role
-            zones[e].phase = .active
-            return .granted(issue(e, min(bytes, zones[e].free)))
-        }
-        if let busy = tightest(fitting) { return .granted(issue(busy, bytes)) }
-        if !empties.isEmpty { return .needsZoneFinish }
-        let partial = zones.indices.filter { usable($0, role) && zones[$0].free.bytes > 0 }
-        if let most = partial.max(by: { (zones[$0].free, -$0) < (zones[$1].free, -$1) }) {
-            return .granted(issue(most, min(bytes, zones[most].free)))
-        }
-        return .noSpace
-    }
-
-    private func usable(_ i: Int, _ role: ZoneRole) -> Bool {
-        zones[i].role == role && zones[i].phase == .active && !zones[i].finishRequested
-    }
-
-    private func issue(_ i: Int, _ length: ByteCount) -> ZoneGrant {
-        // Hot-path preconditions (release builds too): a grant fits, and only in a zone that takes one.
-        precondition(length.bytes > 0 && length <= zones[i].free, "\(zones[i].id): granting \(length) of \(zones[i].free) free")
-        precondition(zones[i].phase == .active || zones[i].phase == .empty, "\(zones[i].id): granting in a \(zones[i].phase.rawValue) zone")
-        zones[i].reserved = zones[i].reserved + length
-        zones[i].grants += 1
-        counters.grants += 1
-        let g = ZoneGrant(zone: zones[i].id, length: length, serial: nextSerial)
-        nextSerial += 1
-        return g
-    }
-
-    /// Active zones that use a device resource; nil = every role.
-    private func activeCount(_ role: ZoneRole?) -> Int {
-        zones.reduce(0) { n, z in
-            n + (z.phase == .active && !z.isConventional && (role == nil || z.role == role) ? 1 : 0)
-        }
-    }
-
-    private func budget(_ role: ZoneRole) -> Int {
-        let limit = device.geometry.maxActiveZones
-        guard limit > 0 else { return Int.max }
-        let roleLimit = role == .data ? max(1, limit - config.reservedActiveZones) : limit
-        // Every role together stays within the device limit.
-        return min(roleLimit, limit - (activeCount(nil) - activeCount(role)))
     }
 
     // MARK: Writing
 
     /// True when sequential zones are written with the device's zone append: the device has one
     /// and the config does not force writes at the write pointer.
-    public var usesZoneAppend: Bool { config.zoneAppend && device.geometry.supportsZoneAppend }
+    public var usesZoneAppend: Bool { writer.usesZoneAppend }
 
     /// The largest piece `submit` takes for `zone`: the append limit when the zone is appended to,
     /// the max write otherwise.
-    public func pieceLimit(_ zone: ZoneID) -> ByteCount {
-        appends(zone) ? device.geometry.maxAppendBytes : device.geometry.maxWriteBytes
-    }
-
-    /// Whether writes into `zone` are zone appends. Per zone and fixed for the allocator's life, so
-    /// a zone never mixes appends with writes at the pointer: a write at the pointer we track would
-    /// miss the device's while appends are in flight.
-    private func appends(_ zone: ZoneID) -> Bool { !conventional[zone.int] && usesZoneAppend }
+    public func pieceLimit(_ zone: ZoneID) -> ByteCount { writer.pieceLimit(zone) }
 
     /// Writes one piece into the grant's zone and returns where it landed (a batch of one).
     public func append(_ grant: ZoneGrant, _ piece: UnsafeRawBufferPointer) throws(DeviceError) -> DeviceOffset {
@@ -554,159 +338,31 @@ public final class ZoneAllocator: @unchecked Sendable {
     /// `nowait`: when another writer holds the zone's sequencer (writes at the pointer), every
     /// piece fails with EAGAIN and nothing is sent; appends never wait for one.
     public func submit(_ grant: ZoneGrant, _ pieces: [UnsafeRawBufferPointer], nowait: Bool = false) -> [Result<DeviceOffset, DeviceError>] {
-        guard !pieces.isEmpty else { return [] }
-        let limit = pieceLimit(grant.zone).int
-        for p in pieces {
-            precondition(p.count > 0 && p.count <= limit, "piece of \(p.count) B for \(grant.zone) (limit \(limit) B)")
-        }
-        if appends(grant.zone) { return submitAppends(grant.zone, pieces) }
-        if nowait {
-            let busy = DeviceError.wouldBlock(.write, "zone \(grant.zone.int) is being written by another writer")
-            return sequencers[grant.zone.int].withLockIfFree { submitAtPointerLocked(grant.zone, pieces) }
-                ?? pieces.map { _ in .failure(busy) }
-        }
-        return sequencers[grant.zone.int].withLock { submitAtPointerLocked(grant.zone, pieces) }
-    }
-
-    private func submitAppends(_ z: ZoneID, _ pieces: [UnsafeRawBufferPointer]) -> [Result<DeviceOffset, DeviceError>] {
-        let total = ByteCount(UInt64(pieces.reduce(0) { $0 + $1.count }))
-        startFlight(z, total)
-        let results = ZoneAllocator.ordered(device.submit(pieces.map { .append($0, zone: z) }), count: pieces.count, .append)
-        let failed = changing { () -> Bool in
-            zones[z.int].inFlight = zones[z.int].inFlight - total
-            var failed = false
-            for (p, r) in zip(pieces, results) {
-                if case .success = r { wrote(z, ByteCount(p.count), viaAppend: true) } else { failed = true }
-            }
-            return failed
-        }
-        if failed { resyncAfterFailure(z) }
-        return results
-    }
-
-    /// With the zone's sequencer held: it keeps every other writer of the zone out from reading
-    /// the pointer until this batch is accounted.
-    private func submitAtPointerLocked(_ z: ZoneID, _ pieces: [UnsafeRawBufferPointer]) -> [Result<DeviceOffset, DeviceError>] {
-        let total = ByteCount(UInt64(pieces.reduce(0) { $0 + $1.count }))
-        var at = changing { zones[z.int].writePointer }
-        var batch: [DeviceIO] = []
-        for p in pieces {
-            batch.append(.write(p, at: at))
-            at = at + ByteCount(p.count)
-        }
-        startFlight(z, total)
-        var results = ZoneAllocator.ordered(device.submit(batch), count: pieces.count, .write)
-        // Only the prefix before the first failure is written where we said; anything the
-        // device took past it (not on a sequential zone) is not ours to count.
-        if let bad = results.firstIndex(where: { if case .failure = $0 { true } else { false } }) {
-            for i in (bad + 1)..<results.count {
-                results[i] = .failure(.io(.write, "not written: piece \(bad) of the batch failed before it"))
-            }
-        }
-        let failed = changing { () -> Bool in
-            zones[z.int].inFlight = zones[z.int].inFlight - total
-            var failed = false
-            for (p, r) in zip(pieces, results) {
-                if case .success = r { wrote(z, ByteCount(p.count), viaAppend: false) } else { failed = true }
-            }
-            return failed
-        }
-        if failed { resyncAfterFailure(z) }
-        return results
-    }
-
-    /// After a failed write (or a write outside the allocator) the caller already has what it
-    /// needs; a failure to re-read the zone is the allocator's own to report (counted, and sent
-    /// to the mount's log).
-    private func resyncAfterFailure(_ z: ZoneID) {
-        do {
-            try resync(z)
-        } catch {
-            changing { counters.resyncFailures += 1 }
-            errorSink?("zone \(z.int): re-reading the zone's write pointer failed: \(error); its account may lag the device until the next mount")
-        }
-    }
-
-    /// Counts `total` bytes of the zone's reservation as submitted.
-    private func startFlight(_ z: ZoneID, _ total: ByteCount) {
-        changing {
-            precondition(zones[z.int].inFlight + total <= zones[z.int].reserved, "\(z): submitting \(total) beyond its grants")
-            zones[z.int].inFlight = zones[z.int].inFlight + total
-        }
-    }
-
-    /// Completions put back in batch order; an IO the device never completed counts as failed.
-    private static func ordered(_ completions: [IOCompletion], count: Int, _ op: DeviceOperation) -> [Result<DeviceOffset, DeviceError>] {
-        var out = [Result<DeviceOffset, DeviceError>](repeating: .failure(.io(op, "the device returned no completion")), count: count)
-        for c in completions where c.index >= 0 && c.index < count { out[c.index] = c.result }
-        return out
+        writer.submit(grant, pieces, nowait: nowait, ledger: self)
     }
 
     /// Takes `n` bytes of a grant in a conventional zone without writing them (preallocation:
     /// the file maps them as prealloc, which reads as zeros). Sequential zones cannot do this:
     /// their space exists only once written.
     public func claim(_ grant: ZoneGrant, _ n: ByteCount) -> DeviceOffset {
-        precondition(conventional[grant.zone.int], "claim without writing in sequential \(grant.zone)")
-        return changing {
-            let at = zones[grant.zone.int].writePointer
-            wrote(grant.zone, n, viaAppend: false)
-            counters.bytesAppended -= n.bytes
-            return at
-        }
+        precondition(writer.isConventional(grant.zone), "claim without writing in sequential \(grant.zone)")
+        return changing { policy.claim(grant.zone.int, n, now: clock.nowNanoseconds) }
     }
 
     /// True when the zone takes writes anywhere (no write pointer).
-    public func isConventional(_ id: ZoneID) -> Bool { conventional[id.int] }
-
-    private func wrote(_ z: ZoneID, _ n: ByteCount, viaAppend: Bool) {
-        var a = zones[z.int]
-        precondition(a.reserved >= n, "\(z): wrote \(n) beyond its grants")
-        a.reserved = a.reserved - n
-        a.written = a.written + n
-        a.live = a.live + n
-        a.lastWriteNanoseconds = clock.nowNanoseconds
-        if a.written == a.capacity && !a.isConventional {
-            a.phase = .full  // the device made it full at capacity
-            // A finish someone asked for is moot now; left set, it would keep the zone from ever
-            // being reset (resetIfUnused skips zones with a finish pending).
-            if !finishing.contains(z.int) { a.finishRequested = false }
-            counters.zonesFinished += 1
-            lock.broadcast()
-        }
-        zones[z.int] = a
-        counters.bytesAppended += n.bytes
-        if viaAppend { counters.deviceAppends += 1 }
-    }
+    public func isConventional(_ id: ZoneID) -> Bool { writer.isConventional(id) }
 
     /// Ends a grant: whatever was not written goes back to the zone's free space.
     public func complete(_ grant: ZoneGrant, written: ByteCount) {
         changing {
-            var a = zones[grant.zone.int]
-            precondition(a.grants > 0, "\(grant.zone): completing a grant it does not have")
-            let unused = min(grant.length > written ? grant.length - written : .zero, a.reserved)
-            a.reserved = a.reserved - unused
-            if a.phase == .full { a.unusable = a.unusable + unused }
-            a.grants -= 1
-            if a.phase == .active, a.written.bytes == 0, a.reserved.bytes == 0, a.grants == 0 {
-                a.phase = .empty  // nothing landed: the zone never became active on the device
-                if !finishing.contains(grant.zone.int) { a.finishRequested = false }  // nothing to finish
-            }
-            if a.phase == .active, !a.isConventional, a.written + a.unusable == a.capacity, a.reserved.bytes == 0 {
-                a.phase = .full
-                if !finishing.contains(grant.zone.int) { a.finishRequested = false }
-            }
-            zones[grant.zone.int] = a
+            policy.complete(grant, written: written)
             lock.broadcast()
         }
     }
 
     /// Written bytes of `zone` that nothing references any more become garbage.
     public func discard(_ zone: ZoneID, _ bytes: ByteCount) {
-        changing {
-            precondition(zones[zone.int].live >= bytes, "\(zone): discarding more than its live bytes")
-            zones[zone.int].live = zones[zone.int].live - bytes
-            zones[zone.int].garbage = zones[zone.int].garbage + bytes
-        }
+        changing { policy.discard(zone.int, bytes) }
     }
 
     /// Resets a zone that holds no live data, making all its capacity free again (a caller's
@@ -718,34 +374,34 @@ public final class ZoneAllocator: @unchecked Sendable {
 
     /// After a device error, believe the device: its write pointer and condition.
     private func resync(_ id: ZoneID) throws(DeviceError) {
-        guard !conventional[id.int] else { return }
-        let z = try device.zone(id)
+        guard let z = try writer.report(id) else { return }
         changing {
-            var a = zones[id.int]
-            switch z.condition {
-            case .readOnly, .offline:
-                a.phase = .unavailable
-                if !finishing.contains(id.int) { a.finishRequested = false }  // it takes nothing more anyway
-            case .full:
-                // Full behind our back: what is not written now never will be. Reserved bytes
-                // turn unusable as their grants complete. A finish someone asked for is moot.
-                a.phase = .full
-                a.unusable = a.capacity - a.written - a.reserved
-                if !finishing.contains(id.int) { a.finishRequested = false }
-            default:
-                // Appends still in flight may already have moved the device's pointer: only what
-                // is beyond them was taken without our knowing.
-                let devWritten = z.writePointer - z.start
-                if devWritten > a.written + a.inFlight {
-                    // The device took bytes we did not count (a failed write that landed partly): garbage.
-                    let extra = devWritten - a.written - a.inFlight
-                    a.written = devWritten
-                    a.garbage = a.garbage + extra
-                    a.reserved = a.reserved - min(a.reserved - a.inFlight, extra)
-                }
-            }
-            zones[id.int] = a
+            policy.resync(id.int, z)
             lock.broadcast()
+        }
+    }
+}
+
+extension ZoneAllocator: ZoneLedger {
+    func writePointer(_ zone: ZoneID) -> DeviceOffset { changing { policy.zones[zone.int].writePointer } }
+
+    func startFlight(_ zone: ZoneID, _ total: ByteCount) { changing { policy.startFlight(zone.int, total) } }
+
+    func landed(_ zone: ZoneID, total: ByteCount, _ landed: [ByteCount], viaAppend: Bool) {
+        changing {
+            if policy.landed(zone.int, total: total, landed, viaAppend: viaAppend, now: clock.nowNanoseconds) { lock.broadcast() }
+        }
+    }
+
+    /// After a failed write (or a write outside the allocator) the caller already has what it
+    /// needs; a failure to re-read the zone is the allocator's own to report (counted, and sent
+    /// to the mount's log).
+    func resyncAfterFailure(_ zone: ZoneID) {
+        do {
+            try resync(zone)
+        } catch {
+            changing { policy.countResyncFailure() }
+            errorSink?("zone \(zone.int): re-reading the zone's write pointer failed: \(error); its account may lag the device until the next mount")
         }
     }
 }
