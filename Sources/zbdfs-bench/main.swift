@@ -293,6 +293,7 @@ func median(_ rounds: [[Workload: Measurement]]) -> [Workload: Measurement] {
 }
 
 // Hidden: the allocator's cost per grant against the zone count (AllocatorScale.swift).
+if CommandLine.arguments.dropFirst().first == "--scale" { exit(runScaleCommand(Array(CommandLine.arguments.dropFirst(2)))) }
 if CommandLine.arguments.dropFirst().first == "--allocator-scale" { exit(runAllocatorScaleCommand(Array(CommandLine.arguments.dropFirst(2)))) }
 let o = parseOptions()
 if o.append {

@@ -285,8 +285,11 @@ final class Journal: ChangeRecorder, @unchecked Sendable {
             ends.append(w.count)
         }
         try writePending((w.bytes, ends))
-        count { $0.checkpoints += 1 }
         lastCheckpointBytes = Int(counters.bytes - before)
+        count { [size = UInt64(lastCheckpointBytes)] in
+            $0.checkpoints += 1
+            $0.lastCheckpointBytes = size
+        }
         bytesSinceCheckpoint = 0
     }
 
@@ -314,4 +317,7 @@ public struct JournalCounters: Sendable, Equatable {
     public var superblockWrites: UInt64 = 0
     public var durableCommits: UInt64 = 0
     public var dataZonesReset: UInt64 = 0
+    /// Bytes of the newest checkpoint (the whole namespace and file layouts as records); 0 before
+    /// the first. Today every checkpoint rewrites the whole state, so this grows with the files.
+    public var lastCheckpointBytes: UInt64 = 0
 }
