@@ -10,6 +10,9 @@
 //   scrape (the mount's counters start at zero at mount and only grow, so the sum is the value).
 // - Gauges are set from the snapshot at every scrape, so a scrape shows the state at that moment.
 // - `render` is serialised (one scrape at a time), so two scrapes never add the same growth twice.
+// - Per-zone series (five per zone) are served up to `perZoneLimit` zones, or always when asked:
+//   at 80,000 zones they would be 400,000 series per scrape, more than a Prometheus server wants
+//   from one target. The aggregates (zones by condition, space, limits) are always served.
 
 import Foundation
 import Prometheus
@@ -19,10 +22,27 @@ public final class FileSystemMetrics: Sendable {
     private let registry = PrometheusCollectorRegistry()
     private let last = Locked<[String: Double]>([:])
     private let snapshot: @Sendable () throws -> FileSystemStatus
+    private let perZone: PerZoneSeries
+
+    /// Whether the `zbdfs_zone_...` series are served.
+    public enum PerZoneSeries: Sendable, Equatable {
+        /// Up to `perZoneLimit` zones.
+        case automatic
+        /// Whatever the zone count (`--metrics-per-zone`).
+        case always
+    }
+
+    /// The most zones whose per-zone series are served by default.
+    public static let perZoneLimit = 1_024
 
     /// `snapshot` gives the current status (called once per scrape).
-    public init(snapshot: @escaping @Sendable () throws -> FileSystemStatus) {
+    public init(perZone: PerZoneSeries = .automatic, snapshot: @escaping @Sendable () throws -> FileSystemStatus) {
+        self.perZone = perZone
         self.snapshot = snapshot
+    }
+
+    func servesPerZoneSeries(zoneCount: Int) -> Bool {
+        perZone == .always || zoneCount <= FileSystemMetrics.perZoneLimit
     }
 
     /// The text exposition of the current figures, or the snapshot's error as a comment line.
@@ -53,7 +73,12 @@ public final class FileSystemMetrics: Sendable {
         gauge("zones_active", .count, "Zones open or closed (holding an active resource).", Double(sum.activeZones))
         gauge("zones_open_limit", .count, "Device's max open zones (0 = no limit).", Double(sum.maxOpenZones))
         gauge("zones_active_limit", .count, "Device's max active zones (0 = no limit).", Double(sum.maxActiveZones))
-        for z in s.zones.zones { updateZone(z) }
+        for c in ZoneCondition.allCases {
+            gauge("zones", .count, "Zones per condition.", Double(sum.byCondition[c.rawValue] ?? 0), labels: [("condition", c.rawValue)])
+        }
+        if servesPerZoneSeries(zoneCount: s.zones.zones.count) {
+            for z in s.zones.zones { updateZone(z) }
+        }
         guard let a = s.activity else { return }
         counter("user_written", .bytesTotal, "Bytes programs wrote through the mount.", Double(a.userBytesWritten), &seen)
         counter("user_read", .bytesTotal, "Bytes programs read through the mount.", Double(a.userBytesRead), &seen)

@@ -7,6 +7,10 @@
 //   SGR colour codes, which take no columns.
 // - Grid cell of zone i: its fill as a glyph (eighths of capacity written), its colour its
 //   condition; plain style writes the condition's letter and the fill in tenths instead.
+// - The grid has at most `gridRows` rows: past that many zones a cell is a group of consecutive
+//   zones (the same count in every cell but the last), drawn with the condition most of them
+//   have and their summed fill, and the legend says "1 cell = N zones". A drive of 80,000 zones
+//   would otherwise be thousands of rows, more than any terminal shows.
 
 import Foundation
 import ZonedCore
@@ -22,9 +26,12 @@ public struct TopView {
     public var stamp: String
     /// Whether the header says "q quits" (only when top reads keys).
     public var quitHint: Bool
+    /// The most rows the zone grid takes (the terminal's height less the text lines).
+    public var gridRows: Int
 
     public init(current: FileSystemStatus, previous: FileSystemStatus?, width: Int, style: Style, stamp: String = "",
-                quitHint: Bool = false) {
+                quitHint: Bool = false, gridRows: Int = 32) {
+        self.gridRows = max(1, gridRows)
         self.current = current
         self.previous = previous
         self.width = max(40, width)
@@ -75,33 +82,65 @@ public struct TopView {
 
     // MARK: The zone grid
 
-    /// Rows of cells, each row prefixed with the index of its first zone.
-    func grid() -> [String] {
-        let zones = current.zones.zones
-        let cellWidth = style == .terminal ? 2 : 3
-        let prefix = String(zones.count - 1).count
-        let perRow = max(1, (width - prefix - 3) / cellWidth)
-        var out: [String] = []
-        var i = 0
-        while i < zones.count {
-            let row = zones[i..<min(zones.count, i + perRow)]
-            let label = String(i).leftPadded(prefix) + " | "
-            out.append(label + row.map(cell).joined())
-            i += perRow
-        }
-        return out
+    /// One grid cell: zones first..<first+count, folded to one condition and one fill.
+    struct Cell {
+        var first: Int
+        var condition: String
+        var written: UInt64
+        var capacity: UInt64
     }
 
-    func cell(_ z: ZoneReport.Entry) -> String {
-        let cap = max(1, z.capacityBytes)
-        let fill = Double(min(z.writtenBytes, cap)) / Double(cap)
+    var cellWidth: Int { style == .terminal ? 2 : 3 }
+    var labelWidth: Int { String(max(0, current.zones.zones.count - 1)).count }
+    var cellsPerRow: Int { max(1, (width - labelWidth - 3) / cellWidth) }
+
+    /// Zones per cell so that the grid fits `gridRows` rows of `cellsPerRow` cells.
+    public var zonesPerCell: Int {
+        let fit = cellsPerRow * gridRows
+        return max(1, (current.zones.zones.count + fit - 1) / fit)
+    }
+
+    /// Rows of cells, each row prefixed with the index of its first zone.
+    func grid() -> [String] {
+        let cells = self.cells()
+        let perRow = cellsPerRow
+        return stride(from: 0, to: cells.count, by: perRow).map { i in
+            let row = cells[i..<min(cells.count, i + perRow)]
+            return String(row.first!.first).leftPadded(labelWidth) + " | " + row.map(cell).joined()
+        }
+    }
+
+    func cells() -> [Cell] {
+        let zones = current.zones.zones, group = zonesPerCell
+        return stride(from: 0, to: zones.count, by: group).map { start in
+            let part = zones[start..<min(zones.count, start + group)]
+            return Cell(first: start, condition: TopView.dominantCondition(part),
+                        written: part.reduce(0) { $0 + min($1.writtenBytes, $1.capacityBytes) },
+                        capacity: part.reduce(0) { $0 + $1.capacityBytes })
+        }
+    }
+
+    /// The condition most zones of `part` have; a tie goes to the one first in ZoneCondition's
+    /// order, so the same zones always draw the same cell.
+    static func dominantCondition(_ part: ArraySlice<ZoneReport.Entry>) -> String {
+        if part.count == 1 { return part.first!.condition }
+        var counts: [String: Int] = [:]
+        for z in part { counts[z.condition, default: 0] += 1 }
+        let order = ZoneCondition.allCases.map(\.rawValue)
+        let rank = { (c: String) in order.firstIndex(of: c) ?? order.count }
+        return counts.max { a, b in a.value != b.value ? a.value < b.value : rank(a.key) > rank(b.key) }!.key
+    }
+
+    func cell(_ c: Cell) -> String {
+        let cap = max(1, c.capacity)
+        let fill = Double(min(c.written, cap)) / Double(cap)
         switch style {
         case .plain:
-            return TopView.letter(z.condition) + String(min(9, Int(fill * 10))) + " "
+            return TopView.letter(c.condition) + String(min(9, Int(fill * 10))) + " "
         case .terminal:
             let glyphs: [Character] = [".", "▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"]
             let g = glyphs[min(8, Int((fill * 8).rounded(.up)))]
-            return "\u{1B}[\(TopView.colour(z.condition))m\(g)\u{1B}[0m "
+            return "\u{1B}[\(TopView.colour(c.condition))m\(g)\u{1B}[0m "
         }
     }
 
@@ -131,6 +170,12 @@ public struct TopView {
     }
 
     func legend() -> [String] {
+        let group = zonesPerCell
+        let scale = group == 1 ? [] : ["1 cell = \(group) zones (the condition most of them have, their fill summed)"]
+        return scale + conditionLegend()
+    }
+
+    func conditionLegend() -> [String] {
         switch style {
         case .plain:
             return ["cells: condition (E empty, o/O open, C closed, F full, R/X read-only/offline, N conv.) + fill in tenths"]

@@ -138,10 +138,13 @@ struct Df: ParsableCommand {
 
 struct Zonemap: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Draw the zones of a zbdfs device as an SVG picture: one cell per zone, live vs garbage, role.",
+        abstract: "Draw the zones of a zbdfs device as an SVG picture: one cell per zone (or per group of zones on big devices), live vs garbage, role.",
         discussion: """
         Each cell is one zone: its fill shows live data (dark) and garbage (light) as shares of the
         zone's capacity, its border colour the role (superblock, metadata, data, free). Read-only.
+        Past 4,096 zones each cell is a group of consecutive zones (at most 4,096 cells): its fill
+        sums the group's bytes, its border is the role most of the group has, and the legend
+        gives the group size ("1 cell = 20 zones").
         """
     )
 
@@ -155,43 +158,99 @@ struct Zonemap: ParsableCommand {
         do { try text.write(toFile: svg, atomically: true, encoding: .utf8) } catch {
             throw CLIError.runtime("cannot write \(svg): \(error.localizedDescription); check the folder exists and is writable")
         }
-        print("wrote \(svg): \(status.zones.zones.count) zones" + (status.mountPoint.map { ", live from the mount at \($0)" } ?? ""))
+        let group = ZoneMapSVG.groupSize(zoneCount: status.zones.zones.count)
+        print("wrote \(svg): \(status.zones.zones.count) zones" + (group > 1 ? ", 1 cell = \(group) zones" : "") + (status.mountPoint.map { ", live from the mount at \($0)" } ?? ""))
     }
 }
 
-/// The SVG of a zone map: a grid of cells, 16 per row.
+/// The SVG of a zone map: a grid of cells, 16 per row up to 256 cells, 64 per row past that.
+/// Up to `maxCells` zones each zone is a cell; past it each cell is a group of consecutive zones
+/// (a drive of 80,000 zones would otherwise be a picture of 80,000 cells nobody can read).
 enum ZoneMapSVG {
     static let roleColour: [String: String] = ["superblock": "#7b3294", "metadata": "#e66101", "data": "#0571b0", "free": "#999999"]
+    static let roleOrder = ["superblock", "metadata", "data", "free"]
+    /// The most cells a picture has; a group of zones per cell past it.
+    static let maxCells = 4_096
+
+    /// One cell: zones first..<first+count, their bytes summed, the role most of them have.
+    struct Cell {
+        var first: UInt32
+        var count: Int
+        var role: String
+        var condition: String
+        var live: UInt64
+        var garbage: UInt64
+        var capacity: UInt64
+    }
+
+    /// Zones per cell so that the picture has at most `maxCells` cells.
+    static func groupSize(zoneCount: Int) -> Int { max(1, (zoneCount + maxCells - 1) / maxCells) }
+
+    static func cells(_ zones: [ZoneReport.Entry], groupSize: Int) -> [Cell] {
+        stride(from: 0, to: zones.count, by: groupSize).map { start in
+            let group = zones[start..<min(zones.count, start + groupSize)]
+            return Cell(first: group.first!.index, count: group.count,
+                        role: dominant(group.map { $0.role ?? "free" }, order: roleOrder),
+                        condition: dominant(group.map(\.condition), order: ZoneCondition.allCases.map(\.rawValue)),
+                        live: group.reduce(0) { $0 + ($1.liveBytes ?? 0) },
+                        garbage: group.reduce(0) { $0 + ($1.garbageBytes ?? 0) },
+                        capacity: group.reduce(0) { $0 + $1.capacityBytes })
+        }
+    }
+
+    /// The value most of `values` have; a tie goes to the one first in `order` (so the picture is
+    /// the same for the same device, whatever Dictionary's order).
+    static func dominant(_ values: [String], order: [String]) -> String {
+        var counts: [String: Int] = [:]
+        for v in values { counts[v, default: 0] += 1 }
+        let rank = { (v: String) in order.firstIndex(of: v) ?? order.count }
+        return counts.max { a, b in a.value != b.value ? a.value < b.value : (rank(a.key), a.key) > (rank(b.key), b.key) }?.key ?? "free"
+    }
 
     static func render(_ report: ZoneReport, title: String) -> String {
         let zones = report.zones
-        let cell = 28, gap = 4, perRow = 16
-        let rows = (zones.count + perRow - 1) / perRow
-        let width = perRow * (cell + gap) + gap, height = rows * (cell + gap) + gap + 40
+        let group = groupSize(zoneCount: zones.count)
+        let cells = cells(zones, groupSize: group)
+        let perRow = cells.count > 256 ? 64 : 16
+        let cell = perRow == 16 ? 28 : 12, gap = perRow == 16 ? 4 : 2
+        let rows = (cells.count + perRow - 1) / perRow
+        let width = max(perRow * (cell + gap) + gap, 400), height = rows * (cell + gap) + gap + 56
         var out = ["<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(height)\" font-family=\"sans-serif\" font-size=\"10\">",
                    "<title>\(escape(title)): \(zones.count) zones</title>"]
-        for (i, z) in zones.enumerated() {
-            let x = gap + (i % perRow) * (cell + gap), y = gap + (i / perRow) * (cell + gap)
-            let cap = Double(max(1, z.capacityBytes))
-            let live = z.liveBytes ?? 0, garbage = z.garbageBytes ?? 0, role = z.role ?? "free"
-            let liveH = Int((Double(live) / cap * Double(cell)).rounded())
-            let garbageH = min(cell - liveH, Int((Double(garbage) / cap * Double(cell)).rounded()))
-            let colour = roleColour[role] ?? "#999999"
-            out.append("<g class=\"zone\" data-zone=\"\(z.index)\" data-role=\"\(role)\" data-live-bytes=\"\(live)\" data-garbage-bytes=\"\(garbage)\">"
-                       + "<title>zone \(z.index): \(role), \(z.condition), live \(ByteCount.format(live)), garbage \(ByteCount.format(garbage))</title>"
-                       + "<rect x=\"\(x)\" y=\"\(y)\" width=\"\(cell)\" height=\"\(cell)\" fill=\"#ffffff\" stroke=\"\(colour)\" stroke-width=\"2\"/>"
-                       + "<rect x=\"\(x)\" y=\"\(y + cell - liveH)\" width=\"\(cell)\" height=\"\(liveH)\" fill=\"\(colour)\"/>"
-                       + "<rect x=\"\(x)\" y=\"\(y + cell - liveH - garbageH)\" width=\"\(cell)\" height=\"\(garbageH)\" fill=\"\(colour)\" fill-opacity=\"0.3\"/></g>")
+        for (i, c) in cells.enumerated() {
+            out.append(cellSVG(c, x: gap + (i % perRow) * (cell + gap), y: gap + (i / perRow) * (cell + gap), side: cell))
         }
-        let ly = rows * (cell + gap) + gap + 16
+        out.append(contentsOf: legend(y: rows * (cell + gap) + gap + 16, x: gap, groupSize: group))
+        out.append("</svg>")
+        return out.joined(separator: "\n") + "\n"
+    }
+
+    static func cellSVG(_ c: Cell, x: Int, y: Int, side: Int) -> String {
+        let cap = Double(max(1, c.capacity))
+        let liveH = Int((Double(c.live) / cap * Double(side)).rounded())
+        let garbageH = min(side - liveH, Int((Double(c.garbage) / cap * Double(side)).rounded()))
+        let colour = roleColour[c.role] ?? "#999999"
+        let zonesAttr = c.count == 1 ? "data-zone=\"\(c.first)\"" : "data-zones=\"\(c.first)-\(c.first + UInt32(c.count) - 1)\""
+        let name = c.count == 1 ? "zone \(c.first)" : "zones \(c.first)-\(c.first + UInt32(c.count) - 1) (mostly)"
+        return "<g class=\"zone\" \(zonesAttr) data-role=\"\(c.role)\" data-live-bytes=\"\(c.live)\" data-garbage-bytes=\"\(c.garbage)\">"
+            + "<title>\(name): \(c.role), \(c.condition), live \(ByteCount.format(c.live)), garbage \(ByteCount.format(c.garbage))</title>"
+            + "<rect x=\"\(x)\" y=\"\(y)\" width=\"\(side)\" height=\"\(side)\" fill=\"#ffffff\" stroke=\"\(colour)\" stroke-width=\"\(side > 16 ? 2 : 1)\"/>"
+            + "<rect x=\"\(x)\" y=\"\(y + side - liveH)\" width=\"\(side)\" height=\"\(liveH)\" fill=\"\(colour)\"/>"
+            + "<rect x=\"\(x)\" y=\"\(y + side - liveH - garbageH)\" width=\"\(side)\" height=\"\(garbageH)\" fill=\"\(colour)\" fill-opacity=\"0.3\"/></g>"
+    }
+
+    static func legend(y ly: Int, x gap: Int, groupSize: Int) -> [String] {
+        var out: [String] = []
         var lx = gap
-        for role in ["superblock", "metadata", "data", "free"] {
+        for role in roleOrder {
             out.append("<rect x=\"\(lx)\" y=\"\(ly - 9)\" width=\"10\" height=\"10\" fill=\"\(roleColour[role]!)\"/><text x=\"\(lx + 14)\" y=\"\(ly)\">\(role)</text>")
             lx += 90
         }
-        out.append("<text x=\"\(gap)\" y=\"\(ly + 16)\">dark: live data, light: garbage, as shares of each zone's capacity</text>")
-        out.append("</svg>")
-        return out.joined(separator: "\n") + "\n"
+        out.append("<text x=\"\(gap)\" y=\"\(ly + 16)\">dark: live data, light: garbage, as shares of each cell's capacity</text>")
+        let scale = groupSize == 1 ? "1 cell = 1 zone"
+            : "1 cell = \(groupSize) zones (border: the role most of them have; fill: their bytes summed)"
+        out.append("<text class=\"scale\" x=\"\(gap)\" y=\"\(ly + 32)\">\(scale)</text>")
+        return out
     }
 
     static func escape(_ s: String) -> String {

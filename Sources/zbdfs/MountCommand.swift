@@ -16,6 +16,7 @@
 
 import ArgumentParser
 import Foundation
+import ZonedBackendFile
 import ZonedCore
 import ZonedFS
 import ZonedFUSE
@@ -67,6 +68,9 @@ struct Mount: ParsableCommand {
     @Option(help: ArgumentHelp("Serve Prometheus metrics at http://ADDRESS:PORT/metrics (IPv4, e.g. 127.0.0.1:9464).", valueName: "address:port"))
     var metrics: String?
 
+    @Flag(help: "Serve the per-zone metrics series (zbdfs_zone_...) whatever the zone count; by default they are served up to 1,024 zones only (the aggregates always).")
+    var metricsPerZone = false
+
     @Flag(help: .private)
     var daemonChild = false
 
@@ -79,6 +83,9 @@ struct Mount: ParsableCommand {
         do { _ = try FUSEMountOptions(parsing: options) } catch { throw ValidationError(error.message) }
         if let m = metrics, Mount.endpoint(m) == nil {
             throw ValidationError("--metrics \(m): give ADDRESS:PORT with an IPv4 address and a port, e.g. 127.0.0.1:9464")
+        }
+        if metricsPerZone && metrics == nil {
+            throw ValidationError("--metrics-per-zone shapes the metrics endpoint; give --metrics ADDRESS:PORT too, e.g. --metrics 127.0.0.1:9464")
         }
     }
 
@@ -99,10 +106,22 @@ struct Mount: ParsableCommand {
         guard FileManager.default.fileExists(atPath: "/dev/fuse") else {
             throw CLIError.runtime("/dev/fuse is missing: load the fuse kernel module (`modprobe fuse`) or install fuse3.")
         }
+        if !daemonChild { warnIfDataIsDiscarded() }
         if foreground || daemonChild {
             try serve(opts)
         } else {
             try Daemon.start(arguments: childArguments())
+        }
+    }
+
+    /// A discard-data image keeps no file contents: say so before the mount is used for anything
+    /// else than scale and speed work. Said by the process the user started (a daemon's stderr is
+    /// its log), and before mounting, so the warning comes even when the mount fails.
+    func warnIfDataIsDiscarded() {
+        guard let dev = try? target.open(exclusive: false) else { return }  // mounting names the error
+        defer { dev.close() }
+        if (dev as? EmulatedZonedDevice)?.discardsData == true {
+            FileHandle.standardError.write(Data("zbdfs: warning: \(target.device) is a discard-data image: file data is not kept (reads return zeros); use it for scale and speed work only\n".utf8))
         }
     }
 
@@ -113,6 +132,7 @@ struct Mount: ParsableCommand {
         if let zoneSize = target.zoneSize { args += ["--zone-size", zoneSize] }
         for o in options { args += ["-o", o] }
         if let metrics { args += ["--metrics", metrics] }
+        if metricsPerZone { args.append("--metrics-per-zone") }
         return args
     }
 
@@ -163,7 +183,7 @@ struct Mount: ParsableCommand {
     /// The Prometheus endpoint, when --metrics asks for one.
     func startMetrics(fs: FileSystem, device: String, mountPoint: String, log: FUSELog) throws -> MetricsServer? {
         guard let m = metrics, let (address, port) = Mount.endpoint(m) else { return nil }
-        let figures = FileSystemMetrics { try FileSystemStatus.live(fs, path: device, mountPoint: mountPoint) }
+        let figures = FileSystemMetrics(perZone: metricsPerZone ? .always : .automatic) { try FileSystemStatus.live(fs, path: device, mountPoint: mountPoint) }
         do {
             let server = try MetricsServer(address: address, port: port) { figures.render() }
             server.start()

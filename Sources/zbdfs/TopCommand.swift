@@ -60,8 +60,11 @@ struct Top: ParsableCommand {
         while topStop == 0 {
             let status = try liveStatus(mountPoint: mnt)
             let stamp = Top.clockTime()
+            // The grid gets the screen less the text lines (header, blank lines, legend: about
+            // 10); a pipe gets 32 rows, so a frame of any device stays a page.
             let view = TopView(current: status, previous: previous, width: tty ? TerminalScreen.columns() : 100,
-                               style: tty ? .terminal : .plain, stamp: stamp, quitHint: terminal != nil)
+                               style: tty ? .terminal : .plain, stamp: stamp, quitHint: terminal != nil,
+                               gridRows: tty ? max(4, TerminalScreen.rows() - 10) : 32)
             if let terminal { terminal.draw(view.lines()) } else {
                 FileHandle.standardOutput.write(Data(((frames > 0 ? "\n" : "") + view.lines().joined(separator: "\n") + "\n").utf8))
             }
@@ -124,6 +127,11 @@ final class TerminalScreen {
             if c == UInt8(ascii: "q") || c == UInt8(ascii: "Q") { return true }
         }
         return true
+    }
+
+    static func rows() -> Int {
+        var w = winsize()
+        return ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &w) == 0 && w.ws_row > 0 ? Int(w.ws_row) : 24
     }
 
     static func columns() -> Int {

@@ -26,12 +26,21 @@ struct Zones: ParsableCommand {
     @Flag(help: "Print the report as JSON (sizes in bytes).")
     var json = false
 
+    @Flag(help: "Print counts by condition and role, limits and capacity instead of one line per zone (for devices of many thousand zones).")
+    var summary = false
+
     func run() throws {
         try target.requireDeviceOrMount()
         // A mounted file system answers from its memory (live, and the device is not opened).
         if let m = target.servingMount() {
             let status = try liveStatus(mountPoint: m.mountPoint)
-            print(json ? status.zones.json() : status.zones.text() + "\n\nlive from the mount at \(m.mountPoint)")
+            let live = "\n\nlive from the mount at \(m.mountPoint)"
+            if summary {
+                let brief = ZoneReportSummary(status.zones)
+                print(json ? brief.json() : brief.text() + live)
+            } else {
+                print(json ? status.zones.json() : status.zones.text() + live)
+            }
             return
         }
         // A report only reads, so it does not claim the device.
@@ -46,6 +55,11 @@ struct Zones: ParsableCommand {
         var report = ZoneReport(path: target.device, kind: device.kind, geometry: device.geometry, zones: zones)
         if (device as? EmulatedZonedDevice)?.discardsData == true { report.discardsData = true }
         if let usage = try? FileSystemUsage.read(device: device, zones: zones) { report.annotate(usage) }
-        print(json ? report.json() : report.text())
+        if summary {
+            let brief = ZoneReportSummary(report)
+            print(json ? brief.json() : brief.text())
+        } else {
+            print(json ? report.json() : report.text())
+        }
     }
 }

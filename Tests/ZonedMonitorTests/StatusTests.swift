@@ -110,6 +110,32 @@ struct StatusTests {
         try fs.unmount()
     }
 
+    @Test func topGridGroupsZonesToFitAndSaysSo() throws {
+        let s = Scratch()
+        let fs = try makeFS(s)
+        defer { try? fs.unmount() }
+        // A status of 80,000 zones: the small device's zones repeated, renumbered.
+        var big = try FileSystemStatus.live(fs, path: "img", mountPoint: "/mnt")
+        let small = big.zones.zones
+        big.zones.zones = (0..<80_000).map { i in
+            var e = small[i % small.count]
+            e.index = UInt32(i)
+            return e
+        }
+        let view = TopView(current: big, previous: nil, width: 100, style: .plain, gridRows: 30)
+        let lines = view.lines()
+        let grid = lines.filter { $0.contains(" | ") }
+        #expect(grid.count <= 30, "the grid fits its rows: \(grid.count)")
+        let cells = grid.flatMap { $0.split(separator: "|")[1].split(separator: " ") }
+        #expect(cells.count * view.zonesPerCell >= 80_000 && (cells.count - 1) * view.zonesPerCell < 80_000)
+        #expect(view.zonesPerCell > 1)
+        #expect(lines.contains { $0.hasPrefix("1 cell = \(view.zonesPerCell) zones") }, "\(lines.suffix(3))")
+        #expect(lines.allSatisfy { $0.count <= 100 })
+        // A small device keeps one cell per zone and says nothing about groups.
+        big.zones.zones = small
+        #expect(!TopView(current: big, previous: nil, width: 100, style: .plain, gridRows: 30).lines().contains { $0.contains("1 cell =") })
+    }
+
     @Test func topFrameHasOneCellPerZoneAndTheLimits() throws {
         let s = Scratch()
         let fs = try makeFS(s)
@@ -136,6 +162,34 @@ struct StatusTests {
         try fs.unmount()
     }
 
+    @Test func perZoneSeriesAreOffPastAThousandZonesUnlessAskedFor() throws {
+        let s = Scratch()
+        let fs = try makeFS(s)
+        defer { try? fs.unmount() }
+        // The status of a device of 2,000 zones: the small device's first zone, renumbered.
+        var big = try FileSystemStatus.live(fs, path: "img", mountPoint: "/mnt")
+        let first = big.zones.zones[0]
+        big.zones.zones = (0..<2_000).map { i in
+            var e = first
+            e.index = UInt32(i)
+            return e
+        }
+        big.zones.summary.byCondition = [first.condition: 2_000]
+        let snapshot = big
+        let automatic = try PrometheusText.parse(FileSystemMetrics { snapshot }.render())
+        #expect(!automatic.keys.contains { $0.contains("{zone=") }, "no per-zone series past \(FileSystemMetrics.perZoneLimit) zones")
+        #expect(automatic["zbdfs_zones{condition=\"\(first.condition)\"}"] == 2_000, "the aggregates are always there")
+        #expect(automatic["zbdfs_space_size_bytes"] != nil && automatic["zbdfs_zones_active_limit"] != nil)
+        let forced = try PrometheusText.parse(FileSystemMetrics(perZone: .always) { snapshot }.render())
+        #expect(forced.keys.filter { $0.hasPrefix("zbdfs_zone_written_bytes{") }.count == 2_000)
+        #expect(forced["zbdfs_zones{condition=\"\(first.condition)\"}"] == 2_000)
+        // At the limit the default still serves them.
+        big.zones.zones = Array(big.zones.zones.prefix(FileSystemMetrics.perZoneLimit))
+        let atLimit = big
+        let small = try PrometheusText.parse(FileSystemMetrics { atLimit }.render())
+        #expect(small.keys.filter { $0.hasPrefix("zbdfs_zone_written_bytes{") }.count == FileSystemMetrics.perZoneLimit)
+    }
+
     @Test func metricsExposeTheFiguresWithPrometheusNames() throws {
         let s = Scratch()
         let fs = try makeFS(s)
@@ -159,7 +213,7 @@ struct StatusTests {
                           "zbdfs_space_size_bytes", "zbdfs_space_unusable_bytes", "zbdfs_space_used_bytes", "zbdfs_user_read_bytes_total",
                           "zbdfs_user_written_bytes_total", "zbdfs_write_amplification_ratio", "zbdfs_zone_active",
                           "zbdfs_zone_capacity_bytes", "zbdfs_zone_finish_wait_seconds_total", "zbdfs_zone_finish_waits_total",
-                          "zbdfs_zone_garbage_bytes", "zbdfs_zone_live_bytes", "zbdfs_zone_resync_failures_total", "zbdfs_zone_written_bytes", "zbdfs_zones_active",
+                          "zbdfs_zone_garbage_bytes", "zbdfs_zone_live_bytes", "zbdfs_zone_resync_failures_total", "zbdfs_zone_written_bytes", "zbdfs_zones", "zbdfs_zones_active",
                           "zbdfs_zones_active_limit", "zbdfs_zones_finished_total", "zbdfs_zones_open", "zbdfs_zones_open_limit",
                           "zbdfs_zones_reset_total"], "\(types)")
 
