@@ -587,8 +587,9 @@ struct GrantPolicy: Sendable {
         let limit = maxActiveZones
         if limit > 0, activeCount(nil) > limit { return "\(activeCount(nil)) active zones exceed the device limit \(limit)" }
         if !finishing.isDisjoint(with: resetting) { return "zones \(finishing.intersection(resetting).sorted()) are being finished and reset at once" }
-        if let p = ordersProblem() { return p }
-        if range == zones.indices { return sumsProblem() }
+        let full = range == zones.indices
+        if let p = ordersProblem(full ? nil : range) { return p }
+        if full { return sumsProblem() }
         return nil
     }
 
@@ -621,8 +622,9 @@ struct GrantPolicy: Sendable {
         return nil
     }
 
-    /// Each order well-formed, each entry of the active orders matching its zone's account.
-    private func ordersProblem() -> String? {
+    /// Each order well-formed, each entry of the active orders matching its zone's account; the
+    /// empty-zone bitsets whole, or only the words of `window` (a debug check's window).
+    private func ordersProblem(_ window: Range<Int>?) -> String? {
         for r in ZoneRole.allCases {
             for (name, order) in [("usable", usable[r.slot]), ("active", activeSequential[r.slot])] {
                 if let p = order.problem() { return "\(r.rawValue) \(name) order: \(p)" }
@@ -636,7 +638,8 @@ struct GrantPolicy: Sendable {
                 }
             }
             for kind in 0..<2 {
-                if let p = empty[r.slot][kind].problem() { return "empty \(r.rawValue) zones: \(p)" }
+                let set = empty[r.slot][kind]
+                if let p = window.map({ set.problem(in: $0) }) ?? set.problem() { return "empty \(r.rawValue) zones: \(p)" }
             }
         }
         let emptyCount = empty.reduce(0) { $0 + $1.reduce(0) { $0 + $1.count } }

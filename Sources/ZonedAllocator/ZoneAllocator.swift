@@ -135,6 +135,9 @@ public final class ZoneAllocator: @unchecked Sendable {
 
     /// Full checks up to this many zones; past it, a window of this many per change.
     static let fullCheckZones = 4096
+    /// Zones a change checks past `fullCheckZones`: small, since a mount adopts every zone (a
+    /// change each) and a window of thousands made a debug mount at 80,000 zones quadratic.
+    static let windowZones = 256
     private var checkCursor = 0
 
     /// A locked section that may change the accounts; debug builds check the invariants after it.
@@ -155,8 +158,8 @@ public final class ZoneAllocator: @unchecked Sendable {
         var range = 0..<count
         if count > Self.fullCheckZones {
             let start = checkCursor
-            checkCursor = (checkCursor + Self.fullCheckZones) % count
-            range = start..<min(count, start + Self.fullCheckZones)
+            checkCursor = (checkCursor + Self.windowZones) % count
+            range = start..<min(count, start + Self.windowZones)
         }
         if let p = policy.problem(range) { preconditionFailure("zone allocator invariant broken: \(p)") }
     }
