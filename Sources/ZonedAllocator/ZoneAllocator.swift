@@ -137,7 +137,7 @@ public final class ZoneAllocator: @unchecked Sendable {
     static let fullCheckZones = 4096
     /// Zones a change checks past `fullCheckZones`: small, since a mount adopts every zone (a
     /// change each) and a window of thousands made a debug mount at 80,000 zones quadratic.
-    static let windowZones = 256
+    static let windowZones = 16
     private var checkCursor = 0
 
     /// A locked section that may change the accounts; debug builds check the invariants after it.
