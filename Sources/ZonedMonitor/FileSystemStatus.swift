@@ -134,13 +134,7 @@ public struct FileSystemStatus: Codable, Sendable, Equatable {
 
     // MARK: JSON
 
-    public func json() -> String {
-        let enc = JSONEncoder()
-        enc.keyEncodingStrategy = .convertToSnakeCase
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        // Encoding plain value types cannot fail; a failure here is a programmer error.
-        return String(decoding: try! enc.encode(self), as: UTF8.self)
-    }
+    public func json() -> String { reportJSON(self) }
 
     /// Reads the JSON a mount served; nil with the reason when it is not a status.
     public static func decode(_ bytes: [UInt8]) -> Result<FileSystemStatus, StatusDecodeError> {

@@ -90,14 +90,7 @@ public struct ZoneReport: Codable, Sendable, Equatable {
         }
     }
 
-    public func json() -> String {
-        let enc = JSONEncoder()
-        enc.keyEncodingStrategy = .convertToSnakeCase
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        // Encoding plain value types cannot fail; a failure here is a programmer error.
-        let data = try! enc.encode(self)
-        return String(decoding: data, as: UTF8.self)
-    }
+    public func json() -> String { reportJSON(self) }
 
     /// The human table: a header with geometry and limits, one row per zone, a summary line.
     public func text() -> String {

@@ -39,14 +39,7 @@ public struct ZoneReportSummary: Codable, Sendable, Equatable {
         writtenBytes = written
     }
 
-    public func json() -> String {
-        let enc = JSONEncoder()
-        enc.keyEncodingStrategy = .convertToSnakeCase
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        // Encoding plain value types cannot fail; a failure here is a programmer error.
-        let data = try! enc.encode(self)
-        return String(decoding: data, as: UTF8.self)
-    }
+    public func json() -> String { reportJSON(self) }
 
     /// A few lines whatever the zone count: header, conditions, roles, limits, bytes.
     public func text() -> String {

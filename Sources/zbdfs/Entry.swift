@@ -8,6 +8,7 @@
 
 import ArgumentParser
 import Foundation
+import ZonedMonitor
 
 @main
 struct ZBDFS: ParsableCommand {
@@ -77,11 +78,4 @@ func printError(_ line: String) {
 }
 
 /// Pretty, key-sorted JSON with snake_case keys, as every --json report prints.
-func jsonText<T: Encodable>(_ value: T) -> String {
-    let enc = JSONEncoder()
-    enc.keyEncodingStrategy = .convertToSnakeCase
-    enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-    // Encoding plain value types cannot fail; a failure here is a programmer error.
-    let data = try! enc.encode(value)
-    return String(decoding: data, as: UTF8.self)
-}
+func jsonText<T: Encodable>(_ value: T) -> String { reportJSON(value) }
