@@ -71,7 +71,8 @@ private func timeGrants(_ g: DeviceGeometry, _ n: Int, _ piece: UnsafeRawBufferP
     return Double(t1 - t0) / Double(n)
 }
 
-private func medianOf(_ xs: [Double]) -> Double {
+/// The median of `xs` (the mean of the middle two for an even count).
+func medianOf(_ xs: [Double]) -> Double {
     let s = xs.sorted()
     return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
 }

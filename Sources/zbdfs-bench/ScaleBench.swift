@@ -277,7 +277,7 @@ private func nsPer4KWrite(zones: Int, _ o: ScaleOptions) throws -> Double {
         samples.append((now() - t0) * 1e9 / Double(n))
     }
     try fs.unmount()
-    return samples.sorted()[samples.count / 2]
+    return medianOf(samples)
 }
 
 // MARK: Helpers
