@@ -121,6 +121,29 @@ struct PageCacheTests {
         try fs.unmount()
     }
 
+    /// While a commit is on its way to the device nothing it carries is durable yet: a reader of
+    /// `hasUncommittedChanges` on another thread (the periodic commit, a status report) must not
+    /// see an idle mount between the moment the commit takes the log buffer and the flush that
+    /// ends it. (It did: the buffer was empty and no frame was written yet, so a periodic commit
+    /// that looked then skipped changes that were in no frame; a power cut lost them.)
+    @Test func aCommitInFlightIsNotDurableUntilItsFlush() throws {
+        let s = Scratch()
+        let emu = try EmulatedZonedDevice.create(path: s.path("img"), geometry: roomy())
+        try FileSystem.format(device: emu, options: FormatOptions(uuid: testUUID))
+        let dev = FlushProbe(emu)
+        let fs = try FileSystem.mount(device: dev, options: MountOptions(backgroundReclaim: false, backgroundWriteBack: false))
+        try fs.sync()
+        try fs.write(try fs.createFile("/f"), at: 0, bytes: bytes(9_000, seed: 4))
+        // Asked from another thread at each flush, as the flusher or a status reader would.
+        dev.onFlush = { DispatchQueue.global().sync { fs.hasUncommittedChanges } }
+        try fs.sync()
+        dev.onFlush = nil
+        #expect(dev.answers.count >= 2, "the sync flushed the data, then the frames: \(dev.answers)")
+        #expect(dev.answers.allSatisfy { $0 }, "looked durable before the commit's flush: \(dev.answers)")
+        #expect(!fs.hasUncommittedChanges)
+        try fs.unmount()
+    }
+
     /// Changes older than the commit interval survive a power cut though nobody called fsync or
     /// sync: a directory and a buffered file made after the first periodic commit are there, and
     /// a removal made before the second one stays removed.
@@ -150,5 +173,24 @@ struct PageCacheTests {
         #expect((try? again.resolve("/old")) == nil, "the removal came back undone")
         #expect(try Fsck.check(device: again.device).clean)
         try again.unmount()
+    }
+}
+
+/// Asks a question before each flush reaches the device and keeps the answers.
+final class FlushProbe: ForwardingDevice, @unchecked Sendable {
+    private let lock = NSLock()
+    private var hook: (@Sendable () -> Bool)?
+    private var stored: [Bool] = []
+    var onFlush: (@Sendable () -> Bool)? {
+        get { lock.withLock { hook } }
+        set { lock.withLock { hook = newValue } }
+    }
+    var answers: [Bool] { lock.withLock { stored } }
+    override func flush() throws(DeviceError) {
+        if let ask = onFlush {
+            let answer = ask()
+            lock.withLock { stored.append(answer) }
+        }
+        try inner.flush()
     }
 }

@@ -42,6 +42,10 @@ final class Journal: ChangeRecorder, @unchecked Sendable {
     /// Frames written since the device was last flushed after a write (set under `commitLock`
     /// too, read without it so a status never waits for a commit).
     private var framesSinceFlush = 0
+    /// Records were taken out of the buffer since the last flush (set when a commit takes them,
+    /// before their frames exist, cleared by that commit's flush): without it a commit in flight
+    /// looks durable between the take and its first frame.
+    private var takenSinceFlush = false
 
     // Writer (under `commitLock`).
     private let commitLock = ConditionLock(rank: .journalCommit)
@@ -97,13 +101,16 @@ final class Journal: ChangeRecorder, @unchecked Sendable {
 
     /// Everything logged so far is on the device and flushed: nothing buffered, no frame written
     /// since the last flush.
-    var isDurable: Bool { bufferLock.withLock { pending.count == 0 && framesSinceFlush == 0 } }
+    var isDurable: Bool { bufferLock.withLock { pending.count == 0 && !takenSinceFlush && framesSinceFlush == 0 } }
 
-    private func flushed() { bufferLock.withLock { framesSinceFlush = 0 } }
+    /// Called under `commitLock` after the flush that covers every frame this commit wrote, which
+    /// holds every record it took.
+    private func flushed() { bufferLock.withLock { framesSinceFlush = 0; takenSinceFlush = false } }
 
     private func takePending() -> (bytes: [UInt8], ends: [Int]) {
         bufferLock.withLock {
             let out = (pending.bytes, batchEnds)
+            if pending.count > 0 { takenSinceFlush = true }
             pending = ByteWriter()
             batchEnds = []
             return out
