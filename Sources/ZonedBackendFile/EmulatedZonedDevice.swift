@@ -45,16 +45,30 @@ struct ConventionalUndo: Sendable {
     var old: [UInt8]
 }
 
+/// The zone table as the file holds it (ImageFormat.swift).
+struct TableOnFile: Sendable {
+    /// 1 until the first change upgrades the image; 2 afterwards.
+    var version: UInt32
+    /// Version 1: the generation of the newer slot.
+    var generation: UInt64 = 0
+    /// Version 2: each zone's newest sequence (its copy lives in slot `sequence % 2`).
+    var sequences: [UInt8] = []
+}
+
 struct EmulatorState: Sendable {
     enum Life: Sendable { case running, dead, closed }
     var life: Life = .running
     var table: ZoneTable
     var durable: [ZoneState]
-    /// Generation of the table slot written last.
-    var generation: UInt64
+    /// What the file's zone table is, and where each zone's newest copy is.
+    var onFile: TableOnFile
+    /// Zones whose durable state an entry write failed to record: written again at the next persist.
+    var unwritten: Set<Int> = []
     var ioCount: UInt64 = 0
     var faults: FaultPlan?
     var undo: [ConventionalUndo] = []
+    /// Bytes written to the zone table since open (what a reset, finish or flush costs).
+    var tableBytesWritten: UInt64 = 0
 }
 
 public final class EmulatedZonedDevice: ZonedDevice, Sendable {
@@ -66,12 +80,12 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
     let zoneLocks: [ZoneLock]
 
     init(path: String, geometry: DeviceGeometry, file: BackingFile, table: ZoneTable,
-                 generation: UInt64, faults: FaultPlan?) {
+                 onFile: TableOnFile, faults: FaultPlan?) {
         self.path = path
         self.geometry = geometry
         self.file = file
         self.zoneLocks = (0..<geometry.zoneCount).map { _ in ZoneLock() }
-        self.state = Locked(EmulatorState(table: table, durable: table.states, generation: generation, faults: faults))
+        self.state = Locked(EmulatorState(table: table, durable: table.states, onFile: onFile, faults: faults))
     }
 
     // MARK: Create, open, probe
@@ -104,8 +118,9 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
         let fresh = ZoneTable(geometry: geometry).states
         let n = geometry.zoneCount
         try writeAll(fd, ImageFormat.encodeHeader(geometry, discardsData: discardData), at: 0, path)
-        try writeAll(fd, ImageFormat.encodeTable(fresh, generation: 0), at: ImageFormat.tableOffset(slot: 0, zoneCount: n), path)
-        try writeAll(fd, ImageFormat.encodeTable(fresh, generation: 1), at: ImageFormat.tableOffset(slot: 1, zoneCount: n), path)
+        // Sequence 0 in slot 0, 1 in slot 1: both copies valid, slot 1's the newer.
+        try writeAll(fd, ImageFormat.encodeSlot(fresh, sequence: 0), at: ImageFormat.tableOffset(slot: 0, zoneCount: n), path)
+        try writeAll(fd, ImageFormat.encodeSlot(fresh, sequence: 1), at: ImageFormat.tableOffset(slot: 1, zoneCount: n), path)
         // A discard-data image ends where its (still empty) record area starts.
         let size = ImageFormat.dataStart(zoneCount: n) + (discardData ? 0 : geometry.totalBytes.bytes)
         guard ftruncate(fd, off_t(size)) == 0 else { throw .lastErrno(.create, "cannot size \(path) to \(size) bytes") }
@@ -146,42 +161,60 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
         let file = try BackingFile(path: path, dataStart: ImageFormat.dataStart(zoneCount: geometry.zoneCount), exclusive: exclusive,
                                    keptBlockSize: header.discardsData ? Int(geometry.logicalBlockSize.bytes) : nil)
         do {
-            let (generation, table) = try loadTable(file, geometry)
+            let (onFile, table) = try loadTable(file, geometry, version: header.version)
             return EmulatedZonedDevice(path: path, geometry: geometry, file: file, table: table,
-                                       generation: generation, faults: faults)
+                                       onFile: onFile, faults: faults)
         } catch {
             file.close()
             throw error
         }
     }
 
-    /// The newest valid table slot; checks the file is not truncated.
-    private static func loadTable(_ file: BackingFile, _ g: DeviceGeometry) throws(DeviceError) -> (UInt64, ZoneTable) {
+    /// The zone table as the file holds it; checks the file is not truncated.
+    private static func loadTable(_ file: BackingFile, _ g: DeviceGeometry, version: UInt32) throws(DeviceError) -> (TableOnFile, ZoneTable) {
         let needed = file.dataStart + (file.kept == nil ? g.totalBytes.bytes : 0)
         let size = try file.fileSize()
         guard size >= needed else {
             throw .io(.open, "\(file.path) is truncated: \(size) bytes, the geometry needs \(needed)")
         }
         let slotBytes = Int(ImageFormat.tableSlotBytes(zoneCount: g.zoneCount))
+        var slots: [[UInt8]] = []
+        for slot in 0..<2 {
+            slots.append(try file.readRaw(count: slotBytes, fileOffset: ImageFormat.tableOffset(slot: slot, zoneCount: g.zoneCount), .open))
+        }
+        let (onFile, states) = version == 1 ? try versionOneTable(slots, g, file.path) : try versionTwoTable(slots, g, file.path)
+        let table = ZoneTable(geometry: g, validStates: states)
+        if g.maxActiveZones > 0, table.activeCount > g.maxActiveZones {
+            throw .io(.open, "\(file.path): zone table has \(table.activeCount) active zones, more than the max of \(g.maxActiveZones)")
+        }
+        return (onFile, table)
+    }
+
+    private static func versionTwoTable(_ slots: [[UInt8]], _ g: DeviceGeometry, _ path: String) throws(DeviceError) -> (TableOnFile, [ZoneState]) {
+        do throws(DecodeError) {
+            let (states, sequences) = try ImageFormat.decodeSlots(slots, geometry: g)
+            return (TableOnFile(version: 2, sequences: sequences), states)
+        } catch {
+            throw .io(.open, "\(path): bad zone table: \(error)")
+        }
+    }
+
+    /// The valid slot with the higher generation.
+    private static func versionOneTable(_ slots: [[UInt8]], _ g: DeviceGeometry, _ path: String) throws(DeviceError) -> (TableOnFile, [ZoneState]) {
         var best: (UInt64, [ZoneState])?
         var problems: [String] = []
-        for slot in 0..<2 {
-            let bytes = try file.readRaw(count: slotBytes, fileOffset: ImageFormat.tableOffset(slot: slot, zoneCount: g.zoneCount), .open)
+        for (slot, bytes) in slots.enumerated() {
             do throws(DecodeError) {
-                let (gen, states) = try ImageFormat.decodeTable(bytes, geometry: g)
+                let (gen, states) = try ImageFormat.decodeTableV1(bytes, geometry: g)
                 if best == nil || gen > best!.0 { best = (gen, states) }
             } catch {
                 problems.append("slot \(slot): \(error)")
             }
         }
         guard let (generation, states) = best else {
-            throw .io(.open, "\(file.path): no valid zone table (\(problems.joined(separator: "; ")))")
+            throw .io(.open, "\(path): no valid zone table (\(problems.joined(separator: "; ")))")
         }
-        let table = ZoneTable(geometry: g, validStates: states)
-        if g.maxActiveZones > 0, table.activeCount > g.maxActiveZones {
-            throw .io(.open, "\(file.path): zone table has \(table.activeCount) active zones, more than the max of \(g.maxActiveZones)")
-        }
-        return (generation, table)
+        return (TableOnFile(version: 1, generation: generation), states)
     }
 
     /// True when `path` starts with the emulated image magic (cheap: reads 8 bytes).
@@ -202,6 +235,8 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
     public var faultPlan: FaultPlan? { state.withLock { $0.faults } }
     /// True after a power cut, until the image is opened again.
     public var isDead: Bool { state.withLock { $0.life == .dead } }
+    /// Bytes written to the zone table since open.
+    public var tableBytesWritten: UInt64 { state.withLock { $0.tableBytesWritten } }
     /// A discard-data image (KeptBlocks.swift): blocks of zeros are never stored.
     public var discardsData: Bool { file.kept != nil }
     /// On a discard-data image, the bytes of the blocks it keeps (nil on a full image).
@@ -333,9 +368,9 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
             // Data first, then the table that points past it, so a host crash in between never
             // leaves a table claiming unsynced data.
             try file.sync(.flush)
-            s.durable = s.table.states
+            let moved = catchUp(&s)
             s.undo.removeAll()
-            try persist(&s, .flush)
+            try persist(&s, zones: moved, .flush)
             try file.sync(.flush)
         }
     }
@@ -350,11 +385,12 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
 
     public func close() {
         let ownsDescriptors = state.withLock { s -> Bool in
-            let running = s.life == .running
-            if running, s.durable != s.table.states {
-                s.durable = s.table.states
-                try? persist(&s, .close)
-                try? file.sync(.close)
+            if s.life == .running {
+                let moved = catchUp(&s)
+                if !moved.isEmpty || !s.unwritten.isEmpty {
+                    try? persist(&s, zones: moved, .close)
+                    try? file.sync(.close)
+                }
             }
             s.undo.removeAll()
             let open = s.life != .closed
@@ -439,18 +475,63 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
                 try checkLive(s, op)
                 try body(&s.table)
                 if durable { s.durable[zone.int] = s.table[zone] }
-                try persist(&s, op)
+                try persist(&s, zones: durable ? [zone.int] : [], op)
             }
         }
     }
 
-    /// Writes `durable` to the next table slot. The generation moves only when the write worked,
-    /// so a failed write never costs the other, valid slot.
-    func persist(_ s: inout EmulatorState, _ op: DeviceOperation) throws(DeviceError) {
-        let next = s.generation + 1
-        let bytes = ImageFormat.encodeTable(s.durable, generation: next)
-        try file.writeRaw(bytes, fileOffset: ImageFormat.tableOffset(slot: Int(next % 2), zoneCount: geometry.zoneCount), op)
-        s.generation = next
+    /// Makes `durable` the live table for the zones changed since the last call; returns the
+    /// zones whose durable state moved (the ones to persist).
+    func catchUp(_ s: inout EmulatorState) -> [Int] {
+        var moved: [Int] = []
+        for z in s.table.takeChanged() where s.durable[z] != s.table[ZoneID(z)] {
+            s.durable[z] = s.table[ZoneID(z)]
+            moved.append(z)
+        }
+        return moved
+    }
+
+    /// Writes the durable state of `zones` (and of any zone an earlier failed write left behind)
+    /// to the file: one entry each, over the zone's older copy. A zone's sequence moves only when
+    /// its write worked, so a failed write never costs its other, valid copy. A version 1 image is
+    /// upgraded first (that writes every zone).
+    func persist(_ s: inout EmulatorState, zones: [Int], _ op: DeviceOperation) throws(DeviceError) {
+        if s.onFile.version == 1 {
+            try upgrade(&s, op)
+            return
+        }
+        var todo = zones
+        if !s.unwritten.isEmpty {
+            todo += s.unwritten.subtracting(zones)
+            s.unwritten.removeAll()
+        }
+        for (i, z) in todo.enumerated() {
+            let sequence = s.onFile.sequences[z] &+ 1
+            let entry = ImageFormat.encodeEntry(s.durable[z], zone: z, sequence: sequence)
+            do throws(DeviceError) {
+                try file.writeRaw(entry, fileOffset: ImageFormat.entryOffset(slot: ImageFormat.slot(of: sequence), zone: z, zoneCount: geometry.zoneCount), op)
+            } catch {
+                s.unwritten.formUnion(todo[i...])
+                throw error
+            }
+            s.tableBytesWritten += UInt64(entry.count)
+            s.onFile.sequences[z] = sequence
+        }
+    }
+
+    /// Rewrites a version 1 image's older slot whole in version 2 form, then the header (the
+    /// order ImageFormat's header comment argues is crash-safe).
+    private func upgrade(_ s: inout EmulatorState, _ op: DeviceOperation) throws(DeviceError) {
+        let older = Int((s.onFile.generation + 1) % 2)
+        let sequence = UInt8(older)
+        let slot = ImageFormat.encodeSlot(s.durable, sequence: sequence)
+        try file.writeRaw(slot, fileOffset: ImageFormat.tableOffset(slot: older, zoneCount: geometry.zoneCount), op)
+        try file.sync(op)
+        try file.writeRaw(ImageFormat.encodeHeader(geometry, discardsData: file.kept != nil), fileOffset: 0, op)
+        try file.sync(op)
+        s.tableBytesWritten += UInt64(slot.count)
+        s.onFile = TableOnFile(version: 2, sequences: Array(repeating: sequence, count: geometry.zoneCount))
+        s.unwritten.removeAll()
     }
 
     /// Numbers an IO and applies the fault plan's events for it (see FaultPlan's header).
@@ -476,7 +557,7 @@ public final class EmulatedZonedDevice: ZonedDevice, Sendable {
     private func inject(_ s: inout EmulatorState, _ zone: ZoneID, _ condition: ZoneCondition) throws(DeviceError) {
         s.table.inject(zone, condition)
         s.durable[zone.int] = s.table[zone]
-        try persist(&s, .report)
+        try persist(&s, zones: [zone.int], .report)
     }
 
     /// Flips one seeded bit of `buffer` with the plan's bit-rot probability.

@@ -14,25 +14,40 @@
 //                              direct IO to the data region stays aligned.
 //     dataStart + zoneCount * zoneSize   end of file (sized with ftruncate: sparse).
 //
-// - Header (little endian): "ZBDFSEMU", u32 version (1), u32 flags (bit 0: zone append; must
-//   agree with maxAppendBytes; bit 1: discard data, see KeptBlocks.swift: the data region then
-//   holds records of the non-zero blocks instead of the device's bytes), u32 zoneCount, u32 logicalBlockSize, u64 zoneSize,
-//   u64 zoneCapacity, u32 maxOpenZones, u32 maxActiveZones, u64 maxWriteBytes,
-//   u64 maxAppendBytes, u32 conventionalZoneCount, u32 reserved (0), u64 tableOffset,
-//   u64 tableSlotBytes, u64 dataStart, zeros up to byte 124, u32 crc32c of bytes 0..<124.
-// - Zone table slot: "ZBDFSZTB", u64 generation, u32 zoneCount, u32 reserved (0), then per zone
-//   16 bytes {u8 condition code, 7 zero bytes, u64 write pointer (device offset)}, then u32
-//   crc32c of everything before it in the slot; zero padding to the slot size.
-// - Two table slots alternate (generation g goes to slot g % 2), so a crash while the table is
-//   rewritten leaves the previous table intact; open takes the valid slot with the higher
-//   generation and fails only when neither slot is valid.
+// - Header (little endian): "ZBDFSEMU", u32 version (2; 1 is read and upgraded, below), u32 flags
+//   (bit 0: zone append; must agree with maxAppendBytes; bit 1: discard data, see KeptBlocks.swift:
+//   the data region then holds records of the non-zero blocks instead of the device's bytes),
+//   u32 zoneCount, u32 logicalBlockSize, u64 zoneSize, u64 zoneCapacity, u32 maxOpenZones,
+//   u32 maxActiveZones, u64 maxWriteBytes, u64 maxAppendBytes, u32 conventionalZoneCount,
+//   u32 reserved (0), u64 tableOffset, u64 tableSlotBytes, u64 dataStart, zeros up to byte 124,
+//   u32 crc32c of bytes 0..<124.
+// - Version 2 zone table: two slots, each "ZBDFSZTB", u64 0, u32 zoneCount, u32 slot index, then
+//   per zone a 16-byte entry {u8 condition code, u8 sequence, u8 tag 0xA5, u8 0, u32 crc32c of
+//   (u32 zone index, u8 slot index, the entry's bytes 0..<4, the write pointer), u64 write pointer
+//   (device offset)}, then 4 zero bytes; zero padding to the slot size. Every zone has a copy in
+//   each slot; a copy of sequence q lives in slot q % 2, and the newer of two valid copies is the
+//   one whose sequence is the other's plus one (mod 256). A change to a zone writes one entry: the
+//   next sequence, over that zone's older copy. So a zone command costs 16 bytes whatever the zone
+//   count, and a crash in the middle of an entry write leaves that zone's newer copy intact. The
+//   slot header is for people reading a dump; entries stand on their own (the checksum names the
+//   zone and the slot, so an entry in the wrong place is invalid).
+// - Version 1 zone table (read only): per slot "ZBDFSZTB", u64 generation, u32 zoneCount,
+//   u32 reserved (0), per zone {u8 condition code, 7 zero bytes, u64 write pointer}, then u32
+//   crc32c of everything before it in the slot; open takes the valid slot with the higher
+//   generation. The first change to a version 1 image upgrades it (EmulatedZonedDevice): it
+//   writes the older slot whole in version 2 form, syncs, then writes the version 2 header and
+//   syncs. A crash before the header leaves a valid version 1 image (its newer slot untouched);
+//   after it, the older slot's version 1 entries carry no tag, so only the new slot counts.
+// - Both versions lay the slots out at the same offsets and sizes, so dataStart does not change.
 
 import ZonedCore
 
 enum ImageFormat {
     static let magic: [UInt8] = Array("ZBDFSEMU".utf8)
     static let tableMagic: [UInt8] = Array("ZBDFSZTB".utf8)
-    static let version: UInt32 = 1
+    /// The version this build writes; it reads 1 too (and upgrades it on the first change).
+    static let version: UInt32 = 2
+    static let entryTag: UInt8 = 0xA5
     static let headerBytes = 128
     static let headerBlock: UInt64 = 4096
     static let zoneEntryBytes = 16
@@ -45,6 +60,8 @@ enum ImageFormat {
         var geometry: DeviceGeometry
         /// Blocks of zeros are never stored (reads give zeros); see KeptBlocks.swift.
         var discardsData = false
+        /// 1: one checksum over each whole table slot; 2: a checksum and a sequence per entry.
+        var version: UInt32 = ImageFormat.version
     }
 
     /// Bytes of one table slot for `zoneCount` zones, rounded up to 4096.
@@ -63,7 +80,7 @@ enum ImageFormat {
 
     // MARK: Header
 
-    static func encodeHeader(_ g: DeviceGeometry, discardsData: Bool = false) -> [UInt8] {
+    static func encodeHeader(_ g: DeviceGeometry, discardsData: Bool = false, version: UInt32 = version) -> [UInt8] {
         var w = ByteWriter(capacity: headerBytes)
         w.raw(magic)
         w.u32(version)
@@ -108,7 +125,7 @@ enum ImageFormat {
         var r = reader
         try r.skip(magic.count, "magic")
         let v = try r.u32("version")
-        guard v == version else { throw DecodeError("unsupported format version \(v) (this build reads \(version))", at: 8) }
+        guard v == 1 || v == version else { throw DecodeError("unsupported format version \(v) (this build reads 1 and \(version))", at: 8) }
         let flags = try r.u32("flags")
         guard flags & ~(flagZoneAppend | flagDiscardData) == 0 else { throw DecodeError("unknown flags 0x\(String(flags, radix: 16))", at: 12) }
         let zoneCount = Int(try r.u32("zone count"))
@@ -139,12 +156,12 @@ enum ImageFormat {
             throw DecodeError("table or data offsets disagree with the zone count", at: at)
         }
         try r.expectZeros(headerBytes - 4 - r.offset, "reserved header bytes")
-        return Header(geometry: g, discardsData: flags & flagDiscardData != 0)
+        return Header(geometry: g, discardsData: flags & flagDiscardData != 0, version: v)
     }
 
-    // MARK: Zone table
+    // MARK: Zone table, version 1 (read, and written only by tests that make old images)
 
-    static func encodeTable(_ states: [ZoneState], generation: UInt64) -> [UInt8] {
+    static func encodeTableV1(_ states: [ZoneState], generation: UInt64) -> [UInt8] {
         var w = ByteWriter(capacity: Int(tableSlotBytes(zoneCount: states.count)))
         w.raw(tableMagic)
         w.u64(generation)
@@ -161,7 +178,7 @@ enum ImageFormat {
     }
 
     /// The generation and zone states of one slot; entries are checked against the geometry.
-    static func decodeTable(_ bytes: [UInt8], geometry g: DeviceGeometry) throws(DecodeError) -> (generation: UInt64, states: [ZoneState]) {
+    static func decodeTableV1(_ bytes: [UInt8], geometry g: DeviceGeometry) throws(DecodeError) -> (generation: UInt64, states: [ZoneState]) {
         let crcAt = tableHeaderBytes + zoneEntryBytes * g.zoneCount
         guard bytes.count >= crcAt + 4 else { throw DecodeError("truncated zone table", at: bytes.count) }
         var r = ByteReader(Array(bytes[0..<(crcAt + 4)]))
@@ -185,6 +202,100 @@ enum ImageFormat {
             states.append(s)
         }
         return (generation, states)
+    }
+
+    // MARK: Zone table, version 2
+
+    /// Where zone `zone`'s copy in `slot` lives in the file.
+    static func entryOffset(slot: Int, zone: Int, zoneCount: Int) -> UInt64 {
+        tableOffset(slot: slot, zoneCount: zoneCount) + UInt64(tableHeaderBytes + zoneEntryBytes * zone)
+    }
+
+    /// The slot a copy of sequence `sequence` lives in.
+    static func slot(of sequence: UInt8) -> Int { Int(sequence % 2) }
+
+    private static func entryCRC(zone: Int, slot: Int, head: [UInt8], writePointer: UInt64) -> UInt32 {
+        var w = ByteWriter(capacity: 17)
+        w.u32(UInt32(zone))
+        w.u8(UInt8(slot))
+        w.raw(head)
+        w.u64(writePointer)
+        return CRC32C.checksum(w.bytes)
+    }
+
+    /// One zone's copy of sequence `sequence` (it belongs in slot `slot(of: sequence)`).
+    static func encodeEntry(_ state: ZoneState, zone: Int, sequence: UInt8) -> [UInt8] {
+        let head: [UInt8] = [state.condition.code, sequence, entryTag, 0]
+        var w = ByteWriter(capacity: zoneEntryBytes)
+        w.raw(head)
+        w.u32(entryCRC(zone: zone, slot: slot(of: sequence), head: head, writePointer: state.writePointer.bytes))
+        w.u64(state.writePointer.bytes)
+        return w.bytes
+    }
+
+    /// Zone `zone`'s copy in `slot`: its sequence and state, checked against the geometry.
+    static func decodeEntry(_ bytes: ArraySlice<UInt8>, zone: Int, slot: Int, geometry g: DeviceGeometry) throws(DecodeError) -> (sequence: UInt8, state: ZoneState) {
+        var r = ByteReader(Array(bytes))
+        let head = try r.raw(4, "entry head")
+        let stored = try r.u32("entry checksum")
+        let wp = try r.u64("write pointer")
+        guard head[2] == entryTag else { throw DecodeError("zone \(zone), slot \(slot): no entry (tag \(head[2]))", at: 2) }
+        guard stored == entryCRC(zone: zone, slot: slot, head: head, writePointer: wp) else {
+            throw DecodeError("zone \(zone), slot \(slot): entry checksum mismatch", at: 4)
+        }
+        guard head[3] == 0 else { throw DecodeError("zone \(zone), slot \(slot): reserved entry byte \(head[3])", at: 3) }
+        guard Self.slot(of: head[1]) == slot else { throw DecodeError("zone \(zone): sequence \(head[1]) in slot \(slot)", at: 1) }
+        guard let condition = ZoneCondition(code: head[0]) else { throw DecodeError("zone \(zone): unknown condition code \(head[0])", at: 0) }
+        let s = ZoneState(condition: condition, writePointer: DeviceOffset(wp))
+        if let problem = s.problem(zone: ZoneID(zone), geometry: g) { throw DecodeError(problem, at: 8) }
+        return (head[1], s)
+    }
+
+    /// A whole slot: every zone's copy of sequence `sequence` (create, and the version 1 upgrade).
+    static func encodeSlot(_ states: [ZoneState], sequence: UInt8) -> [UInt8] {
+        var w = ByteWriter(capacity: Int(tableSlotBytes(zoneCount: states.count)))
+        w.raw(tableMagic)
+        w.u64(0)
+        w.u32(UInt32(states.count))
+        w.u32(UInt32(slot(of: sequence)))
+        for (i, s) in states.enumerated() { w.raw(encodeEntry(s, zone: i, sequence: sequence)) }
+        w.pad(to: Int(tableSlotBytes(zoneCount: states.count)))
+        return w.bytes
+    }
+
+    /// Every zone's newest valid copy from the two slots, and its sequence. A zone with no valid
+    /// copy, or two valid copies that are not one sequence apart, is an error naming the zone.
+    static func decodeSlots(_ slots: [[UInt8]], geometry g: DeviceGeometry) throws(DecodeError) -> (states: [ZoneState], sequences: [UInt8]) {
+        let needed = tableHeaderBytes + zoneEntryBytes * g.zoneCount
+        for (i, b) in slots.enumerated() where b.count < needed {
+            throw DecodeError("zone table slot \(i) truncated (\(b.count) of \(needed) bytes)", at: b.count)
+        }
+        var states: [ZoneState] = []
+        var sequences: [UInt8] = []
+        states.reserveCapacity(g.zoneCount)
+        sequences.reserveCapacity(g.zoneCount)
+        for z in 0..<g.zoneCount {
+            let at = tableHeaderBytes + zoneEntryBytes * z
+            var copies: [(sequence: UInt8, state: ZoneState)] = []
+            var problems: [String] = []
+            for slot in 0..<2 {
+                do throws(DecodeError) {
+                    copies.append(try decodeEntry(slots[slot][at..<(at + zoneEntryBytes)], zone: z, slot: slot, geometry: g))
+                } catch { problems.append(error.description) }
+            }
+            let newest: (sequence: UInt8, state: ZoneState)
+            switch copies.count {
+            case 2:
+                if copies[0].sequence &+ 1 == copies[1].sequence { newest = copies[1] }
+                else if copies[1].sequence &+ 1 == copies[0].sequence { newest = copies[0] }
+                else { throw DecodeError("zone \(z): its two copies have sequences \(copies[0].sequence) and \(copies[1].sequence), not one apart", at: at) }
+            case 1: newest = copies[0]
+            default: throw DecodeError("zone \(z) has no valid table entry (\(problems.joined(separator: "; ")))", at: at)
+            }
+            states.append(newest.state)
+            sequences.append(newest.sequence)
+        }
+        return (states, sequences)
     }
 }
 

@@ -39,7 +39,7 @@ extension EmulatedZonedDevice {
                 try file.copy(to: path, .flush)
                 let copy = EmulatedZonedDevice(path: path, geometry: geometry,
                                                file: try BackingFile(path: path, dataStart: file.dataStart),
-                                               table: s.table, generation: s.generation, faults: nil)
+                                               table: s.table, onFile: s.onFile, faults: nil)
                 defer { copy.close() }
                 var cut = s
                 cut.ioCount += 1
@@ -73,8 +73,13 @@ extension EmulatedZonedDevice {
         }
         try undoConventional(s.undo, &rng)
         s.table.powerCycle()  // what the device comes back with: open zones closed
-        s.durable = s.table.states
-        try persist(&s, .flush)
+        _ = s.table.takeChanged()
+        var moved: [Int] = []
+        for i in 0..<geometry.zoneCount where s.durable[i] != s.table[ZoneID(i)] {
+            s.durable[i] = s.table[ZoneID(i)]
+            moved.append(i)
+        }
+        try persist(&s, zones: moved, .flush)
         try file.sync(.flush)
     }
 

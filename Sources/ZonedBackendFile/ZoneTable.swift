@@ -14,6 +14,9 @@
 // - Every refusal is a `DeviceError` built with ZonedCore's helpers, with the errno a Linux zoned
 //   block device gives: EINVAL for zone management on a conventional zone, EIO for writes off the
 //   write pointer, past capacity, or into full/read-only/offline zones.
+// - `changed` lists, once each, the zones `set` touched since the last `takeChanged()` (the device
+//   persists only those); `implicitlyOpen` holds exactly the implicitly open zones, so freeing an
+//   open slot looks at the open zones, never at every zone.
 // - A method that throws leaves the table unchanged, except that an implicit close made to free an
 //   open slot stays (the device did close it).
 
@@ -33,6 +36,10 @@ struct ZoneTable: Sendable {
     /// When each zone last became implicitly open; the smallest is closed first to free a slot.
     private var openedAt: [UInt64]
     private var clock: UInt64 = 0
+    /// The implicitly open zones, in no order (at most the open limit when there is one).
+    private var implicitlyOpen: [Int] = []
+    private var isChanged: [Bool]
+    private(set) var changed: [Int] = []
 
     /// A fresh device: conventional zones first, every sequential zone empty.
     init(geometry: DeviceGeometry) {
@@ -48,11 +55,20 @@ struct ZoneTable: Sendable {
         self.geometry = geometry
         self.states = validStates
         self.openedAt = Array(repeating: 0, count: validStates.count)
+        self.isChanged = Array(repeating: false, count: validStates.count)
         for (i, s) in validStates.enumerated() {
             if s.condition.isOpen { openCount += 1 }
             if s.condition.isActive { activeCount += 1 }
-            if s.condition == .implicitlyOpen { clock += 1; openedAt[i] = clock }
+            if s.condition == .implicitlyOpen { clock += 1; openedAt[i] = clock; implicitlyOpen.append(i) }
         }
+    }
+
+    /// The zones changed since the last call, each once; starts a new list.
+    mutating func takeChanged() -> [Int] {
+        let out = changed
+        for z in out { isChanged[z] = false }
+        changed.removeAll(keepingCapacity: true)
+        return out
     }
 
     subscript(_ id: ZoneID) -> ZoneState { states[id.int] }
@@ -82,8 +98,41 @@ struct ZoneTable: Sendable {
         if old.isActive { activeCount -= 1 }
         if condition.isOpen { openCount += 1 }
         if condition.isActive { activeCount += 1 }
-        if condition == .implicitlyOpen, old != .implicitlyOpen { clock += 1; openedAt[id.int] = clock }
+        if condition == .implicitlyOpen, old != .implicitlyOpen {
+            clock += 1
+            openedAt[id.int] = clock
+            implicitlyOpen.append(id.int)
+        } else if old == .implicitlyOpen, condition != .implicitlyOpen, let at = implicitlyOpen.firstIndex(of: id.int) {
+            implicitlyOpen.swapAt(at, implicitlyOpen.count - 1)
+            implicitlyOpen.removeLast()
+        }
         states[id.int] = ZoneState(condition: condition, writePointer: wp)
+        if !isChanged[id.int] {
+            isChanged[id.int] = true
+            changed.append(id.int)
+        }
+        #if DEBUG
+        // Every zone on small devices (the tests' sizes); a check per change at 80,000 zones would
+        // make debug runs quadratic.
+        if states.count <= 1_024, let problem = invariantProblem() { preconditionFailure(problem) }
+        #endif
+    }
+
+    /// What breaks the header's invariants, or nil: counters, the implicitly open list, the
+    /// changed list. O(zones).
+    func invariantProblem() -> String? {
+        let open = states.filter { $0.condition.isOpen }.count
+        let active = states.filter { $0.condition.isActive }.count
+        if open != openCount || active != activeCount {
+            return "zone table counts open \(openCount) active \(activeCount), states say \(open) and \(active)"
+        }
+        let implicit = states.indices.filter { states[$0].condition == .implicitlyOpen }
+        if implicit != implicitlyOpen.sorted() { return "implicitly open list \(implicitlyOpen.sorted()), states say \(implicit)" }
+        if changed.count != Set(changed).count || changed.contains(where: { !isChanged[$0] })
+            || isChanged.filter({ $0 }).count != changed.count {
+            return "changed list \(changed) disagrees with its flags"
+        }
+        return nil
     }
 
     /// Writes back a state saved earlier (rollback of a failed IO, power cut outcome).
@@ -106,7 +155,7 @@ struct ZoneTable: Sendable {
 
     private func oldestImplicitlyOpen(excluding id: ZoneID) -> ZoneID? {
         var best: Int?
-        for (i, s) in states.enumerated() where s.condition == .implicitlyOpen && i != id.int {
+        for i in implicitlyOpen where i != id.int {
             if best == nil || openedAt[i] < openedAt[best!] { best = i }
         }
         return best.map { ZoneID($0) }

@@ -163,16 +163,38 @@ import ZonedCore
 
     @Test func headerRoundTripsByteForByte() throws {
         for discards in [false, true] {
-            let bytes = ImageFormat.encodeHeader(testGeometry, discardsData: discards)
-            let h = try ImageFormat.decodeHeader(bytes, path: "x")
-            #expect(h == ImageFormat.Header(geometry: testGeometry, discardsData: discards))
-            #expect(ImageFormat.encodeHeader(h.geometry, discardsData: h.discardsData) == bytes)
+            for version: UInt32 in [1, 2] {
+                let bytes = ImageFormat.encodeHeader(testGeometry, discardsData: discards, version: version)
+                let h = try ImageFormat.decodeHeader(bytes, path: "x")
+                #expect(h == ImageFormat.Header(geometry: testGeometry, discardsData: discards, version: version))
+                #expect(ImageFormat.encodeHeader(h.geometry, discardsData: h.discardsData, version: h.version) == bytes)
+            }
         }
         let table = ZoneTable(geometry: testGeometry).states
-        let encoded = ImageFormat.encodeTable(table, generation: 9)
-        let decoded = try ImageFormat.decodeTable(encoded, geometry: testGeometry)
+        let encoded = ImageFormat.encodeTableV1(table, generation: 9)
+        let decoded = try ImageFormat.decodeTableV1(encoded, geometry: testGeometry)
         #expect(decoded.generation == 9 && decoded.states == table)
-        #expect(ImageFormat.encodeTable(decoded.states, generation: 9) == encoded)
+        #expect(ImageFormat.encodeTableV1(decoded.states, generation: 9) == encoded)
+        // Version 2: an entry, and a pair of slots, re-encode exactly; the newer copy wins across
+        // the sequence wrap.
+        var used = table
+        used[3] = ZoneState(condition: .closed, writePointer: testGeometry.zoneStart(3) + .kib(8))
+        for sequence: UInt8 in [0, 1, 200, 255] {
+            let entry = ImageFormat.encodeEntry(used[3], zone: 3, sequence: sequence)
+            let back = try ImageFormat.decodeEntry(entry[...], zone: 3, slot: ImageFormat.slot(of: sequence), geometry: testGeometry)
+            #expect(back.sequence == sequence && back.state == used[3])
+            #expect(ImageFormat.encodeEntry(back.state, zone: 3, sequence: back.sequence) == entry)
+        }
+        let pair = try ImageFormat.decodeSlots([ImageFormat.encodeSlot(used, sequence: 0), ImageFormat.encodeSlot(table, sequence: 255)], geometry: testGeometry)
+        #expect(pair.states == used && pair.sequences.allSatisfy { $0 == 0 }, "0 follows 255")
+    }
+
+    /// An entry is valid only for its own zone and slot: copied elsewhere it is refused.
+    @Test func anEntryInTheWrongPlaceIsRefused() throws {
+        let state = ZoneState(condition: .closed, writePointer: testGeometry.zoneStart(3) + .kib(8))
+        let entry = ImageFormat.encodeEntry(state, zone: 3, sequence: 4)
+        #expect(throws: DecodeError.self) { try ImageFormat.decodeEntry(entry[...], zone: 4, slot: 0, geometry: testGeometry) }
+        #expect(throws: DecodeError.self) { try ImageFormat.decodeEntry(entry[...], zone: 3, slot: 1, geometry: testGeometry) }
     }
 
     @Test func truncatedImagesAreTypedErrors() throws {
@@ -189,19 +211,79 @@ import ZonedCore
         #expect(failure { _ = try EmulatedZonedDevice.open(path: path) }?.detail.contains("bad magic") == true)
     }
 
-    @Test func oneBadTableSlotFallsBackToTheOtherAndTwoAreAnError() throws {
+    @Test func aBadCopyOfAZoneFallsBackToItsOtherCopyAndTwoAreAnError() throws {
         let s = Scratch()
-        let path = try image(s)  // create wrote generations 0 and 1; close wrote 2 into slot 0
-        let slot = ImageFormat.tableSlotBytes(zoneCount: testGeometry.zoneCount)
-        try corrupt(path, at: 4096 + 40)  // an entry of slot 0
+        // create wrote sequence 0 into slot 0 and 1 into slot 1; close wrote zone 2's sequence 2
+        // into slot 0.
+        let path = try image(s)
+        let n = testGeometry.zoneCount
+        try corrupt(path, at: ImageFormat.entryOffset(slot: 0, zone: 2, zoneCount: n) + 9)
         let dev = try EmulatedZonedDevice.open(path: path)
-        #expect(try dev.condition(2) == .empty)  // slot 1 is the older table, from before the write
-        dev.close()  // nothing changed, so nothing is written: slot 0 stays bad
-        try corrupt(path, at: 4096 + slot + 40)
+        #expect(try dev.condition(2) == .empty, "slot 1 holds zone 2 from before the write")
+        dev.close()  // nothing changed, so nothing is written: the bad copy stays
+        try corrupt(path, at: ImageFormat.entryOffset(slot: 1, zone: 2, zoneCount: n) + 9)
         let e = failure { _ = try EmulatedZonedDevice.open(path: path) }
         #expect(e?.kind == .io)
-        #expect(e?.detail.contains("no valid zone table") == true)
+        #expect(e?.detail.contains("zone 2 has no valid table entry") == true)
         #expect(e?.detail.contains("checksum mismatch") == true)
+    }
+
+    /// An image of version 1 (one checksum per table slot) opens, reads as it was written, is
+    /// left byte for byte alone when only looked at, and is upgraded by its first change.
+    @Test func aVersionOneImageOpensAndItsFirstChangeUpgradesIt() throws {
+        let s = Scratch()
+        let path = s.path("old.zimg")
+        let n = testGeometry.zoneCount
+        try EmulatedZonedDevice.create(path: path, geometry: testGeometry).close()
+        var old = ZoneTable(geometry: testGeometry).states
+        old[2] = ZoneState(condition: .closed, writePointer: testGeometry.zoneStart(2) + ByteCount(UInt64(bs)))
+        // What a build of version 1 left: generation 6 in slot 0 (newer), 5 in slot 1 (older, fresh).
+        let h = try #require(FileHandle(forUpdatingAtPath: path))
+        try h.seek(toOffset: 0)
+        try h.write(contentsOf: ImageFormat.encodeHeader(testGeometry, version: 1))
+        try h.seek(toOffset: ImageFormat.tableOffset(slot: 0, zoneCount: n))
+        try h.write(contentsOf: ImageFormat.encodeTableV1(old, generation: 6))
+        try h.seek(toOffset: ImageFormat.tableOffset(slot: 1, zoneCount: n))
+        try h.write(contentsOf: ImageFormat.encodeTableV1(ZoneTable(geometry: testGeometry).states, generation: 5))
+        try h.close()
+        let pristine = try Data(contentsOf: URL(fileURLWithPath: path))
+        let look = try EmulatedZonedDevice.open(path: path)
+        #expect(try look.condition(2) == .closed && look.wp(2) == at(2, 1))
+        look.close()
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == pristine, "looking does not upgrade")
+        let dev = try EmulatedZonedDevice.open(path: path)
+        try dev.finish(5)
+        dev.close()
+        let header = try ImageFormat.decodeHeader(Array(try Data(contentsOf: URL(fileURLWithPath: path)).prefix(128)), path: path)
+        #expect(header.version == 2)
+        let again = try EmulatedZonedDevice.open(path: path)
+        defer { again.close() }
+        #expect(try again.condition(2) == .closed && again.wp(2) == at(2, 1), "kept across the upgrade")
+        #expect(try again.condition(5) == .full)
+        #expect(try again.condition(3) == .empty)
+    }
+
+    /// A crash in the middle of the upgrade (older slot written, header not yet) leaves the
+    /// version 1 image as it was: its newer slot is untouched.
+    @Test func anUpgradeCutBeforeItsHeaderLeavesTheOldImage() throws {
+        let s = Scratch()
+        let path = s.path("old.zimg")
+        let n = testGeometry.zoneCount
+        try EmulatedZonedDevice.create(path: path, geometry: testGeometry).close()
+        var old = ZoneTable(geometry: testGeometry).states
+        old[2] = ZoneState(condition: .full, writePointer: testGeometry.zoneStart(2) + testGeometry.zoneCapacity)
+        let h = try #require(FileHandle(forUpdatingAtPath: path))
+        try h.seek(toOffset: 0)
+        try h.write(contentsOf: ImageFormat.encodeHeader(testGeometry, version: 1))
+        try h.seek(toOffset: ImageFormat.tableOffset(slot: 1, zoneCount: n))
+        try h.write(contentsOf: ImageFormat.encodeTableV1(old, generation: 3))
+        // The upgrade's first write: slot 0 (the older) in version 2 form.
+        try h.seek(toOffset: ImageFormat.tableOffset(slot: 0, zoneCount: n))
+        try h.write(contentsOf: ImageFormat.encodeSlot(old, sequence: 0))
+        try h.close()
+        let dev = try EmulatedZonedDevice.open(path: path)
+        defer { dev.close() }
+        #expect(try dev.condition(2) == .full && dev.condition(3) == .empty)
     }
 
     @Test func randomCorruptionNeverTraps() throws {
