@@ -203,31 +203,54 @@ struct GrantPolicy: Sendable {
 
     // MARK: Empty zones
 
-    /// The lowest-index unmarked member of the union of `sets` at or after `from` (marked zones
-    /// are skipped: they are being finished or reset, a handful at most).
-    private func lowestUnmarked(_ sets: [ZoneBitSet], atOrAfter from: Int = 0) -> Int? {
+    /// Which of the empty-zone sets a decision may take from: the role's own and the free ones,
+    /// of one kind or both. A value, so a grant allocates nothing to name them.
+    struct EmptySources {
+        var own: Int
+        var free: Int
+        /// 0: conventional only; 1: conventional and sequential.
+        var lastKind: Int
+
+        func forEach(_ body: (_ slot: Int, _ kind: Int) -> Void) {
+            for kind in 0...lastKind {
+                body(own, kind)
+                if free != own { body(free, kind) }
+            }
+        }
+    }
+
+    /// The lowest-index unmarked member of the union of `sources` at or after `from` (marked
+    /// zones are skipped: they are being finished or reset, a handful at most).
+    private func lowestUnmarked(_ sources: EmptySources, atOrAfter from: Int = 0) -> Int? {
         var at = from
         while true {
-            guard let i = sets.compactMap({ $0.first(atOrAfter: at) }).min() else { return nil }
+            var best: Int?
+            sources.forEach { slot, kind in
+                if let i = empty[slot][kind].first(atOrAfter: at), best.map({ i < $0 }) ?? true { best = i }
+            }
+            guard let i = best else { return nil }
             if !zones[i].finishRequested { return i }
             at = i + 1
         }
     }
 
-    /// The highest-index unmarked member of the union of `sets` at or before `from`.
-    private func highestUnmarked(_ sets: [ZoneBitSet], atOrBefore from: Int) -> Int? {
+    /// The highest-index unmarked member of the union of `sources` at or before `from`.
+    private func highestUnmarked(_ sources: EmptySources, atOrBefore from: Int) -> Int? {
         var at = from
         while true {
-            guard let i = sets.compactMap({ $0.last(atOrBefore: at) }).max() else { return nil }
+            var best: Int?
+            sources.forEach { slot, kind in
+                if let i = empty[slot][kind].last(atOrBefore: at), best.map({ i > $0 }) ?? true { best = i }
+            }
+            guard let i = best else { return nil }
             if !zones[i].finishRequested { return i }
             at = i - 1
         }
     }
 
-    /// Empty zones `role` may take, by kind: its own and free ones.
-    private func emptySets(_ role: ZoneRole, conventionalOnly: Bool = false) -> [ZoneBitSet] {
-        let roles = role == .free ? [ZoneRole.free] : [role, .free]
-        return roles.flatMap { r in conventionalOnly ? [empty[r.slot][0]] : empty[r.slot] }
+    /// Empty zones `role` may take: its own and free ones, of both kinds or conventional only.
+    private func emptySets(_ role: ZoneRole, conventionalOnly: Bool = false) -> EmptySources {
+        EmptySources(own: role.slot, free: ZoneRole.free.slot, lastKind: conventionalOnly ? 0 : 1)
     }
 
     /// The highest index among the empty zones `role` may take once `held` of them (the highest)
@@ -247,7 +270,7 @@ struct GrantPolicy: Sendable {
     /// Sets an empty free zone aside for `role` (the metadata log's next zone) without activating
     /// it: the lowest-index unmarked one.
     mutating func setAsideEmptyZone(for role: ZoneRole) -> ZoneID? {
-        guard let i = lowestUnmarked(empty[ZoneRole.free.slot]) else { return nil }
+        guard let i = lowestUnmarked(emptySets(.free)) else { return nil }
         var a = zones[i]
         a.role = role
         put(i, a)
