@@ -59,6 +59,8 @@ struct GrantPolicy: Sendable {
     private var activeSequential: [FreeOrder]
     /// [role slot][0 conventional, 1 sequential]
     private var empty: [[ZoneBitSet]]
+    /// Data zones a durable commit may reset (`isDeadData`): found at each commit without a scan.
+    private(set) var deadData: ZoneBitSet
     private var dataFree = ByteCount.zero
     private(set) var spaceTotals = SpaceTotals()
 
@@ -74,6 +76,7 @@ struct GrantPolicy: Sendable {
         usable = Array(repeating: FreeOrder(), count: slots)
         activeSequential = Array(repeating: FreeOrder(), count: slots)
         empty = Array(repeating: Array(repeating: ZoneBitSet(capacity: report.count), count: 2), count: slots)
+        deadData = ZoneBitSet(capacity: report.count)
         zones.reserveCapacity(report.count)
         for (i, z) in report.enumerated() {
             precondition(z.id.int == i, "the zone report is not in zone order at \(z.id)")
@@ -131,6 +134,9 @@ struct GrantPolicy: Sendable {
         if GrantPolicy.countsAsDataSpace(a) {
             dataFree = adding ? dataFree + a.free : dataFree - a.free
         }
+        if GrantPolicy.isDeadData(a) {
+            if adding { deadData.insert(i) } else { deadData.remove(i) }
+        }
         if a.phase != .unavailable {
             func add(_ total: inout ByteCount, _ x: ByteCount) { total = adding ? total + x : total - x }
             add(&spaceTotals.capacity, a.capacity)
@@ -144,6 +150,13 @@ struct GrantPolicy: Sendable {
 
     /// Takes grants of its role: active, not marked, with room.
     private static func isUsable(_ a: ZoneAccount) -> Bool { a.phase == .active && !a.finishRequested && a.free.bytes > 0 }
+    /// A data zone written to its end (or a conventional one with no room left) with nothing
+    /// live and no grant out: once a durable commit holds the records that dropped its last
+    /// reference, it may be reset.
+    static func isDeadData(_ a: ZoneAccount) -> Bool {
+        a.role == .data && a.live.bytes == 0 && a.written.bytes > 0 && a.grants == 0
+            && (a.phase == .full || (a.isConventional && a.phase == .active && a.free.bytes == 0))
+    }
     /// Its free bytes back data reservations.
     private static func countsAsDataSpace(_ a: ZoneAccount) -> Bool { (a.role == .data || a.role == .free) && !a.finishRequested }
 
@@ -637,6 +650,9 @@ struct GrantPolicy: Sendable {
         if activeSequential[z.role.slot].contains(key) != (z.phase == .active && !z.isConventional) {
             return "\(z.id): the active order of \(z.role.rawValue) zones disagrees with its account \(z)"
         }
+        if deadData.contains(i) != GrantPolicy.isDeadData(z) {
+            return "\(z.id): the dead data zones disagree with its account \(z)"
+        }
         for r in ZoneRole.allCases {
             for kind in 0..<2 where empty[r.slot][kind].contains(i) != (r == z.role && z.phase == .empty && (kind == 0) == z.isConventional) {
                 return "\(z.id): the empty \(r.rawValue) zones disagree with its account \(z)"
@@ -665,6 +681,7 @@ struct GrantPolicy: Sendable {
                 if let p = window.map({ set.problem(in: $0) }) ?? set.problem() { return "empty \(r.rawValue) zones: \(p)" }
             }
         }
+        if let p = window.map({ deadData.problem(in: $0) }) ?? deadData.problem() { return "dead data zones: \(p)" }
         let emptyCount = empty.reduce(0) { $0 + $1.reduce(0) { $0 + $1.count } }
         if emptyCount + activeCount(nil) > zones.count { return "\(emptyCount) empty and \(activeCount(nil)) active zones of \(zones.count)" }
         return nil
@@ -680,6 +697,8 @@ struct GrantPolicy: Sendable {
         let emptyCount = empty.reduce(0) { $0 + $1.reduce(0) { $0 + $1.count } }
         let expectEmpty = zones.reduce(0) { $0 + ($1.phase == .empty ? 1 : 0) }
         if emptyCount != expectEmpty { return "empty sets hold \(emptyCount) zones, the accounts \(expectEmpty)" }
+        let expectDead = zones.reduce(0) { $0 + (GrantPolicy.isDeadData($1) ? 1 : 0) }
+        if deadData.count != expectDead { return "dead data set holds \(deadData.count) zones, the accounts \(expectDead)" }
         let expectFree = zones.reduce(ByteCount.zero) { GrantPolicy.countsAsDataSpace($1) ? $0 + $1.free : $0 }
         if dataFree != expectFree { return "data free space is \(dataFree.bytes) B, the accounts say \(expectFree.bytes) B" }
         if spaceTotals != SpaceTotals(zones) { return "space totals \(spaceTotals) disagree with the accounts' \(SpaceTotals(zones))" }

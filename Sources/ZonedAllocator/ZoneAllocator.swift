@@ -119,6 +119,19 @@ public final class ZoneAllocator: @unchecked Sendable {
 
     public func account(_ id: ZoneID) -> ZoneAccount { lock.withLock { policy.zones[id.int] } }
     public var accounts: [ZoneAccount] { lock.withLock { policy.zones } }
+    /// Full data zones with nothing live and no grant out, in index order, found without a scan
+    /// of the zones (a durable commit resets them).
+    public var deadDataZones: [ZoneID] {
+        lock.withLock {
+            var out: [ZoneID] = []
+            var at = 0
+            while let i = policy.deadData.first(atOrAfter: at) {
+                out.append(ZoneID(i))
+                at = i + 1
+            }
+            return out
+        }
+    }
     /// Kept as the accounts change: no scan of the zones.
     public var totals: SpaceTotals { lock.withLock { policy.spaceTotals } }
     public var stats: AllocatorCounters { lock.withLock { policy.counters } }

@@ -168,12 +168,7 @@ final class Journal: ChangeRecorder, @unchecked Sendable {
     /// Full data zones with no live bytes, noted before the buffer is taken: every record that
     /// dropped their last reference was buffered before their live count reached zero.
     private func reclaimableDataZones() -> [ZoneID] {
-        bufferLock.withLock {
-            allocator.accounts.filter { a in
-                a.role == .data && a.live.bytes == 0 && a.written.bytes > 0 && a.grants == 0
-                    && (a.phase == .full || (a.isConventional && a.phase == .active && a.free.bytes == 0))
-            }.map(\.id)
-        }
+        bufferLock.withLock { allocator.deadDataZones }
     }
 
     private func needsCheckpoint() -> Bool {
