@@ -121,7 +121,7 @@ struct Mount: ParsableCommand {
         guard let dev = try? target.open(exclusive: false) else { return }  // mounting names the error
         defer { dev.close() }
         if (dev as? EmulatedZonedDevice)?.discardsData == true {
-            FileHandle.standardError.write(Data("zbdfs: warning: \(target.device) is a discard-data image: file data is not kept (reads return zeros); use it for scale and speed work only\n".utf8))
+            FileHandle.standardError.write(Data("zbdfs: warning: \(target.device) is a discard-data image: only blocks that are not all zeros are stored, in a record area that never shrinks; use it for scale and speed work, not for files you need\n".utf8))
         }
     }
 
