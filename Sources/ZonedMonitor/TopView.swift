@@ -53,7 +53,7 @@ public struct TopView {
         let title = "zbdfs top  \(s.mountPoint ?? s.zones.device)  (\(s.zones.device), \(s.zones.backend))"
         var out = [title + (stamp.isEmpty ? "" : "  \(stamp)") + (quitHint ? "  q quits" : "")]
         out.append("space   size \(fmt(sp.sizeBytes))  used \(fmt(sp.usedBytes)) (\(pct(sp.usedBytes, sp.sizeBytes)))  free \(fmt(sp.freeBytes))  garbage \(fmt(sp.garbageBytes))  unusable \(fmt(sp.unusableBytes))")
-        out.append("zones   open \(sum.openZones)/\(limit(sum.maxOpenZones))  active \(sum.activeZones)/\(limit(sum.maxActiveZones))  "
+        out.append("zones   open \(sum.openZones)/\(CountText.limit(sum.maxOpenZones))  active \(sum.activeZones)/\(CountText.limit(sum.maxActiveZones))  "
                    + conditionCounts())
         out.append("io      write \(rate(\.userBytesWritten))  read \(rate(\.userBytesRead))  device write \(rate(\.deviceBytesWritten))  "
                    + "write amp \(s.writeAmplification.map { String(format: "%.2f", $0) } ?? "-") since format"
@@ -206,7 +206,6 @@ public struct TopView {
 
     func fmt(_ b: UInt64) -> String { ByteCount.format(b) }
     func pct(_ a: UInt64, _ b: UInt64) -> String { String(Int((100 * Double(a) / Double(max(1, b))).rounded())) + "%" }
-    func limit(_ n: Int) -> String { n == 0 ? "unlimited" : String(n) }
     func ms(_ ns: UInt64) -> String { String(ns / 1_000_000) }
 }
 

@@ -99,7 +99,7 @@ public struct ZoneReport: Codable, Sendable, Equatable {
         out.append("device   \(device) (\(backend))")
         out.append("zones    \(g.zoneCount) × \(fmt(g.zoneSizeBytes)), capacity \(fmt(g.zoneCapacityBytes)), "
             + "block \(g.logicalBlockSizeBytes) B, \(g.conventionalZones) conventional, size \(fmt(g.deviceSizeBytes))")
-        out.append("limits   max open \(limit(g.maxOpenZones)), max active \(limit(g.maxActiveZones)), "
+        out.append("limits   max open \(CountText.limit(g.maxOpenZones)), max active \(CountText.limit(g.maxActiveZones)), "
             + "max write \(fmt(g.maxWriteBytes)), zone append \(g.maxAppendBytes > 0 ? "up to " + fmt(g.maxAppendBytes) : "no")")
         if discardsData == true {
             out.append("data     discarded: only non-zero blocks are kept (an image for scale and speed work)")
@@ -118,8 +118,8 @@ public struct ZoneReport: Codable, Sendable, Equatable {
         let order = ZoneCondition.allCases.map(\.rawValue)
         let counts = summary.byCondition.sorted { order.firstIndex(of: $0.key)! < order.firstIndex(of: $1.key)! }
             .map { "\($0.key) \($0.value)" }.joined(separator: ", ")
-        out.append("summary  \(counts); open \(summary.openZones)/\(limit(summary.maxOpenZones)), "
-            + "active \(summary.activeZones)/\(limit(summary.maxActiveZones))")
+        out.append("summary  \(counts); open \(summary.openZones)/\(CountText.limit(summary.maxOpenZones)), "
+            + "active \(summary.activeZones)/\(CountText.limit(summary.maxActiveZones))")
         return out.joined(separator: "\n")
     }
 
@@ -129,7 +129,6 @@ public struct ZoneReport: Codable, Sendable, Equatable {
             + "  " + String(repeating: " ", count: max(0, 10 - garbage.count)) + garbage
     }
 
-    private func limit(_ n: Int) -> String { n == 0 ? "unlimited" : String(n) }
     private func fmt(_ b: UInt64) -> String { ByteCount.format(b) }
     private func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
     private func shortType(_ t: String) -> String {

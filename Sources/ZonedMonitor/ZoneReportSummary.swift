@@ -58,10 +58,9 @@ public struct ZoneReportSummary: Codable, Sendable, Equatable {
             let roles = byRole.sorted { (known.firstIndex(of: $0.key) ?? known.count, $0.key) < (known.firstIndex(of: $1.key) ?? known.count, $1.key) }
             out.append("role       " + roles.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         }
-        out.append("limits     open \(summary.openZones)/\(limit(summary.maxOpenZones)), active \(summary.activeZones)/\(limit(summary.maxActiveZones))")
+        out.append("limits     open \(summary.openZones)/\(CountText.limit(summary.maxOpenZones)), active \(summary.activeZones)/\(CountText.limit(summary.maxActiveZones))")
         out.append("capacity   \(ByteCount.format(capacityBytes)), written \(ByteCount.format(writtenBytes))")
         return out.joined(separator: "\n")
     }
 
-    private func limit(_ n: Int) -> String { n == 0 ? "unlimited" : String(n) }
 }

@@ -107,7 +107,6 @@ struct Df: ParsableCommand {
         }
         func f(_ b: UInt64) -> String { ByteCount.format(b) }
         func pct(_ b: UInt64) -> String { String(format: "%.1f%%", 100 * Double(b) / Double(max(1, r.sizeBytes))) }
-        func lim(_ n: Int) -> String { n == 0 ? "unlimited" : String(n) }
         func amp(_ v: Double?) -> String { v.map { String(format: "%.3f", $0) } ?? "- (nothing written yet)" }
         print("device     \(r.device)\(r.label.isEmpty ? "" : " (label '\(r.label)')")"
               + (r.mountPoint.map { ", live from the mount at \($0)" } ?? ""))
@@ -120,7 +119,7 @@ struct Df: ParsableCommand {
         print("write amp  \(amp(r.writeAmplification)): \(f(r.deviceBytesWritten)) written to the device for \(f(r.userBytesWritten)) written by programs, since format"
               + (r.cachedBytes.map { $0 > 0 ? "; \(f($0)) of them still in the page cache" : "" } ?? ""))
         print("zones      " + r.zonesByRole.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
-              + "; open \(r.openZones)/\(lim(r.maxOpenZones)), active \(r.activeZones)/\(lim(r.maxActiveZones))")
+              + "; open \(r.openZones)/\(CountText.limit(r.maxOpenZones)), active \(r.activeZones)/\(CountText.limit(r.maxActiveZones))")
         print("reclaim    \(r.zonesReclaimed) zones reclaimed, \(f(r.reclaimBytesMoved)) moved, reclaim write amp \(amp(r.reclaimWriteAmplification)), since format")
         if let w = r.zoneFinishWaits, let rw = r.reclaimWriterWaits {
             print("waits      \(w) zone-finish waits, \(rw) reclaim waits (\((r.reclaimWriterWaitNanoseconds ?? 0) / 1_000_000) ms) since mount")

@@ -77,7 +77,7 @@ struct Format: ParsableCommand {
         var options = FormatOptions(label: label)
         if isatty(STDERR_FILENO) == 1, g.sequentialZoneCount >= 128 {
             options.progress = { done, total in
-                FileHandle.standardError.write(Data("\rformat: resetting zones \(done)/\(total)\(done == total ? "\n" : "")".utf8))
+                FileHandle.standardError.write(Data("\rformat: resetting zones \(CountText.grouped(done))/\(CountText.grouped(total))\(done == total ? "\n" : "")".utf8))
             }
         }
         let report: FormatReport
@@ -155,11 +155,10 @@ struct FormatResult: Encodable {
     func text() -> String {
         let g = geometry
         func size(_ b: UInt64) -> String { ByteCount.format(b) }
-        func limit(_ n: Int) -> String { n == 0 ? "unlimited" : String(n) }
         var lines = [
             "formatted  \(device): zbdfs, \(label.isEmpty ? "no label" : "label '\(label)'"), uuid \(uuid)",
             "device     \(backend), \(size(g.deviceSizeBytes)): \(g.zoneCount) zones × \(size(g.zoneSizeBytes)), capacity \(size(g.zoneCapacityBytes)), block \(g.logicalBlockSizeBytes) B, \(g.conventionalZones) conventional",
-            "limits     max open \(limit(g.maxOpenZones)), max active \(limit(g.maxActiveZones)), max write \(size(g.maxWriteBytes)), zone append \(g.maxAppendBytes > 0 ? "up to \(size(g.maxAppendBytes))" : "no")",
+            "limits     max open \(CountText.limit(g.maxOpenZones)), max active \(CountText.limit(g.maxActiveZones)), max write \(size(g.maxWriteBytes)), zone append \(g.maxAppendBytes > 0 ? "up to \(size(g.maxAppendBytes))" : "no")",
             "space      \(size(space.dataCapacityBytes)) for file data in \(space.dataZones) zones; metadata log \(space.metadataZones) zones (starts in zone \(space.logStartZone), \(FormatRequirements.reservedEmptyZones) kept empty for roll-over); \(FormatRequirements.reclaimReserveZones) zone kept empty for reclaim; superblocks in zones \(space.superblockZones.map(String.init).joined(separator: " and "))",
         ]
         if !replacedSignatures.isEmpty {

@@ -51,3 +51,15 @@ import ZonedMonitor
         #expect(lines.filter { $0.contains("seq-req") }.count == 3)
     }
 }
+
+@Suite(.timeLimit(.minutes(10))) struct CountTextTests {
+    @Test func countsAreGroupedInThrees() {
+        #expect(CountText.grouped(0) == "0")
+        #expect(CountText.grouped(999) == "999")
+        #expect(CountText.grouped(1_000) == "1,000")
+        #expect(CountText.grouped(80_000) == "80,000")
+        #expect(CountText.grouped(1_234_567) == "1,234,567")
+        #expect(CountText.grouped(-45_000) == "-45,000")
+        #expect(CountText.limit(0) == "unlimited" && CountText.limit(128) == "128")
+    }
+}
