@@ -21,6 +21,9 @@
 // - Every figure is measured in this run; nothing is carried over from an earlier one. The table
 //   names the machine load (/proc/loadavg) at the start and the end, since this machine is shared.
 // - Every image the benchmark makes is removed before it returns, also when a step fails.
+// - Each files row and each device's data rows run in a fresh child process (this program with the
+//   hidden `--scale-part`), so the RSS column is that part's alone, not what earlier parts left in
+//   the heap. The allocator rows run in the parent (they report no memory).
 // - Times are wall-clock medians where a step repeats (the allocator rows); the files and data
 //   rows are single runs of long steps (seconds), so they are not repeated.
 
@@ -36,7 +39,7 @@ struct ScaleOptions {
     var dir = "/var/tmp"
 }
 
-struct FilesRow: Encodable {
+struct FilesRow: Codable {
     var files: Int
     var createPerSecond: Double
     var rssBytes: UInt64
@@ -51,7 +54,7 @@ struct FilesRow: Encodable {
     var fsckSeconds: Double
 }
 
-struct DataRow: Encodable {
+struct DataRow: Codable {
     var device: String
     var zones: Int
     var writtenBytes: UInt64
@@ -88,6 +91,9 @@ func runScaleCommand(_ args: [String]) -> Int32 {
         case "--dir":
             guard let d = rest.popFirst() else { scaleUsageError("--dir needs a folder") }
             o.dir = d
+        case "--scale-part":
+            guard let part = rest.popFirst() else { scaleUsageError("--scale-part needs a part") }
+            return runScalePart(part, o)
         case "-h", "--help":
             print("usage: zbdfs-bench --scale [--quick] [--json] [--dir /var/tmp]")
             print("  files, data and allocator tables at real device sizes; --quick: 10k/100k files, 8/32 GiB")
@@ -120,17 +126,17 @@ private func scaleUsageError(_ m: String) -> Never {
 func runScale(_ o: ScaleOptions) throws -> ScaleReport {
     let start = loadAverage()
     let fileCounts = o.quick ? [10_000, 100_000] : [100_000, 1_000_000, 5_000_000]
-    let steps: [ByteCount] = o.quick ? [.gib(8), .gib(32)] : [.gib(64), .gib(256), .gib(1024)]
     var files: [FilesRow] = []
     for n in fileCounts {
         progressLine("files: \(n)")
-        files.append(try filesRow(n, o))
+        files += try inChildProcess("files:\(n)", o, as: [FilesRow].self)
     }
     var data: [DataRow] = []
-    for (name, g) in scaleDevices() {
+    for (i, (name, _)) in scaleDevices().enumerated() {
         progressLine("data: \(name)")
-        data += try dataRows(name, g, steps, o)
+        data += try inChildProcess("data:\(i)", o, as: [DataRow].self)
     }
+
     progressLine("allocator")
     let counts = [128, 8_000, 80_000]
     let grants = try allocatorScaleRows(zoneCounts: counts, grantsPerSize: 2_000)
@@ -141,6 +147,48 @@ func runScale(_ o: ScaleOptions) throws -> ScaleReport {
     }
     return ScaleReport(loadAtStart: start, loadAtEnd: loadAverage(), cores: ProcessInfo.processInfo.activeProcessorCount,
                        files: files, data: data, allocator: alloc)
+}
+
+// MARK: Parts in child processes
+
+/// Runs one part (`files:N` or `data:I`) in a fresh process of this program and decodes its rows.
+private func inChildProcess<Rows: Decodable>(_ part: String, _ o: ScaleOptions, as: Rows.Type) throws -> Rows {
+    let child = Process()
+    child.executableURL = URL(fileURLWithPath: "/proc/self/exe")
+    child.arguments = ["--scale", "--dir", o.dir] + (o.quick ? ["--quick"] : []) + ["--scale-part", part]
+    let out = Pipe()
+    child.standardOutput = out
+    try child.run()
+    let bytes = out.fileHandleForReading.readDataToEndOfFile()
+    child.waitUntilExit()
+    guard child.terminationStatus == 0 else {
+        throw BenchError.fio("the \(part) part failed in its process (exit \(child.terminationStatus)); its error is above")
+    }
+    return try JSONDecoder().decode(Rows.self, from: bytes)
+}
+
+/// `--scale-part PART` (hidden; the parent's child process): runs the part, prints its rows as
+/// JSON on stdout; the exit status.
+private func runScalePart(_ part: String, _ o: ScaleOptions) -> Int32 {
+    let pieces = part.split(separator: ":")
+    guard pieces.count == 2, let n = Int(pieces[1]) else { scaleUsageError("bad part \(part)") }
+    do {
+        let json: Data
+        switch pieces[0] {
+        case "files": json = try JSONEncoder().encode([try filesRow(n, o)])
+        case "data":
+            let devices = scaleDevices()
+            guard devices.indices.contains(n) else { scaleUsageError("no data device \(n)") }
+            let steps: [ByteCount] = o.quick ? [.gib(8), .gib(32)] : [.gib(64), .gib(256), .gib(1024)]
+            json = try JSONEncoder().encode(try dataRows(devices[n].0, devices[n].1, steps, o))
+        default: scaleUsageError("bad part \(part)")
+        }
+        FileHandle.standardOutput.write(json)
+        return 0
+    } catch {
+        FileHandle.standardError.write(Data("zbdfs-bench --scale-part \(part): \(error)\n".utf8))
+        return 1
+    }
 }
 
 // MARK: Files
@@ -318,14 +366,14 @@ func scaleTable(_ r: ScaleReport) -> String {
     func b(_ x: UInt64) -> String { ByteCount(x).description }
     func s(_ x: Double) -> String { String(format: "%.2f s", x) }
     var out = "zbdfs scale benchmark (\(r.cores) cores; load average \(r.loadAtStart) at the start, \(r.loadAtEnd) at the end)\n\n"
-    out += "files (empty files, 1,000 per directory, library API; emulated device with data, 4,096 x 256 MiB zones)\n"
+    out += "files (empty files, 1,000 per directory, library API; emulated device with data, 4,096 x 256 MiB zones; each row in a fresh process)\n"
     out += row(["files", "create/s", "RSS", "engine cache", "metadata", "checkpoint", "mount", "stat all", "readdir all", "crash mount", "replayed", "fsck"])
     for f in r.files {
         out += row([f.files.formatted(), String(format: "%.0f", f.createPerSecond), b(f.rssBytes), b(f.engineCacheBytes),
                     b(f.metadataBytes), b(f.checkpointBytes), s(f.cleanMountSeconds), s(f.statAllSeconds),
                     s(f.readdirAllSeconds), s(f.crashMountSeconds), f.recordsReplayed.formatted(), s(f.fsckSeconds)])
     }
-    out += "\ndata (zeros, 8 MiB O_DIRECT writes, discard-data device)\n"
+    out += "\ndata (zeros, 8 MiB O_DIRECT writes, discard-data device; each device in a fresh process)\n"
     out += row(["device", "zones", "written", "last step", "RSS", "metadata", "mount"])
     for d in r.data {
         out += row([d.device, d.zones.formatted(), b(d.writtenBytes), String(format: "%.0f MiB/s", d.lastStepBytesPerSecond / 1_048_576),
