@@ -163,7 +163,7 @@ struct GrantPolicyTests {
 
     @Test("same decisions as a scan: 80,000 zones, seeded random operations")
     func modelAtEightyThousandZones() {
-        runModel(seed: 0x15_0003, zones: 80_000, conventional: 2_000, operations: 1_500, maxActive: 14)
+        runModel(seed: 0x15_0003, zones: 80_000, conventional: 2_000, operations: 500, maxActive: 14)
     }
 
     @Test("same decisions as a scan: 300 zones, long runs down to no space", arguments: [UInt64(1), 2, 3])
