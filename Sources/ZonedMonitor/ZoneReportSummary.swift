@@ -45,18 +45,18 @@ public struct ZoneReportSummary: Codable, Sendable, Equatable {
     public func text() -> String {
         let g = geometry
         var out = ["device     \(device) (\(backend))",
-                   "zones      \(g.zoneCount) × \(ByteCount.format(g.zoneSizeBytes)), size \(ByteCount.format(g.deviceSizeBytes))"]
+                   "zones      \(CountText.grouped(g.zoneCount)) × \(ByteCount.format(g.zoneSizeBytes)), size \(ByteCount.format(g.deviceSizeBytes))"]
         if discardsData == true {
             out.append("data       discarded: only non-zero blocks are kept (an image for scale and speed work)")
         }
         let order = ZoneCondition.allCases.map(\.rawValue)
         let conditions = summary.byCondition.sorted { (order.firstIndex(of: $0.key) ?? 0) < (order.firstIndex(of: $1.key) ?? 0) }
-        out.append("condition  " + conditions.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        out.append("condition  " + conditions.map { "\($0.key) \(CountText.grouped($0.value))" }.joined(separator: ", "))
         if let byRole {
             // The roles in the order a device is laid out, any others after them.
             let known = ["superblock", "metadata", "data", "free"]
             let roles = byRole.sorted { (known.firstIndex(of: $0.key) ?? known.count, $0.key) < (known.firstIndex(of: $1.key) ?? known.count, $1.key) }
-            out.append("role       " + roles.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+            out.append("role       " + roles.map { "\($0.key) \(CountText.grouped($0.value))" }.joined(separator: ", "))
         }
         out.append("limits     open \(summary.openZones)/\(CountText.limit(summary.maxOpenZones)), active \(summary.activeZones)/\(CountText.limit(summary.maxActiveZones))")
         out.append("capacity   \(ByteCount.format(capacityBytes)), written \(ByteCount.format(writtenBytes))")

@@ -158,7 +158,7 @@ struct Zonemap: ParsableCommand {
             throw CLIError.runtime("cannot write \(svg): \(error.localizedDescription); check the folder exists and is writable")
         }
         let group = ZoneMapSVG.groupSize(zoneCount: status.zones.zones.count)
-        print("wrote \(svg): \(status.zones.zones.count) zones" + (group > 1 ? ", 1 cell = \(group) zones" : "") + (status.mountPoint.map { ", live from the mount at \($0)" } ?? ""))
+        print("wrote \(svg): \(CountText.grouped(status.zones.zones.count)) zones" + (group > 1 ? ", 1 cell = \(group) zones" : "") + (status.mountPoint.map { ", live from the mount at \($0)" } ?? ""))
     }
 }
 

@@ -157,9 +157,9 @@ struct FormatResult: Encodable {
         func size(_ b: UInt64) -> String { ByteCount.format(b) }
         var lines = [
             "formatted  \(device): zbdfs, \(label.isEmpty ? "no label" : "label '\(label)'"), uuid \(uuid)",
-            "device     \(backend), \(size(g.deviceSizeBytes)): \(g.zoneCount) zones × \(size(g.zoneSizeBytes)), capacity \(size(g.zoneCapacityBytes)), block \(g.logicalBlockSizeBytes) B, \(g.conventionalZones) conventional",
+            "device     \(backend), \(size(g.deviceSizeBytes)): \(CountText.grouped(g.zoneCount)) zones × \(size(g.zoneSizeBytes)), capacity \(size(g.zoneCapacityBytes)), block \(g.logicalBlockSizeBytes) B, \(g.conventionalZones) conventional",
             "limits     max open \(CountText.limit(g.maxOpenZones)), max active \(CountText.limit(g.maxActiveZones)), max write \(size(g.maxWriteBytes)), zone append \(g.maxAppendBytes > 0 ? "up to \(size(g.maxAppendBytes))" : "no")",
-            "space      \(size(space.dataCapacityBytes)) for file data in \(space.dataZones) zones; metadata log \(space.metadataZones) zones (starts in zone \(space.logStartZone), \(FormatRequirements.reservedEmptyZones) kept empty for roll-over); \(FormatRequirements.reclaimReserveZones) zone kept empty for reclaim; superblocks in zones \(space.superblockZones.map(String.init).joined(separator: " and "))",
+            "space      \(size(space.dataCapacityBytes)) for file data in \(CountText.grouped(space.dataZones)) zones; metadata log \(space.metadataZones) zones (starts in zone \(space.logStartZone), \(FormatRequirements.reservedEmptyZones) kept empty for roll-over); \(FormatRequirements.reclaimReserveZones) zone kept empty for reclaim; superblocks in zones \(space.superblockZones.map(String.init).joined(separator: " and "))",
         ]
         if !replacedSignatures.isEmpty {
             lines.append("replaced   " + replacedSignatures.map { "\($0.kind) (\($0.detail))" }.joined(separator: "; "))

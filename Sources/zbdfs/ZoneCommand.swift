@@ -5,6 +5,7 @@
 
 import ArgumentParser
 import ZonedCore
+import ZonedMonitor
 
 struct ZoneCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -73,7 +74,7 @@ struct ZoneSelection: ParsableArguments {
                 throw runtimeFailure("\(verb) of zone \(id.index) on \(target.device)", error)
             }
         }
-        print("\(verb): \(ids.count) zone\(ids.count == 1 ? "" : "s") (\(ZoneSpec.describe(ids)))")
+        print("\(verb): \(CountText.grouped(ids.count)) zone\(ids.count == 1 ? "" : "s") (\(ZoneSpec.describe(ids)))")
     }
 
     /// All named zones, in order, without duplicates; a usage error if any is out of range.

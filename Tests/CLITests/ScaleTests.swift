@@ -31,7 +31,7 @@ struct ScaleTests {
         let text = try zbdfs("zones", img, "--summary")
         #expect(text.status == 0, "\(text.err)")
         #expect(text.out.split(separator: "\n").count < 12, "a summary, not one line per zone: \(text.out.prefix(400))")
-        #expect(text.out.contains("empty 80000"))
+        #expect(text.out.contains("empty 80,000"))
         #expect(text.out.contains("open 0/128, active 0/128"))
         #expect(text.out.contains("data       discarded"))
 
@@ -88,7 +88,7 @@ extension ScaleTests {
         defer { try? FileManager.default.removeItem(atPath: svg) }
         let map = try zbdfs("zonemap", img, "--svg", svg)
         #expect(map.status == 0, "\(map.err)")
-        #expect(map.out.contains("80000 zones, 1 cell = 20 zones"), "\(map.out)")
+        #expect(map.out.contains("80,000 zones, 1 cell = 20 zones"), "\(map.out)")
         let cells = ZoneMapCells()
         let parser = XMLParser(data: try Data(contentsOf: URL(fileURLWithPath: svg)))
         parser.delegate = cells

@@ -31,7 +31,7 @@ struct DriveSizeTests {
         #expect(int(df, "size_bytes") > 19 << 40 && int(df, "size_bytes") <= 20_000 << 30, "\(int(df, "size_bytes"))")
         let summary = try zbdfs("zones", dev, "--summary")
         #expect(summary.status == 0, "\(summary.err)")
-        #expect(summary.out.contains("80000 × 256 MiB"), "\(summary.out)")
+        #expect(summary.out.contains("80,000 × 256 MiB"), "\(summary.out)")
         #expect(summary.out.split(separator: "\n").count < 16, "a summary, not a line per zone")
         let svg = s.path("map.svg")
         let map = try sh("exec \"$ZBDFS\" zonemap \(quote(dev)) --svg \(quote(svg))", timeout: 60)
