@@ -61,6 +61,10 @@ struct GrantPolicy: Sendable {
     private var empty: [[ZoneBitSet]]
     /// Data zones a durable commit may reset (`isDeadData`): found at each commit without a scan.
     private(set) var deadData: ZoneBitSet
+    /// Zones reclaim may take (`isReclaimVictim`), and the garbage plus unusable bytes they hold:
+    /// reclaim asks "is there anything?" without a scan and walks only these zones in a pass.
+    private(set) var victims: ZoneBitSet
+    private(set) var victimBytes = ByteCount.zero
     private var dataFree = ByteCount.zero
     private(set) var spaceTotals = SpaceTotals()
 
@@ -77,6 +81,7 @@ struct GrantPolicy: Sendable {
         activeSequential = Array(repeating: FreeOrder(), count: slots)
         empty = Array(repeating: Array(repeating: ZoneBitSet(capacity: report.count), count: 2), count: slots)
         deadData = ZoneBitSet(capacity: report.count)
+        victims = ZoneBitSet(capacity: report.count)
         zones.reserveCapacity(report.count)
         for (i, z) in report.enumerated() {
             precondition(z.id.int == i, "the zone report is not in zone order at \(z.id)")
@@ -137,6 +142,11 @@ struct GrantPolicy: Sendable {
         if GrantPolicy.isDeadData(a) {
             if adding { deadData.insert(i) } else { deadData.remove(i) }
         }
+        if GrantPolicy.isReclaimVictim(a) {
+            if adding { victims.insert(i) } else { victims.remove(i) }
+            let held = a.garbage + a.unusable
+            victimBytes = adding ? victimBytes + held : victimBytes - held
+        }
         if a.phase != .unavailable {
             func add(_ total: inout ByteCount, _ x: ByteCount) { total = adding ? total + x : total - x }
             add(&spaceTotals.capacity, a.capacity)
@@ -157,12 +167,21 @@ struct GrantPolicy: Sendable {
         a.role == .data && a.live.bytes == 0 && a.written.bytes > 0 && a.grants == 0
             && (a.phase == .full || (a.isConventional && a.phase == .active && a.free.bytes == 0))
     }
+    /// A zone reclaim may move the live data out of and reset: a data zone with no grant out,
+    /// written to its end (or conventional with no room left), holding garbage or unusable bytes.
+    static func isReclaimVictim(_ a: ZoneAccount) -> Bool {
+        a.role == .data && a.grants == 0 && a.garbage.bytes + a.unusable.bytes > 0
+            && (a.phase == .full || (a.isConventional && a.free.bytes == 0 && a.phase == .active))
+    }
     /// Its free bytes back data reservations.
     private static func countsAsDataSpace(_ a: ZoneAccount) -> Bool { (a.role == .data || a.role == .free) && !a.finishRequested }
 
     // MARK: Counts
 
     /// Sequential active zones (they use a device resource); nil = every role.
+    /// The active sequential zones of `role` (at most the active limit), in (free, index) order.
+    func activeZones(_ role: ZoneRole) -> [Int] { activeSequential[role.slot].keys.map(\.index) }
+
     func activeCount(_ role: ZoneRole?) -> Int {
         guard let role else { return activeSequential.reduce(0) { $0 + $1.count } }
         return activeSequential[role.slot].count
@@ -653,6 +672,9 @@ struct GrantPolicy: Sendable {
         if deadData.contains(i) != GrantPolicy.isDeadData(z) {
             return "\(z.id): the dead data zones disagree with its account \(z)"
         }
+        if victims.contains(i) != GrantPolicy.isReclaimVictim(z) {
+            return "\(z.id): the reclaim victims disagree with its account \(z)"
+        }
         for r in ZoneRole.allCases {
             for kind in 0..<2 where empty[r.slot][kind].contains(i) != (r == z.role && z.phase == .empty && (kind == 0) == z.isConventional) {
                 return "\(z.id): the empty \(r.rawValue) zones disagree with its account \(z)"
@@ -682,6 +704,7 @@ struct GrantPolicy: Sendable {
             }
         }
         if let p = window.map({ deadData.problem(in: $0) }) ?? deadData.problem() { return "dead data zones: \(p)" }
+        if let p = window.map({ victims.problem(in: $0) }) ?? victims.problem() { return "reclaim victims: \(p)" }
         let emptyCount = empty.reduce(0) { $0 + $1.reduce(0) { $0 + $1.count } }
         if emptyCount + activeCount(nil) > zones.count { return "\(emptyCount) empty and \(activeCount(nil)) active zones of \(zones.count)" }
         return nil
@@ -699,6 +722,11 @@ struct GrantPolicy: Sendable {
         if emptyCount != expectEmpty { return "empty sets hold \(emptyCount) zones, the accounts \(expectEmpty)" }
         let expectDead = zones.reduce(0) { $0 + (GrantPolicy.isDeadData($1) ? 1 : 0) }
         if deadData.count != expectDead { return "dead data set holds \(deadData.count) zones, the accounts \(expectDead)" }
+        let expectVictims = zones.filter(GrantPolicy.isReclaimVictim)
+        let expectVictimBytes = expectVictims.reduce(ByteCount.zero) { $0 + $1.garbage + $1.unusable }
+        if victims.count != expectVictims.count || victimBytes != expectVictimBytes {
+            return "reclaim victims: \(victims.count) zones holding \(victimBytes.bytes) B, the accounts say \(expectVictims.count) holding \(expectVictimBytes.bytes) B"
+        }
         let expectFree = zones.reduce(ByteCount.zero) { GrantPolicy.countsAsDataSpace($1) ? $0 + $1.free : $0 }
         if dataFree != expectFree { return "data free space is \(dataFree.bytes) B, the accounts say \(expectFree.bytes) B" }
         if spaceTotals != SpaceTotals(zones) { return "space totals \(spaceTotals) disagree with the accounts' \(SpaceTotals(zones))" }

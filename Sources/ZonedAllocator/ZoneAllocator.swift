@@ -119,6 +119,26 @@ public final class ZoneAllocator: @unchecked Sendable {
 
     public func account(_ id: ZoneID) -> ZoneAccount { lock.withLock { policy.zones[id.int] } }
     public var accounts: [ZoneAccount] { lock.withLock { policy.zones } }
+    /// The zones reclaim may take (full data zones with garbage or unusable bytes and no grant
+    /// out), in index order, found without a scan of the zones.
+    public var reclaimVictims: [ZoneAccount] {
+        lock.withLock {
+            var out: [ZoneAccount] = []
+            out.reserveCapacity(policy.victims.count)
+            var at = 0
+            while let i = policy.victims.first(atOrAfter: at) {
+                out.append(policy.zones[i])
+                at = i + 1
+            }
+            return out
+        }
+    }
+    /// Garbage plus unusable bytes of `reclaimVictims`, kept as the accounts change.
+    public var reclaimableBytes: ByteCount { lock.withLock { policy.victimBytes } }
+    /// The active sequential zones of `role` (a handful: at most the device's active limit).
+    public func activeAccounts(_ role: ZoneRole) -> [ZoneAccount] {
+        lock.withLock { policy.activeZones(role).map { policy.zones[$0] } }
+    }
     /// Full data zones with nothing live and no grant out, in index order, found without a scan
     /// of the zones (a durable commit resets them).
     public var deadDataZones: [ZoneID] {

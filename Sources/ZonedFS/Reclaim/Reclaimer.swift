@@ -71,10 +71,7 @@ final class Reclaimer: @unchecked Sendable {
     /// Zones worth reclaiming, best first.
     func victims() -> [ZoneAccount] {
         let now = fs.clock.nowNanoseconds
-        let candidates = allocator.accounts.filter { a in
-            a.role == .data && a.grants == 0 && a.garbage.bytes + a.unusable.bytes > 0
-                && (a.phase == .full || (a.isConventional && a.free.bytes == 0 && a.phase == .active))
-        }
+        let candidates = allocator.reclaimVictims
         let policy = fs.options.reclaimPolicy
         func score(_ a: ZoneAccount) -> Double {
             let u = Double(a.live.bytes) / Double(max(1, a.capacity.bytes))
@@ -89,7 +86,7 @@ final class Reclaimer: @unchecked Sendable {
     }
 
     /// Space reclaim could give back now: garbage and unusable bytes of victim zones.
-    var reclaimable: ByteCount { victims().reduce(.zero) { $0 + $1.garbage + $1.unusable } }
+    var reclaimable: ByteCount { allocator.reclaimableBytes }
 
     /// One pass: reclaims victims until `goal` bytes became free (or the victims run out). Returns
     /// the zones reset. Passes run one at a time; a caller arriving during one waits its turn.
@@ -140,7 +137,7 @@ final class Reclaimer: @unchecked Sendable {
     /// victims): finish the idle one holding the most so that reclaim can take it. False when no
     /// active zone holds garbage.
     private func finishGarbageHolder() throws(DeviceError) -> Bool {
-        let holders = allocator.accounts.filter { $0.role == .data && $0.phase == .active && $0.grants == 0 && $0.garbage.bytes > 0 && !$0.isConventional }
+        let holders = allocator.activeAccounts(.data).filter { $0.grants == 0 && $0.garbage.bytes > 0 }
         guard let best = holders.max(by: { ($0.garbage, -$0.id.int) < ($1.garbage, -$1.id.int) }) else { return false }
         try allocator.finish(best.id)
         return reclaimable.bytes > 0
