@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "ZonedMonitor", targets: ["ZonedMonitor"]),
         .library(name: "ZonedAllocator", targets: ["ZonedAllocator"]),
         .library(name: "ZonedEngine", targets: ["ZonedEngine"]),
+        .library(name: "ZonedIndex", targets: ["ZonedIndex"]),
         .library(name: "ZonedFS", targets: ["ZonedFS"]),
         .library(name: "ZonedFUSE", targets: ["ZonedFUSE"]),
         .executable(name: "zbdfs", targets: ["zbdfs"]),
@@ -54,6 +55,8 @@ let package = Package(
                                                      .product(name: "Prometheus", package: "swift-prometheus")]),
         .target(name: "ZonedAllocator", dependencies: ["ZonedCore"]),
         .target(name: "ZonedEngine", dependencies: ["ZonedCore", "ZonedAllocator"]),
+        // The metadata index (docs/ON-DISK.md, version 2): keys, entries, tables, the block cache.
+        .target(name: "ZonedIndex", dependencies: ["ZonedCore"]),
         // The file system: on-device format, metadata log, namespace, mount, fsck.
         .target(name: "ZonedFS", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedEngine"]),
         // The file system through libfuse3's low-level API (`zbdfs mount`).
@@ -86,6 +89,7 @@ let package = Package(
         ]),
         .testTarget(name: "ZonedBackendNVMeTests", dependencies: ["ZonedCore", "ZonedBackendNVMe", "ZonedConformance", "ZonedAllocator", "ZonedEngine"]),
         .testTarget(name: "ZonedAllocatorTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedBackendFile", "ZonedTestSupport"]),
+        .testTarget(name: "ZonedIndexTests", dependencies: ["ZonedCore", "ZonedIndex"]),
         .testTarget(name: "ZonedEngineTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedEngine", "ZonedBackendFile", "ZonedTestSupport"]),
         .testTarget(name: "ZonedFSTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedEngine", "ZonedFS", "ZonedBackendFile", "ZonedTestSupport"]),
         .testTarget(name: "ZonedMonitorTests", dependencies: ["ZonedCore", "ZonedMonitor", "ZonedFS", "ZonedEngine", "ZonedBackendFile"]),
