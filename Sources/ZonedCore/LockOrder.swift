@@ -15,6 +15,8 @@
 //                      waiter for an ordered extent holds none
 //   60 inodeState      Inode.state: size, map, cache, ordered extents; short sections, no IO
 //   65 engineTable     Engine's inode table
+//   68 metadataIndex   MetadataIndex.lock (ZonedIndex): memtable and levels; held across the table
+//                      writes of a flush or compaction, which go through the allocator below
 //   70 journalBuffer   Journal.bufferLock: records buffered from inode state and namespace changes
 //   75 checksums       ChecksumStore
 //   80 zoneSequencer   ZoneAllocator's per-zone sequencer: held across a batch's device IO
@@ -43,6 +45,7 @@ public enum LockRank: Int, Sendable, Comparable, CustomStringConvertible {
     case range = 50
     case inodeState = 60
     case engineTable = 65
+    case metadataIndex = 68
     case journalBuffer = 70
     case checksums = 75
     case zoneSequencer = 80
@@ -53,7 +56,7 @@ public enum LockRank: Int, Sendable, Comparable, CustomStringConvertible {
     public var description: String {
         let names: [LockRank: String] = [.journalCommit: "journalCommit", .fileSystem: "fileSystem", .reclaimPass: "reclaimPass",
                                          .namespace: "namespace", .inode: "inode", .range: "range", .inodeState: "inodeState",
-                                         .engineTable: "engineTable", .journalBuffer: "journalBuffer", .checksums: "checksums",
+                                         .engineTable: "engineTable", .metadataIndex: "metadataIndex", .journalBuffer: "journalBuffer", .checksums: "checksums",
                                          .zoneSequencer: "zoneSequencer", .allocator: "allocator", .leaf: "leaf"]
         return "\(names[self] ?? "?")(\(rawValue))"
     }

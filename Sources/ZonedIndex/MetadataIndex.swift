@@ -1,0 +1,286 @@
+// The metadata index: a log-structured merge tree of a memtable and levels of tables
+// (docs/ON-DISK.md). The file system's log is its write-ahead log: every entry given to `apply`
+// is already in a log record, so the memtable may be lost in a crash and replayed.
+//
+// Invariants (checked by `problem()`, after every change in the model tests):
+// - Level 0 holds tables in flush order, newest first; each later level holds tables sorted by
+//   key with disjoint key ranges.
+// - For any key, a newer entry lives nearer the top: memtable, then level 0 newest first, then
+//   level 1, 2, ... So the first hit going down is the newest, and a read stops there.
+// - A compaction takes all of level 0 (or one table of level n) and every table of the next level
+//   its keys overlap, and writes their merge (newest entry per key) as new tables of that next
+//   level. A delete is dropped only when no deeper level has tables (nothing older to hide).
+// - Tables are immutable and their ids are never reused. Every change of the set of tables comes
+//   out as `ManifestEdit`s, returned after the new tables are written, so a caller can log them
+//   (and must, before it lets the store reuse a removed table's space).
+// - Memory: the memtable (bounded by the caller flushing at `config.memtableBytes`), the readers'
+//   footers and indexes, and the shared `BlockCache` (bounded).
+
+import ZonedCore
+
+/// Where a table lives in its store.
+public struct TableLocation: Equatable, Hashable, Sendable {
+    public var address: UInt64
+    public var length: UInt64
+    public init(address: UInt64, length: UInt64) { self.address = address; self.length = length }
+}
+
+/// Where tables are written and read: metadata zones in the file system, memory in tests.
+public protocol TableStore: AnyObject, Sendable {
+    /// Writes a whole table; returns where it lies.
+    func write(tableID: UInt64, _ bytes: [UInt8]) throws(DeviceError) -> TableLocation
+    func source(_ location: TableLocation) -> any TableSource
+    /// No table references `location` any more once the edit that removed it is durable.
+    func release(_ location: TableLocation)
+}
+
+public struct TableDescriptor: Equatable, Sendable {
+    public var id: UInt64
+    public var level: Int
+    public var location: TableLocation
+    public var firstKey: IndexKey
+    public var lastKey: IndexKey
+    public var entryCount: UInt64
+    public var maxSequence: UInt64
+
+    func overlaps(_ lo: IndexKey, _ hi: IndexKey) -> Bool { !(lastKey < lo) && !(hi < firstKey) }
+}
+
+public enum ManifestEdit: Equatable, Sendable {
+    case added(TableDescriptor)
+    case removed(id: UInt64)
+}
+
+public struct IndexConfig: Sendable {
+    /// The caller flushes when the memtable holds this much.
+    public var memtableBytes = 4 << 20
+    /// Compaction cuts its output into tables of about this size.
+    public var tableBytes = 8 << 20
+    /// Level 0 is compacted when it holds more tables than this.
+    public var level0Tables = 4
+    /// Level 1 is compacted past this size; each later level past `fanout` times the one above.
+    public var levelBaseBytes: UInt64 = 64 << 20
+    public var fanout: UInt64 = 10
+    public init() {}
+}
+
+public final class MetadataIndex: @unchecked Sendable {
+    private struct Table {
+        var descriptor: TableDescriptor
+        var reader: TableReader
+    }
+
+    public let config: IndexConfig
+    private let store: any TableStore
+    private let cache: BlockCache
+    private let lock = ConditionLock(rank: .metadataIndex)
+    private var memtable = Memtable()
+    private var levels: [[Table]] = [[]]
+    private var nextTableID: UInt64
+    /// Per level, where the next round-robin compaction starts.
+    private var cursors: [Int] = [0]
+
+    /// Opens the index a manifest describes (mount), or an empty one.
+    public init(store: any TableStore, cache: BlockCache, config: IndexConfig = IndexConfig(),
+                manifest: [TableDescriptor] = [], nextTableID: UInt64 = 1) throws(DeviceError) {
+        self.store = store
+        self.cache = cache
+        self.config = config
+        self.nextTableID = nextTableID
+        for d in manifest {
+            guard d.id < nextTableID else { throw .io(.read, "table \(d.id) is not below the next table id \(nextTableID)") }
+            try place(Table(descriptor: d, reader: try open(d)))
+        }
+        if let p = problem() { throw .io(.read, "the index's manifest is inconsistent: \(p)") }
+    }
+
+    // MARK: Reading
+
+    /// The newest entry for `key` (a put or a delete), wherever it lives.
+    public func entry(_ key: IndexKey) throws(DeviceError) -> IndexEntry? {
+        try lock.withLock { () throws(DeviceError) -> IndexEntry? in
+            if let e = memtable.get(key) { return e }
+            for t in levels[0] where t.descriptor.overlaps(key, key) {
+                if let e = try t.reader.get(key) { return e }
+            }
+            for level in levels.dropFirst() {
+                if let t = MetadataIndex.table(in: level, holding: key), let e = try t.reader.get(key) { return e }
+            }
+            return nil
+        }
+    }
+
+    /// The value of `key`, nil when absent or deleted.
+    public func get(_ key: IndexKey) throws(DeviceError) -> [UInt8]? {
+        guard let e = try entry(key), e.operation == .put else { return nil }
+        return e.value
+    }
+
+    /// Live entries (puts) with keys at or after `from`, in key order, while `more` accepts them.
+    public func scan(from: IndexKey, while more: (IndexKey) -> Bool) throws(DeviceError) -> [IndexEntry] {
+        try lock.withLock { () throws(DeviceError) -> [IndexEntry] in
+            var newest: [IndexKey: IndexEntry] = [:]
+            func take(_ es: [IndexEntry]) {
+                for e in es where (newest[e.key]?.sequence ?? 0) <= e.sequence { newest[e.key] = e }
+            }
+            take(memtable.scan(from: from, while: more))
+            for t in levels[0] where !(t.descriptor.lastKey < from) { take(try t.reader.scan(from: from, while: more)) }
+            for level in levels.dropFirst() {
+                for t in level where !(t.descriptor.lastKey < from) {
+                    guard more(max(t.descriptor.firstKey, from)) else { break }
+                    take(try t.reader.scan(from: from, while: more))
+                }
+            }
+            return newest.values.filter { $0.operation == .put }.sorted { $0.key < $1.key }
+        }
+    }
+
+    /// The table of a sorted, disjoint level whose range holds `key`.
+    private static func table(in level: [Table], holding key: IndexKey) -> Table? {
+        var lo = 0, hi = level.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if level[mid].descriptor.lastKey < key { lo = mid + 1 } else { hi = mid }
+        }
+        return lo < level.count && !(key < level[lo].descriptor.firstKey) ? level[lo] : nil
+    }
+
+    // MARK: Writing
+
+    /// Takes an entry that is already in the log.
+    public func apply(_ e: IndexEntry) { lock.withLock { memtable.insert(e) } }
+
+    public var memtableBytes: Int { lock.withLock { memtable.bytes } }
+    public var memtableEntries: Int { lock.withLock { memtable.count } }
+
+    /// The tables, level by level (the manifest a checkpoint writes).
+    public var manifest: [TableDescriptor] { lock.withLock { levels.flatMap { $0.map(\.descriptor) } } }
+    public var tableIDsUsed: UInt64 { lock.withLock { nextTableID } }
+
+    /// Writes the memtable as a new level-0 table. Returns the edit to log (none when empty).
+    public func flush() throws(DeviceError) -> [ManifestEdit] {
+        try lock.withLock { () throws(DeviceError) -> [ManifestEdit] in
+            guard !memtable.isEmpty else { return [] }
+            let tables = try write(memtable.sorted, level: 0, cut: false)
+            memtable = Memtable()
+            for t in tables { levels[0].insert(t, at: 0) }
+            return tables.map { .added($0.descriptor) }
+        }
+    }
+
+    /// Runs one compaction when a level is over its bound; returns its edits (none when nothing
+    /// needed one). Call until it returns none to bring every level under its bound.
+    public func compact() throws(DeviceError) -> [ManifestEdit] {
+        try lock.withLock { () throws(DeviceError) -> [ManifestEdit] in
+            if levels[0].count > config.level0Tables { return try compact(inputs: levels[0], from: 0) }
+            for n in 1..<levels.count where bytes(n) > limit(n) {
+                let t = levels[n][cursors[n] % levels[n].count]
+                cursors[n] += 1
+                return try compact(inputs: [t], from: n)
+            }
+            return []
+        }
+    }
+
+    private func bytes(_ level: Int) -> UInt64 { levels[level].reduce(0) { $0 + $1.descriptor.location.length } }
+
+    private func limit(_ level: Int) -> UInt64 {
+        var l = config.levelBaseBytes
+        for _ in 1..<max(1, level) { l = l.multipliedReportingOverflow(by: config.fanout).overflow ? .max : l * config.fanout }
+        return l
+    }
+
+    /// Merges `inputs` (of level `from`) with what they overlap in level `from + 1`.
+    private func compact(inputs: [Table], from: Int) throws(DeviceError) -> [ManifestEdit] {
+        let to = from + 1
+        if levels.count <= to { levels.append([]); cursors.append(0) }
+        let lo = inputs.map(\.descriptor.firstKey).min()!, hi = inputs.map(\.descriptor.lastKey).max()!
+        let below = levels[to].filter { $0.descriptor.overlaps(lo, hi) }
+        var newest: [IndexKey: IndexEntry] = [:]
+        for t in inputs + below {
+            for e in try t.reader.all() where (newest[e.key]?.sequence ?? 0) <= e.sequence { newest[e.key] = e }
+        }
+        // Nothing older can hide under a delete when no deeper level has tables.
+        let deepest = levels.indices.last { !levels[$0].isEmpty } ?? 0
+        let dropDeletes = to >= deepest
+        let merged = newest.values.filter { !dropDeletes || $0.operation == .put }.sorted { $0.key < $1.key }
+        let outputs = merged.isEmpty ? [] : try write(merged, level: to, cut: true)
+        let gone = Set((inputs + below).map(\.descriptor.id))
+        for n in [from, to] { levels[n].removeAll { gone.contains($0.descriptor.id) } }
+        for t in outputs { try place(t) }
+        for t in inputs + below {
+            cache.forget(table: t.descriptor.id)
+            store.release(t.descriptor.location)
+        }
+        return (inputs + below).map { .removed(id: $0.descriptor.id) } + outputs.map { .added($0.descriptor) }
+    }
+
+    /// Writes `entries` (sorted, unique keys) as tables of `level`; `cut` splits at the table size.
+    private func write(_ entries: [IndexEntry], level: Int, cut: Bool) throws(DeviceError) -> [Table] {
+        var out: [Table] = []
+        var i = 0
+        while i < entries.count {
+            let id = nextTableID
+            nextTableID += 1
+            var b = TableBuilder(tableID: id)
+            let first = entries[i].key
+            var maxSequence: UInt64 = 0
+            repeat {
+                b.add(entries[i])
+                maxSequence = max(maxSequence, entries[i].sequence)
+                i += 1
+            } while i < entries.count && (!cut || b.bytesSoFar < config.tableBytes)
+            let bytes = b.finish()
+            let location = try store.write(tableID: id, bytes)
+            let d = TableDescriptor(id: id, level: level, location: location, firstKey: first, lastKey: entries[i - 1].key,
+                                    entryCount: b.entryCount, maxSequence: maxSequence)
+            out.append(Table(descriptor: d, reader: try open(d)))
+        }
+        return out
+    }
+
+    private func open(_ d: TableDescriptor) throws(DeviceError) -> TableReader {
+        let r = try TableReader(tableID: d.id, length: d.location.length, source: store.source(d.location), cache: cache)
+        guard r.footer.firstKey == d.firstKey, r.footer.lastKey == d.lastKey, r.footer.entryCount == d.entryCount else {
+            throw .io(.read, "table \(d.id) at \(d.location.address) does not hold what the manifest says")
+        }
+        return r
+    }
+
+    /// Puts a table in its level: level 0 newest (highest id) first, others by key.
+    private func place(_ t: Table) throws(DeviceError) {
+        let n = t.descriptor.level
+        guard n >= 0, n < 64 else { throw .io(.read, "table \(t.descriptor.id) in level \(n)") }
+        while levels.count <= n { levels.append([]); cursors.append(0) }
+        if n == 0 {
+            let at = levels[0].firstIndex { $0.descriptor.id < t.descriptor.id } ?? levels[0].count
+            levels[0].insert(t, at: at)
+        } else {
+            let at = levels[n].firstIndex { t.descriptor.lastKey < $0.descriptor.firstKey } ?? levels[n].count
+            levels[n].insert(t, at: at)
+        }
+    }
+
+    // MARK: Checking
+
+    /// What breaks the header's invariants, or nil.
+    public func problem() -> String? {
+        lock.withLock { () -> String? in
+            if let p = memtable.problem() { return p }
+            for (i, t) in levels[0].enumerated() where i > 0 && !(t.descriptor.id < levels[0][i - 1].descriptor.id) {
+                return "level 0 out of flush order at table \(t.descriptor.id)"
+            }
+            for (n, level) in levels.enumerated() {
+                for t in level where t.descriptor.level != n { return "table \(t.descriptor.id) says level \(t.descriptor.level), sits in \(n)" }
+                guard n > 0 else { continue }
+                for (a, b) in zip(level, level.dropFirst()) where !(a.descriptor.lastKey < b.descriptor.firstKey) {
+                    return "level \(n): tables \(a.descriptor.id) and \(b.descriptor.id) overlap or are out of order"
+                }
+            }
+            let ids = levels.flatMap { $0.map(\.descriptor.id) }
+            if Set(ids).count != ids.count { return "a table is in the index twice" }
+            if let top = ids.max(), top >= nextTableID { return "table \(top) at or past the next id \(nextTableID)" }
+            return nil
+        }
+    }
+}
