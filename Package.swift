@@ -58,7 +58,7 @@ let package = Package(
         // The metadata index (docs/ON-DISK.md, version 2): keys, entries, tables, the block cache.
         .target(name: "ZonedIndex", dependencies: ["ZonedCore"]),
         // The file system: on-device format, metadata log, namespace, mount, fsck.
-        .target(name: "ZonedFS", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedEngine"]),
+        .target(name: "ZonedFS", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedEngine", "ZonedIndex"]),
         // The file system through libfuse3's low-level API (`zbdfs mount`).
         .target(name: "ZonedFUSE", dependencies: ["ZonedCore", "ZonedEngine", "ZonedFS", "CFUSE3"]),
         .executableTarget(name: "zbdfs", dependencies: [
@@ -91,7 +91,7 @@ let package = Package(
         .testTarget(name: "ZonedAllocatorTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedBackendFile", "ZonedTestSupport"]),
         .testTarget(name: "ZonedIndexTests", dependencies: ["ZonedCore", "ZonedIndex"]),
         .testTarget(name: "ZonedEngineTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedEngine", "ZonedBackendFile", "ZonedTestSupport"]),
-        .testTarget(name: "ZonedFSTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedEngine", "ZonedFS", "ZonedBackendFile", "ZonedTestSupport"]),
+        .testTarget(name: "ZonedFSTests", dependencies: ["ZonedCore", "ZonedAllocator", "ZonedEngine", "ZonedFS", "ZonedIndex", "ZonedBackendFile", "ZonedTestSupport"]),
         .testTarget(name: "ZonedMonitorTests", dependencies: ["ZonedCore", "ZonedMonitor", "ZonedFS", "ZonedEngine", "ZonedBackendFile"]),
         .testTarget(name: "CLITests", dependencies: ["ZonedCore", "ZonedTestSupport"]),
         // Real mounts of the built `zbdfs` binary, driven by standard tools.

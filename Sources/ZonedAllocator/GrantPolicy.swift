@@ -33,6 +33,7 @@ extension ZoneRole {
         case .metadata: 2
         case .data: 3
         case .reserved: 4
+        case .index: 5
         }
     }
 }
@@ -160,11 +161,11 @@ struct GrantPolicy: Sendable {
 
     /// Takes grants of its role: active, not marked, with room.
     private static func isUsable(_ a: ZoneAccount) -> Bool { a.phase == .active && !a.finishRequested && a.free.bytes > 0 }
-    /// A data zone written to its end (or a conventional one with no room left) with nothing
-    /// live and no grant out: once a durable commit holds the records that dropped its last
-    /// reference, it may be reset.
+    /// A data or index zone written to its end (or a conventional one with no room left) with
+    /// nothing live and no grant out: once a durable commit holds the records that dropped its
+    /// last reference, it may be reset.
     static func isDeadData(_ a: ZoneAccount) -> Bool {
-        a.role == .data && a.live.bytes == 0 && a.written.bytes > 0 && a.grants == 0
+        (a.role == .data || a.role == .index) && a.live.bytes == 0 && a.written.bytes > 0 && a.grants == 0
             && (a.phase == .full || (a.isConventional && a.phase == .active && a.free.bytes == 0))
     }
     /// A zone reclaim may move the live data out of and reset: a data zone with no grant out,

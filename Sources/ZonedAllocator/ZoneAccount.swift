@@ -24,6 +24,9 @@ public enum ZoneRole: String, Sendable, CaseIterable, Codable {
     case superblock
     case metadata
     case data
+    /// Tables of the metadata index (docs/ON-DISK.md): written whole, dead once the manifest
+    /// drops them.
+    case index
     /// Held back (e.g. for reclaim); never handed out by ordinary allocations.
     case reserved
 }

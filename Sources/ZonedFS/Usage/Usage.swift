@@ -106,6 +106,9 @@ extension FileSystemUsage {
             case .metadata:
                 row.role = .metadata
                 row.live = a.written; row.garbage = .zero
+            case .index:
+                // Index tables are metadata; tables the manifest dropped are garbage until reset.
+                row.role = .metadata
             case .data, .free, .reserved:
                 row.role = a.written.bytes > 0 ? .data : .free
             }
