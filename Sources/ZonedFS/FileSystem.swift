@@ -86,6 +86,8 @@ public final class FileSystem: @unchecked Sendable {
     let fsLock = ReadWriteLock(rank: .fileSystem)
     let nsLock = ConditionLock(rank: .namespace)
     var namespace: Namespace
+    /// The metadata index's tables as the log says (under `nsLock`, like the namespace).
+    var indexManifest: IndexManifest
     var dirty = Set<InodeNumber>()
     /// Open handles per inode: an unlinked inode lives on until its last one is released.
     var openCount: [InodeNumber: Int] = [:]
@@ -96,12 +98,13 @@ public final class FileSystem: @unchecked Sendable {
     /// The lifetime counters the log held at mount; `lifetime` adds this mount's work to them.
     let lifetimeAtMount: LifetimeCounters
 
-    init(device: any ZonedDevice, engine: Engine, journal: Journal, namespace: Namespace, options: MountOptions,
-         clock: any EngineClock) {
+    init(device: any ZonedDevice, engine: Engine, journal: Journal, namespace: Namespace, manifest: IndexManifest = IndexManifest(),
+         options: MountOptions, clock: any EngineClock) {
         self.device = device
         self.engine = engine
         self.journal = journal
         self.namespace = namespace
+        self.indexManifest = manifest
         self.options = options
         self.readOnly = options.readOnly
         self.clock = clock
@@ -194,7 +197,10 @@ public final class FileSystem: @unchecked Sendable {
     /// Applies a batch to the namespace and buffers it in the log (under `nsLock`).
     func log(_ batch: [LogRecord]) throws(DeviceError) {
         for r in batch {
-            do { try namespace.apply(r) } catch {
+            do {
+                try namespace.apply(r)
+                try indexManifest.apply(r)
+            } catch {
                 throw DeviceError.corrupted(.namespace, "internal: a checked operation produced a record that does not fit: \(error)")
             }
         }
@@ -245,6 +251,7 @@ public final class FileSystem: @unchecked Sendable {
                 if layout.size > 0 { out.append([.file(n, .extended(to: layout.size))]) }
             }
             dirty.removeAll()  // the checkpoint carries the newest attributes
+            out += indexManifest.checkpointRecords
             out.append([.counters(lifetime)])
             return (namespace.nextInode, out)
         }

@@ -175,7 +175,7 @@ extension FileSystem {
                               nextSequence: replay.nextSequence)
         journal.adopt(chain: replay.chain)
         let fs = FileSystem(device: device, engine: engine, journal: journal, namespace: replay.state.namespace,
-                            options: options, clock: clock)
+                            manifest: replay.state.manifest, options: options, clock: clock)
         var report = MountReport()
         report.superblockGeneration = sb.generation
         report.logZones = replay.chain.map(\.int)

@@ -25,6 +25,12 @@ public struct IndexKey: Comparable, Hashable, Sendable, CustomStringConvertible 
     /// Bytes already checked to be a key (1...maxBytes of them); decoders check before calling.
     init(unchecked bytes: [UInt8]) { self.bytes = bytes }
 
+    /// A key read back from elsewhere (a log record): nil unless 1...maxBytes bytes.
+    public init?(validating bytes: [UInt8]) {
+        guard !bytes.isEmpty, bytes.count <= IndexKey.maxBytes else { return nil }
+        self.bytes = bytes
+    }
+
     public static func < (a: IndexKey, b: IndexKey) -> Bool { a.bytes.lexicographicallyPrecedes(b.bytes) }
 
     public var kind: IndexKeyKind? { bytes.first.flatMap(IndexKeyKind.init(rawValue:)) }

@@ -43,6 +43,17 @@ public struct TableDescriptor: Equatable, Sendable {
     public var entryCount: UInt64
     public var maxSequence: UInt64
 
+    public init(id: UInt64, level: Int, location: TableLocation, firstKey: IndexKey, lastKey: IndexKey,
+                entryCount: UInt64, maxSequence: UInt64) {
+        self.id = id
+        self.level = level
+        self.location = location
+        self.firstKey = firstKey
+        self.lastKey = lastKey
+        self.entryCount = entryCount
+        self.maxSequence = maxSequence
+    }
+
     func overlaps(_ lo: IndexKey, _ hi: IndexKey) -> Bool { !(lastKey < lo) && !(hi < firstKey) }
 }
 

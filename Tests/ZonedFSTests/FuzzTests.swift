@@ -9,6 +9,7 @@ import Foundation
 import Testing
 import ZonedCore
 import ZonedEngine
+import ZonedIndex
 @testable import ZonedFS
 
 @Suite("Decoder fuzzing", .timeLimit(.minutes(15)))
@@ -35,6 +36,11 @@ struct FuzzTests {
             .file(a.number, .truncated(to: rng.below(1 << 30))), .file(a.number, .punched(at: 4096, length: 8192)),
             .file(a.number, .extended(to: rng.below(1 << 30))),
             .counters(counters),
+            .tableAdded(TableDescriptor(id: rng.below(1 << 20), level: Int(rng.below(7)),
+                                        location: TableLocation(address: rng.below(1 << 20) * 4096, length: (2 + rng.below(64)) * 4096),
+                                        firstKey: .inode(rng.below(100)), lastKey: .entry(parent: rng.below(100), name: name.bytes),
+                                        entryCount: 1 + rng.below(1 << 20), maxSequence: rng.below(1 << 40))),
+            .tableRemoved(id: rng.below(1 << 20)), .indexCounters(nextTableID: rng.below(1 << 20)),
         ]
         return (0..<Int(1 + rng.below(6))).map { _ in all[Int(rng.below(UInt64(all.count)))] }
     }

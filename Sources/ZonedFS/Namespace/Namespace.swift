@@ -81,7 +81,7 @@ public struct Namespace: Sendable {
             parents[n] = nil
         case .counters(let c):
             lifetime = c
-        case .zoneHeader, .next, .checkpointBegin, .checkpointEnd, .file:
+        case .zoneHeader, .next, .checkpointBegin, .checkpointEnd, .file, .tableAdded, .tableRemoved, .indexCounters:
             break
         }
     }
@@ -104,6 +104,8 @@ public struct ReplayState: Sendable {
     public var layouts: [InodeNumber: FileLayout] = [:]
     /// Device byte address of a block → its CRC-32C (blocks of `.data` extents).
     public var checksums: [UInt64: UInt32] = [:]
+    /// The metadata index's tables (IndexManifest.swift).
+    public var manifest = IndexManifest()
     let zoneSize: UInt64
     let block: UInt64
 
@@ -114,6 +116,7 @@ public struct ReplayState: Sendable {
 
     public mutating func apply(_ record: LogRecord) throws(ReplayProblem) {
         try namespace.apply(record)
+        try manifest.apply(record)
         switch record {
         case .inode(let a) where a.kind == .file:
             if layouts[a.number] == nil { layouts[a.number] = FileLayout(zoneSize: zoneSize) }

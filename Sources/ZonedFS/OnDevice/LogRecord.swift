@@ -15,6 +15,7 @@ import Musl
 #endif
 import ZonedCore
 import ZonedEngine
+import ZonedIndex
 
 public enum InodeKind: UInt8, Sendable, CaseIterable {
     case file = 1
@@ -105,11 +106,17 @@ public enum LogRecord: Sendable, Equatable {
     case file(InodeNumber, FileChange)
     /// The file system's lifetime write counters as of this record (the newest one replayed wins).
     case counters(LifetimeCounters)
+    /// The metadata index's manifest (docs/ON-DISK.md): a table joins it, or leaves it.
+    case tableAdded(TableDescriptor)
+    case tableRemoved(id: UInt64)
+    /// The first table id the index has not used (in a checkpoint, with every `tableAdded`).
+    case indexCounters(nextTableID: UInt64)
 
     enum Tag: UInt8 {
         case zoneHeader = 1, next, checkpointBegin, checkpointEnd, inode, link, unlink, rename, exchange, removeInode
         case mapped, truncated, punched, extended
         case counters
+        case tableAdded, tableRemoved, indexCounters
     }
 
     // MARK: Encoding
@@ -152,6 +159,17 @@ public enum LogRecord: Sendable, Equatable {
         case .counters(let c):
             tag = .counters
             for v in c.fields { b.u64(v) }
+        case .tableAdded(let d):
+            tag = .tableAdded
+            b.u64(d.id); b.u8(UInt8(d.level)); b.u64(d.location.address); b.u64(d.location.length)
+            b.u64(d.entryCount); b.u64(d.maxSequence)
+            for k in [d.firstKey, d.lastKey] { b.u16(UInt16(k.bytes.count)); b.raw(k.bytes) }
+        case .tableRemoved(let id):
+            tag = .tableRemoved
+            b.u64(id)
+        case .indexCounters(let next):
+            tag = .indexCounters
+            b.u64(next)
         case .file(let n, let change):
             b.u64(n)
             switch change {
@@ -251,7 +269,32 @@ public enum LogRecord: Sendable, Equatable {
         case .mapped, .truncated, .punched, .extended:
             let n = try b.u64("inode")
             return .file(n, try change(tag, &b, start))
+        case .tableAdded:
+            return .tableAdded(try table(&b, start))
+        case .tableRemoved:
+            return .tableRemoved(id: try b.u64("table id"))
+        case .indexCounters:
+            return .indexCounters(nextTableID: try b.u64("next table id"))
         }
+    }
+
+    /// A table descriptor: canonical only (a level below 64, a whole number of 4 KiB units of at
+    /// least two, entries, keys of 1...IndexKey.maxBytes in order).
+    private static func table(_ b: inout ByteReader, _ start: Int) throws(DecodeError) -> TableDescriptor {
+        let id = try b.u64("table id"), level = Int(try b.u8("level"))
+        let address = try b.u64("table address"), length = try b.u64("table length")
+        let entries = try b.u64("entry count"), maxSequence = try b.u64("highest sequence")
+        var keys: [IndexKey] = []
+        for what in ["first key", "last key"] {
+            let n = Int(try b.u16("\(what) length"))
+            guard let k = IndexKey(validating: try b.raw(n, what)) else { throw DecodeError("\(what) of \(n) bytes", at: start) }
+            keys.append(k)
+        }
+        guard level < 64, length >= 8192, length % 4096 == 0, address <= UInt64.max - length, entries > 0, !(keys[1] < keys[0]) else {
+            throw DecodeError("table \(id) is not a valid table (level \(level), \(length) B at \(address), \(entries) entries)", at: start)
+        }
+        return TableDescriptor(id: id, level: level, location: TableLocation(address: address, length: length),
+                               firstKey: keys[0], lastKey: keys[1], entryCount: entries, maxSequence: maxSequence)
     }
 
     private static func change(_ tag: Tag, _ b: inout ByteReader, _ start: Int) throws(DecodeError) -> FileChange {
