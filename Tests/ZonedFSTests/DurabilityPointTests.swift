@@ -16,6 +16,12 @@ import ZonedTestSupport
 final class Outcome: @unchecked Sendable {
     private let lock = NSLock()
     private var stored: DeviceError?
+    private var mounted: FileSystem?
+    /// A file system for a callback made before `mount` returned it.
+    var fs: FileSystem? {
+        get { lock.withLock { mounted } }
+        set { lock.withLock { mounted = newValue } }
+    }
     func set(_ e: DeviceError) { lock.withLock { stored = e } }
     var error: DeviceError? { lock.withLock { stored } }
 }
@@ -75,9 +81,13 @@ struct DurabilityPointTests {
         let dev = try EmulatedZonedDevice.create(path: s.path("img"), geometry: g)
         try FileSystem.format(device: dev, options: FormatOptions(uuid: testUUID))
         let lines = LogLines()
+        let mounted = Outcome()
         var options = MountOptions(backgroundReclaim: false)
-        options.errorLog = { lines.add($0) }
+        // Each line notes how many failed passes were counted when it was logged: a reader that
+        // sees a failure counted must find its line already there, so the count comes after.
+        options.errorLog = { line in lines.add(line + " [counted \(mounted.fs?.reclaimStats.failedPasses ?? 99)]") }
         let fs = try FileSystem.mount(device: dev, options: options)
+        mounted.fs = fs
         // 1 MiB written in one go, then every other 4 KiB block of it overwritten: its full zones
         // are now half garbage, half live data a pass must read to move.
         let n = try fs.createFile("/f")
@@ -92,10 +102,11 @@ struct DurabilityPointTests {
         fs.reclaimer.start(threshold: 1.0)
         fs.reclaimer.poke()
         #expect(waitUntil { fs.reclaimStats.failedPasses > 0 }, "no background pass failed: \(fs.reclaimStats)")
-        #expect(lines.all.contains { $0.contains("background reclaim failed") }, "\(lines.all)")
+        #expect(lines.all.contains { $0.contains("background reclaim failed") && $0.hasSuffix("[counted 0]") }, "\(lines.all)")
         fs.reclaimer.stop()
         dev.setFaultPlan(nil)
         try fs.unmount()
+        mounted.fs = nil
     }
 
     @Test func nowaitWriteDuringACheckpointIsEAGAINAndABlockingOneWaits() throws {

@@ -7,9 +7,9 @@
 //   waits for a job (writers poke from their own path).
 // - `stop` returns only once the thread has ended (its current round finishes first); `cancel`
 //   asks it to end without waiting (for a thread that may be the one ending the file system).
-// - A failed round is never dropped: `attempt` counts it and logs it (a failure identical to the
+// - A failed round is never dropped: `attempt` logs it, then counts it (a failure identical to the
 //   previous one is counted but not logged again: a device gone bad would flood the log), and the
-//   next wake-up tries again.
+//   next wake-up tries again. Logged first, so a reader who sees the count finds the line.
 // - The only timer is the interval (zero: none); pokes are events, never polled.
 
 import Foundation
@@ -78,11 +78,13 @@ final class BackgroundWorker: @unchecked Sendable {
         do { try job() } catch {
             let text = "\(error)"
             let repeated = lock.withLock { () -> Bool in
-                failures += 1
                 defer { lastFailure = text }
                 return lastFailure == text
             }
+            // Logged before it is counted: whoever sees the failure counted finds its line logged.
+            // (Only this thread calls `attempt`, so the two steps cannot interleave with another.)
             if !repeated { log?("\(what) failed: \(text); will retry") }
+            lock.withLock { failures += 1 }
         }
     }
 
