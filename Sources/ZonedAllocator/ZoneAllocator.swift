@@ -123,14 +123,7 @@ public final class ZoneAllocator: @unchecked Sendable {
     /// out), in index order, found without a scan of the zones.
     public var reclaimVictims: [ZoneAccount] {
         lock.withLock {
-            var out: [ZoneAccount] = []
-            out.reserveCapacity(policy.victims.count)
-            var at = 0
-            while let i = policy.victims.first(atOrAfter: at) {
-                out.append(policy.zones[i])
-                at = i + 1
-            }
-            return out
+            policy.victims.members.map { policy.zones[$0] }
         }
     }
     /// Garbage plus unusable bytes of `reclaimVictims`, kept as the accounts change.
@@ -143,13 +136,7 @@ public final class ZoneAllocator: @unchecked Sendable {
     /// of the zones (a durable commit resets them).
     public var deadDataZones: [ZoneID] {
         lock.withLock {
-            var out: [ZoneID] = []
-            var at = 0
-            while let i = policy.deadData.first(atOrAfter: at) {
-                out.append(ZoneID(i))
-                at = i + 1
-            }
-            return out
+            policy.deadData.members.map { ZoneID($0) }
         }
     }
     /// Kept as the accounts change: no scan of the zones.

@@ -90,6 +90,18 @@ struct ZoneBitSet: Sendable, Equatable {
     /// The highest member, or nil.
     var last: Int? { last(atOrBefore: capacity - 1) }
 
+    /// Every member in increasing order (through the summary: O(members + capacity / 4096)).
+    var members: [Int] {
+        var out: [Int] = []
+        out.reserveCapacity(count)
+        var at = 0
+        while let i = first(atOrAfter: at) {
+            out.append(i)
+            at = i + 1
+        }
+        return out
+    }
+
     /// The first broken invariant, or nil. Reads every word: for tests and debug checks.
     func problem() -> String? {
         if let p = problem(in: 0..<capacity) { return p }

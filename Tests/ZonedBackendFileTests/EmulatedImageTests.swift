@@ -233,19 +233,11 @@ import ZonedCore
     @Test func aVersionOneImageOpensAndItsFirstChangeUpgradesIt() throws {
         let s = Scratch()
         let path = s.path("old.zimg")
-        let n = testGeometry.zoneCount
-        try EmulatedZonedDevice.create(path: path, geometry: testGeometry).close()
         var old = ZoneTable(geometry: testGeometry).states
         old[2] = ZoneState(condition: .closed, writePointer: testGeometry.zoneStart(2) + ByteCount(UInt64(bs)))
         // What a build of version 1 left: generation 6 in slot 0 (newer), 5 in slot 1 (older, fresh).
-        let h = try #require(FileHandle(forUpdatingAtPath: path))
-        try h.seek(toOffset: 0)
-        try h.write(contentsOf: ImageFormat.encodeHeader(testGeometry, version: 1))
-        try h.seek(toOffset: ImageFormat.tableOffset(slot: 0, zoneCount: n))
-        try h.write(contentsOf: ImageFormat.encodeTableV1(old, generation: 6))
-        try h.seek(toOffset: ImageFormat.tableOffset(slot: 1, zoneCount: n))
-        try h.write(contentsOf: ImageFormat.encodeTableV1(ZoneTable(geometry: testGeometry).states, generation: 5))
-        try h.close()
+        try versionOneImage(path, slots: [ImageFormat.encodeTableV1(old, generation: 6),
+                                          ImageFormat.encodeTableV1(ZoneTable(geometry: testGeometry).states, generation: 5)])
         let pristine = try Data(contentsOf: URL(fileURLWithPath: path))
         let look = try EmulatedZonedDevice.open(path: path)
         #expect(try look.condition(2) == .closed && look.wp(2) == at(2, 1))
@@ -268,22 +260,26 @@ import ZonedCore
     @Test func anUpgradeCutBeforeItsHeaderLeavesTheOldImage() throws {
         let s = Scratch()
         let path = s.path("old.zimg")
-        let n = testGeometry.zoneCount
-        try EmulatedZonedDevice.create(path: path, geometry: testGeometry).close()
         var old = ZoneTable(geometry: testGeometry).states
         old[2] = ZoneState(condition: .full, writePointer: testGeometry.zoneStart(2) + testGeometry.zoneCapacity)
-        let h = try #require(FileHandle(forUpdatingAtPath: path))
-        try h.seek(toOffset: 0)
-        try h.write(contentsOf: ImageFormat.encodeHeader(testGeometry, version: 1))
-        try h.seek(toOffset: ImageFormat.tableOffset(slot: 1, zoneCount: n))
-        try h.write(contentsOf: ImageFormat.encodeTableV1(old, generation: 3))
-        // The upgrade's first write: slot 0 (the older) in version 2 form.
-        try h.seek(toOffset: ImageFormat.tableOffset(slot: 0, zoneCount: n))
-        try h.write(contentsOf: ImageFormat.encodeSlot(old, sequence: 0))
-        try h.close()
+        // Generation 3 in slot 1; slot 0 already holds the upgrade's first write (version 2 form).
+        try versionOneImage(path, slots: [ImageFormat.encodeSlot(old, sequence: 0), ImageFormat.encodeTableV1(old, generation: 3)])
         let dev = try EmulatedZonedDevice.open(path: path)
         defer { dev.close() }
         #expect(try dev.condition(2) == .full && dev.condition(3) == .empty)
+    }
+
+    /// An image with a version 1 header and the given bytes in table slots 0 and 1.
+    private func versionOneImage(_ path: String, slots: [[UInt8]]) throws {
+        try EmulatedZonedDevice.create(path: path, geometry: testGeometry).close()
+        let h = try #require(FileHandle(forUpdatingAtPath: path))
+        defer { try? h.close() }
+        try h.seek(toOffset: 0)
+        try h.write(contentsOf: ImageFormat.encodeHeader(testGeometry, version: 1))
+        for (slot, bytes) in slots.enumerated() {
+            try h.seek(toOffset: ImageFormat.tableOffset(slot: slot, zoneCount: testGeometry.zoneCount))
+            try h.write(contentsOf: bytes)
+        }
     }
 
     @Test func randomCorruptionNeverTraps() throws {
