@@ -188,16 +188,29 @@ struct GrantPolicy: Sendable {
         return activeSequential[role.slot].count
     }
 
-    /// How many more zones `role` may have active, as a limit on `activeCount(role)`.
+    /// Data and the metadata index share one budget: the index's tables are written seldom, so
+    /// it holds an active zone only while data can spare one, and either finishes the other's
+    /// zone when it needs the slot (`claimFinish`).
+    static func sharesDataBudget(_ role: ZoneRole) -> Bool { role == .data || role == .index }
+
+    /// Active zones of `role` and of every role sharing its budget.
+    private func budgetCount(_ role: ZoneRole) -> Int {
+        GrantPolicy.sharesDataBudget(role) ? activeCount(.data) + activeCount(.index) : activeCount(role)
+    }
+
+    /// The data roles' share of the device's active zones.
+    var dataActiveLimit: Int { max(1, maxActiveZones - config.reservedActiveZones) }
+
+    /// How many zones `role` (with the roles sharing its budget) may have active.
     private func budget(_ role: ZoneRole) -> Int {
         let limit = maxActiveZones
         guard limit > 0 else { return Int.max }
-        let roleLimit = role == .data ? max(1, limit - config.reservedActiveZones) : limit
+        let roleLimit = GrantPolicy.sharesDataBudget(role) ? dataActiveLimit : limit
         // Every role together stays within the device limit.
-        return min(roleLimit, limit - (activeCount(nil) - activeCount(role)))
+        return min(roleLimit, limit - (activeCount(nil) - budgetCount(role)))
     }
 
-    private func withinBudget(_ role: ZoneRole) -> Bool { activeCount(role) < budget(role) }
+    private func withinBudget(_ role: ZoneRole) -> Bool { budgetCount(role) < budget(role) }
 
     /// How many free empty zones data must leave alone: the configured reserve, less the empty
     /// zones already set aside for metadata.
@@ -395,7 +408,7 @@ struct GrantPolicy: Sendable {
             finishing.insert(pending)
             return .finish(zones[pending].id)
         }
-        guard let victim = activeSequential[role.slot].keys.first?.index else { return .wait }
+        guard let victim = finishVictim(role) else { return .wait }
         var a = zones[victim]
         a.finishRequested = true
         put(victim, a)
@@ -404,12 +417,31 @@ struct GrantPolicy: Sendable {
         return .finish(a.id)
     }
 
-    /// The lowest-index sequential active zone of `role` marked to be finished (a scan of the
-    /// active zones only).
+    /// The zone to finish for `role`: its fullest active zone; for the roles sharing the data
+    /// budget, an idle index zone before any data zone when data asks (nobody waits on it), and
+    /// the fullest data zone when the index asks and holds none.
+    private func finishVictim(_ role: ZoneRole) -> Int? {
+        let index = activeSequential[ZoneRole.index.slot].keys.first?.index
+        switch role {
+        case .data:
+            if let i = index, zones[i].grants == 0 { return i }
+            return activeSequential[role.slot].keys.first?.index ?? index
+        case .index:
+            return index ?? activeSequential[ZoneRole.data.slot].keys.first?.index
+        default:
+            return activeSequential[role.slot].keys.first?.index
+        }
+    }
+
+    /// The lowest-index sequential active zone marked to be finished among the zones `role` may
+    /// finish (a scan of the active zones only).
     private func markedActive(_ role: ZoneRole) -> Int? {
         var found: Int?
-        for k in activeSequential[role.slot].keys where zones[k.index].finishRequested {
-            found = min(found ?? k.index, k.index)
+        let roles: [ZoneRole] = GrantPolicy.sharesDataBudget(role) ? [.data, .index] : [role]
+        for r in roles {
+            for k in activeSequential[r.slot].keys where zones[k.index].finishRequested {
+                found = min(found ?? k.index, k.index)
+            }
         }
         return found
     }

@@ -7,18 +7,21 @@
 //   FUSE worker thread (holds no lock of ours when it calls in)
 //   10 journalCommit   Journal.commitLock: a commit quiesces the file system (takes fsLock
 //                      exclusively) from inside it, so nothing below may commit
+//   15 indexMaintenance FileSystem.indexMaintenance: writing the index's memtable out (and
+//                      compacting) together with logging the edits, taken before fsLock shared
 //   20 fileSystem      FileSystem.fsLock: shared per operation, exclusive for a checkpoint
 //   25 reclaimPass     Reclaimer's pass lock (passes one at a time; held only to flip a flag)
 //   30 namespace       FileSystem.nsLock: the namespace and its log batches
 //   40 inode           Inode.lock (the seed's i_rwsem): shared inside EOF, exclusive when extending
 //   50 range           RangeLock hold (the seed's extent lock); released before write IO, and a
 //                      waiter for an ordered extent holds none
-//   60 inodeState      Inode.state: size, map, cache, ordered extents; short sections, no IO
+//   60 inodeState      Inode.state: size, map, cache, ordered extents; short sections, no IO but
+//                      a checksum update's read of an index block the cache does not hold
 //   65 engineTable     Engine's inode table
 //   68 metadataIndex   MetadataIndex.lock (ZonedIndex): memtable and levels; held across the table
 //                      writes of a flush or compaction, which go through the allocator below
 //   70 journalBuffer   Journal.bufferLock: records buffered from inode state and namespace changes
-//   75 checksums       ChecksumStore
+//   75 checksums       ChecksumStore (an engine's in-memory checksums)
 //   80 zoneSequencer   ZoneAllocator's per-zone sequencer: held across a batch's device IO
 //   90 allocator       ZoneAllocator.lock: zone accounts; never held across device IO
 //   100 leaf           counters and pools: nothing is taken while one is held
@@ -38,6 +41,7 @@ import Musl
 
 public enum LockRank: Int, Sendable, Comparable, CustomStringConvertible {
     case journalCommit = 10
+    case indexMaintenance = 15
     case fileSystem = 20
     case reclaimPass = 25
     case namespace = 30
@@ -54,7 +58,7 @@ public enum LockRank: Int, Sendable, Comparable, CustomStringConvertible {
 
     public static func < (a: LockRank, b: LockRank) -> Bool { a.rawValue < b.rawValue }
     public var description: String {
-        let names: [LockRank: String] = [.journalCommit: "journalCommit", .fileSystem: "fileSystem", .reclaimPass: "reclaimPass",
+        let names: [LockRank: String] = [.journalCommit: "journalCommit", .indexMaintenance: "indexMaintenance", .fileSystem: "fileSystem", .reclaimPass: "reclaimPass",
                                          .namespace: "namespace", .inode: "inode", .range: "range", .inodeState: "inodeState",
                                          .engineTable: "engineTable", .metadataIndex: "metadataIndex", .journalBuffer: "journalBuffer", .checksums: "checksums",
                                          .zoneSequencer: "zoneSequencer", .allocator: "allocator", .leaf: "leaf"]

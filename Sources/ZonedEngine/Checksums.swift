@@ -3,20 +3,33 @@
 // extents never touches them.
 //
 // Invariants:
-// - Every block of every `.data` extent in any file map has its checksum stored here before the
-//   extent is inserted (live writes) or restored (mount), so a read can always verify it.
+// - Every block of every `.data` extent in any file map has its checksum stored before the extent
+//   is inserted (live writes) or before the first read (mount), so a read can always verify it.
 // - A read of a `.data` extent whose bytes do not match is EIO, never wrong bytes.
-// - Zones get their table on first use; a zone's entries are simply overwritten after a reset.
+// - Where checksums live is the `ChecksumStorage` the engine is given: `ChecksumStore` below (all
+//   in memory, for an engine used on its own) or the file system's on-device metadata index
+//   (ZonedFS/Index/IndexChecksums.swift), which holds a bounded part of them in memory.
+// - `set` is called under an inode's state lock (LockOrder: inodeState, then the storage's own).
 
 import ZonedCore
 
-final class ChecksumStore: @unchecked Sendable {
+/// Where the engine keeps one CRC-32C per data block, by device address.
+public protocol ChecksumStorage: AnyObject, Sendable {
+    /// Stores `crcs` for consecutive blocks starting at `at` (inside one zone).
+    func set(_ at: DeviceOffset, _ crcs: [UInt32])
+    /// The checksums of `count` blocks starting at `at` (inside one zone); zero for blocks never set.
+    func get(_ at: DeviceOffset, count: Int) throws(DeviceError) -> [UInt32]
+}
+
+/// Every checksum in memory, a table per zone on first use; a zone's entries are simply
+/// overwritten after a reset. 4 B of RAM per block: for an engine used on its own, not a mount.
+public final class ChecksumStore: ChecksumStorage, @unchecked Sendable {
     private let lock = ConditionLock(rank: .checksums)
     private let geometry: DeviceGeometry
     private let block: UInt64
     private var zones: [[UInt32]]
 
-    init(geometry: DeviceGeometry) {
+    public init(geometry: DeviceGeometry) {
         self.geometry = geometry
         self.block = geometry.logicalBlockSize.bytes
         self.zones = Array(repeating: [], count: geometry.zoneCount)
@@ -27,8 +40,7 @@ final class ChecksumStore: @unchecked Sendable {
         return (z, Int((at.bytes % geometry.zoneSize.bytes) / block))
     }
 
-    /// Stores `crcs` for consecutive blocks starting at `at` (inside one zone).
-    func set(_ at: DeviceOffset, _ crcs: [UInt32]) {
+    public func set(_ at: DeviceOffset, _ crcs: [UInt32]) {
         guard !crcs.isEmpty else { return }
         let (z, i) = locate(at)
         lock.withLock {
@@ -37,8 +49,7 @@ final class ChecksumStore: @unchecked Sendable {
         }
     }
 
-    /// The checksums of `count` blocks starting at `at`.
-    func get(_ at: DeviceOffset, count: Int) -> [UInt32] {
+    public func get(_ at: DeviceOffset, count: Int) -> [UInt32] {
         let (z, i) = locate(at)
         return lock.withLock { zones[z].isEmpty ? Array(repeating: 0, count: count) : Array(zones[z][i..<(i + count)]) }
     }
@@ -52,7 +63,7 @@ final class ChecksumStore: @unchecked Sendable {
 extension Engine {
     /// Checks blocks read from `at` against their stored checksums; EIO on the first mismatch.
     func verify(_ at: DeviceOffset, _ bytes: UnsafeRawBufferPointer, inode: InodeNumber, fileOffset: UInt64) throws(DeviceError) {
-        let expected = checksums.get(at, count: bytes.count / Int(block))
+        let expected = try checksums.get(at, count: bytes.count / Int(block))
         let actual = CRC32C.blockChecksums(bytes, block: Int(block))
         for (i, want) in expected.enumerated() {
             let o = i * Int(block)
@@ -64,14 +75,11 @@ extension Engine {
         }
     }
 
-    /// The stored checksums of a `.data` extent (for the metadata log's checkpoints).
-    public func checksums(of extent: FileExtent) -> [UInt32] {
+    /// The stored checksums of a `.data` extent.
+    public func checksums(of extent: FileExtent) throws(DeviceError) -> [UInt32] {
         guard extent.kind == .data else { return [] }
-        return checksums.get(extent.device, count: Int(extent.length / block))
+        return try checksums.get(extent.device, count: Int(extent.length / block))
     }
-
-    /// Restores checksums at mount (from the metadata log).
-    public func restoreChecksums(at: DeviceOffset, _ crcs: [UInt32]) { checksums.set(at, crcs) }
 }
 
 private func hex(_ v: UInt32) -> String { "0x" + String(v, radix: 16) }

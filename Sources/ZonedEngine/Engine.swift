@@ -99,7 +99,9 @@ public final class Engine: @unchecked Sendable {
     let buffers = BufferPool()
     /// The page cache over all files (the mount-wide dirty limit).
     let dirty = DirtyFiles()
-    let checksums: ChecksumStore
+    /// Where data checksums live: in memory unless the owner (a file system) gives its own
+    /// storage, once, before the first IO.
+    public var checksums: any ChecksumStorage
     /// Gets every layout change (the metadata log). Set once, before the first IO.
     public var recorder: (any ChangeRecorder)?
     private let tableLock = ConditionLock(rank: .engineTable)

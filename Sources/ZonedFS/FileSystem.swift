@@ -22,6 +22,7 @@ import Musl
 import ZonedAllocator
 import ZonedCore
 import ZonedEngine
+import ZonedIndex
 
 public struct MountOptions: Sendable {
     public var readOnly = false
@@ -43,6 +44,12 @@ public struct MountOptions: Sendable {
     /// work. Zero: never (the library's default, so tests that count IOs stay deterministic;
     /// `zbdfs mount` takes `-o commit=SECONDS`, 5 by default).
     public var commitInterval: Duration = .zero
+    /// The metadata index's block cache: how much of its tables (data checksums today) stays in
+    /// memory (`zbdfs mount -o cache=SIZE`).
+    public var cacheSize = ByteCount.mib(128)
+    /// The metadata index's bounds (its memtable is written out as a table once it holds
+    /// `index.memtableBytes`, at the next commit); small ones in tests exercise flush and compaction.
+    public var index = IndexConfig()
     /// Gets one line for each error the file system handles without failing an operation (a
     /// background reclaim pass or write-back, a zone resync after a failed write): the mount's
     /// log. Such errors are also counted (`ReclaimCounters.failedPasses`,
@@ -88,6 +95,13 @@ public final class FileSystem: @unchecked Sendable {
     var namespace: Namespace
     /// The metadata index's tables as the log says (under `nsLock`, like the namespace).
     var indexManifest: IndexManifest
+    /// The metadata index (data checksums) over its zones; `indexManifest` is what the log says
+    /// of its tables.
+    let index: MetadataIndex
+    let indexChecksums: IndexChecksums
+    /// Serialises writing the memtable out and compacting with logging their edits, so the log
+    /// holds edits in the order the index made them (LockOrder: before `fileSystem`).
+    let indexMaintenance = ConditionLock(rank: .indexMaintenance)
     var dirty = Set<InodeNumber>()
     /// Open handles per inode: an unlinked inode lives on until its last one is released.
     var openCount: [InodeNumber: Int] = [:]
@@ -99,12 +113,15 @@ public final class FileSystem: @unchecked Sendable {
     let lifetimeAtMount: LifetimeCounters
 
     init(device: any ZonedDevice, engine: Engine, journal: Journal, namespace: Namespace, manifest: IndexManifest = IndexManifest(),
-         options: MountOptions, clock: any EngineClock) {
+         index: IndexChecksums, options: MountOptions, clock: any EngineClock) {
         self.device = device
         self.engine = engine
         self.journal = journal
         self.namespace = namespace
         self.indexManifest = manifest
+        self.index = index.index
+        self.indexChecksums = index
+        engine.checksums = index
         self.options = options
         self.readOnly = options.readOnly
         self.clock = clock
@@ -115,7 +132,7 @@ public final class FileSystem: @unchecked Sendable {
             defer { fsLock.unlock() }
             try body()
         }
-        journal.snapshot = { [unowned self] in checkpointBatches() }
+        journal.snapshot = { [unowned self] () throws(DeviceError) in try checkpointBatches() }
         if !readOnly { engine.recorder = journal }
         reclaimer = Reclaimer(fs: self, log: options.errorLog)
         flusher = Flusher(fs: self, options: options)
@@ -210,6 +227,10 @@ public final class FileSystem: @unchecked Sendable {
     /// Writes the log; `durable` also flushes.
     public func commit(durable: Bool) throws(DeviceError) {
         guard !readOnly else { return }
+        if let f = indexChecksums.failure {
+            throw DeviceError.io(.write, "the metadata index failed earlier (\(f)); remount to recover")
+        }
+        try maintainIndex()
         nsLock.withLock {
             let batch = dirty.sorted().compactMap { namespace.attributes($0) }.map { LogRecord.inode($0) }
             dirty.removeAll()
@@ -234,9 +255,34 @@ public final class FileSystem: @unchecked Sendable {
         device.close()
     }
 
-    /// The whole state as batches (checkpoint): inodes, then entries, then file layouts.
-    func checkpointBatches() -> (nextInode: InodeNumber, batches: [[LogRecord]]) {
-        nsLock.withLock {
+    /// Once the memtable holds its bound: writes it out as a table, compacts, logs the edits and
+    /// only then releases the tables compaction replaced. Runs as an operation (`fsLock` shared),
+    /// so no checkpoint comes between writing a table and logging it: a checkpoint drops the log
+    /// records whose checksums the table holds.
+    func maintainIndex() throws(DeviceError) {
+        guard index.memtableBytes >= index.config.memtableBytes else { return }
+        try indexMaintenance.withLock { () throws(DeviceError) in
+            _ = fsLock.lock(.shared)
+            defer { fsLock.unlock() }
+            guard index.memtableBytes >= index.config.memtableBytes else { return }
+            var edits = try index.flush()
+            while true {
+                let more = try index.compact()
+                if more.isEmpty { break }
+                edits += more
+            }
+            try nsLock.withLock { () throws(DeviceError) in try log(edits.map(LogRecord.init)) }
+            index.releaseRetired()
+        }
+    }
+
+    /// The whole state as batches (checkpoint): inodes, then entries, then file layouts, then the
+    /// index's manifest and the checksums no table holds yet (its memtable). Extent records carry
+    /// no checksums: they are in the index's tables or in those records. Called quiesced, so no
+    /// flush or compaction is running (`maintainIndex` runs as an operation).
+    func checkpointBatches() throws(DeviceError) -> (nextInode: InodeNumber, batches: [[LogRecord]]) {
+        let pending = indexChecksums.pendingRuns()
+        return nsLock.withLock { () -> (nextInode: InodeNumber, batches: [[LogRecord]]) in
             var out: [[LogRecord]] = []
             let numbers = namespace.inodes.keys.sorted()
             for n in numbers { out.append([.inode(namespace.inodes[n]!)]) }
@@ -245,13 +291,12 @@ public final class FileSystem: @unchecked Sendable {
             }
             for n in numbers where namespace.inodes[n]!.kind == .file {
                 guard let layout = try? engine.layout(n) else { continue }
-                for e in layout.map.extents {
-                    out.append([.file(n, .mapped(e, checksums: engine.checksums(of: e), sizeAtLeast: 0))])
-                }
+                for e in layout.map.extents { out.append([.checkpointExtent(n, e)]) }
                 if layout.size > 0 { out.append([.file(n, .extended(to: layout.size))]) }
             }
             dirty.removeAll()  // the checkpoint carries the newest attributes
             out += indexManifest.checkpointRecords
+            for r in pending { out.append([.checkpointChecksums(r)]) }
             out.append([.counters(lifetime)])
             return (namespace.nextInode, out)
         }
@@ -268,4 +313,17 @@ public struct MountReport: Sendable, Equatable {
     public var zonesReset: [Int] = []
     public var garbageBytes: UInt64 = 0
     public var orphansRemoved = 0
+    /// Index tables the manifest lists, and data checksums set again from the log since the last checkpoint.
+    public var indexTables = 0
+    public var checksumRunsReplayed = 0
+}
+
+extension LogRecord {
+    /// The log record of an index manifest edit.
+    init(_ edit: ManifestEdit) {
+        switch edit {
+        case .added(let d): self = .tableAdded(d)
+        case .removed(let id): self = .tableRemoved(id: id)
+        }
+    }
 }

@@ -19,6 +19,7 @@ import Musl
 import ZonedAllocator
 import ZonedCore
 import ZonedEngine
+import ZonedIndex
 
 public struct FormatOptions: Sendable {
     public var label = ""
@@ -122,7 +123,8 @@ extension FileSystem {
         let t = Timestamp(truncatingIfNeeded: timestampClock(for: clock).nowNanoseconds)
         let root = InodeAttributes(number: rootInode, kind: .directory, mode: 0o755, uid: options.uid, gid: options.gid, nlink: 2, time: t)
         do { try ns.apply(.inode(root)) } catch { throw DeviceError.corrupted(.format, error.what) }
-        let fs = FileSystem(device: device, engine: engine, journal: journal, namespace: ns, options: MountOptions(), clock: clock)
+        let index = try openIndex(engine: engine, device: device, manifest: IndexManifest(), options: MountOptions())
+        let fs = FileSystem(device: device, engine: engine, journal: journal, namespace: ns, index: index, options: MountOptions(), clock: clock)
         try fs.journal.startFresh()
         try device.flush()
         let metadataZones = 1 + FormatRequirements.reservedEmptyZones
@@ -161,6 +163,8 @@ extension FileSystem {
         let usage = try ZoneUsage(checking: replay.state, zones: zones, geometry: g)
         var roles: [ZoneID: ZoneRole] = [sb.superblockZones.0: .superblock, sb.superblockZones.1: .superblock]
         for z in replay.chain { roles[z] = .metadata }
+        let indexLive = try IndexZones.live(replay.state.manifest, zones: zones, geometry: g)
+        for z in indexLive.keys where roles[z] == nil { roles[z] = .index }
         for z in usage.live.keys where roles[z] == nil { roles[z] = .data }
 
         let config = engineConfig(options.engine)
@@ -169,19 +173,22 @@ extension FileSystem {
         for (n, layout) in replay.state.layouts {
             let nocow = (replay.state.namespace.inodes[n]?.flags ?? 0) & InodeAttributes.nocowFlag != 0
             engine.openFile(n, layout: layout, nocow: nocow)
-            for e in layout.map.extents where e.kind == .data { engine.restoreChecksums(at: e.device, replay.state.checksums(of: e)) }
         }
         let journal = Journal(device: device, allocator: engine.allocator, superblock: sb, newestSlot: slot,
                               nextSequence: replay.nextSequence)
         journal.adopt(chain: replay.chain)
+        let index = try openIndex(engine: engine, device: device, manifest: replay.state.manifest, options: options)
+        try index.restore(replay.state.checksumRuns)
         let fs = FileSystem(device: device, engine: engine, journal: journal, namespace: replay.state.namespace,
-                            manifest: replay.state.manifest, options: options, clock: clock)
+                            manifest: replay.state.manifest, index: index, options: options, clock: clock)
         var report = MountReport()
         report.superblockGeneration = sb.generation
         report.logZones = replay.chain.map(\.int)
         report.framesReplayed = replay.frames
         report.recordsReplayed = replay.records
         report.logEnd = replay.end
+        report.indexTables = replay.state.manifest.tables.count
+        report.checksumRunsReplayed = replay.state.checksumRuns.count
         // Accounts: live bytes per zone from the replayed extents; the rest below the pointer is garbage.
         let allocator = engine.allocator
         for z in zones {
@@ -191,6 +198,11 @@ extension FileSystem {
             case .metadata:
                 let w = z.type.isSequential ? z.writePointer - z.start : g.zoneSize
                 allocator.adopt(z.id, role: .metadata, live: w, written: w)
+            case .index:
+                // Below the pointer, what no listed table holds is a table never logged, or released.
+                let w = z.type.isSequential ? z.writePointer - z.start : (indexLive[z.id]?.end ?? .zero)
+                allocator.adopt(z.id, role: .index, live: indexLive[z.id]?.live ?? .zero, written: w)
+                report.garbageBytes += allocator.account(z.id).garbage.bytes
             default:
                 let live = usage.live[z.id] ?? .zero
                 allocator.adopt(z.id, role: live.bytes > 0 ? .data : .free, live: live, written: usage.end[z.id].map { $0 - z.start } ?? .zero)
@@ -218,12 +230,59 @@ extension FileSystem {
         return fs
     }
 
+    /// The metadata index a manifest describes, over the index zones, as the engine's checksums.
+    static func openIndex(engine: Engine, device: any ZonedDevice, manifest: IndexManifest,
+                          options: MountOptions) throws(DeviceError) -> IndexChecksums {
+        let store = ZoneTableStore(allocator: engine.allocator, device: device)
+        let cache = BlockCache(capacity: Int(clamping: options.cacheSize.bytes))
+        // A checkpoint carries the memtable, so it stays well inside one log zone.
+        var config = options.index
+        config.memtableBytes = min(config.memtableBytes, Int(clamping: device.geometry.zoneCapacity.bytes / 8))
+        let index: MetadataIndex
+        do {
+            index = try MetadataIndex(store: store, cache: cache, config: config,
+                                      manifest: manifest.tables.keys.sorted().map { manifest.tables[$0]! }, nextTableID: manifest.nextTableID)
+        } catch {
+            throw DeviceError.corrupted(.mount, "the metadata index cannot be opened: \(error); run `zbdfs fsck`")
+        }
+        return IndexChecksums(index: index, block: device.geometry.logicalBlockSize)
+    }
+
     static func describe(_ c: SuperblockIO.Copy) -> String {
         switch c {
         case .valid(let sb): return "generation \(sb.generation)"
         case .empty: return "empty"
         case .invalid(let why): return why
         }
+    }
+}
+
+/// Where the index's tables lie: per zone, the bytes of listed tables and the end of the last one.
+enum IndexZones {
+    static func live(_ m: IndexManifest, zones: [Zone], geometry g: DeviceGeometry) throws(DeviceError) -> [ZoneID: (live: ByteCount, end: ByteCount)] {
+        var out: [ZoneID: (live: ByteCount, end: ByteCount)] = [:]
+        for d in m.tables.values {
+            if let p = problem(d, zones: zones, geometry: g) { throw DeviceError.corrupted(.mount, p + "; run `zbdfs fsck`") }
+            let z = g.zone(containing: DeviceOffset(d.location.address))!
+            let end = DeviceOffset(d.location.address) + ByteCount(d.location.length) - g.zoneStart(z)
+            let old = out[z] ?? (.zero, .zero)
+            out[z] = (old.live + ByteCount(d.location.length), max(old.end, end))
+        }
+        return out
+    }
+
+    /// Why table `d` cannot be trusted, or nil: it must lie in one zone, below its write pointer.
+    static func problem(_ d: TableDescriptor, zones: [Zone], geometry g: DeviceGeometry) -> String? {
+        let start = DeviceOffset(d.location.address), end = start + ByteCount(d.location.length)
+        guard let z = g.zone(containing: start), z.int < zones.count, g.zone(containing: end - ByteCount(1)) == z else {
+            return "index table \(d.id) (\(d.location.length) B at \(d.location.address)) does not lie in one zone of the device"
+        }
+        let zone = zones[z.int]
+        if zone.type.isSequential, end > zone.writePointer, zone.condition != .full {
+            return "index table \(d.id) lies past the write pointer of zone \(z.int) (\(zone.writePointer)): the device lost data the log records"
+        }
+        if zone.condition == .offline { return "index table \(d.id) lies in offline zone \(z.int)" }
+        return nil
     }
 }
 

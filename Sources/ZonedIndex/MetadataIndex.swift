@@ -11,10 +11,20 @@
 //   its keys overlap, and writes their merge (newest entry per key) as new tables of that next
 //   level. A delete is dropped only when no deeper level has tables (nothing older to hide).
 // - Tables are immutable and their ids are never reused. Every change of the set of tables comes
-//   out as `ManifestEdit`s, returned after the new tables are written, so a caller can log them
-//   (and must, before it lets the store reuse a removed table's space).
+//   out as `ManifestEdit`s, returned after the new tables are written, so a caller can log them.
+//   A compaction's replaced tables are only released to the store by `releaseRetired`, which the
+//   caller calls once it has logged the removals: a store may reuse released space as soon as the
+//   next durable commit, and that commit must already hold the removal.
+// - `update` numbers its entries above every sequence in the manifest it opened and every entry
+//   it was given, so the newest write of a key always wins, across remounts too.
 // - Memory: the memtable (bounded by the caller flushing at `config.memtableBytes`), the readers'
 //   footers and indexes, and the shared `BlockCache` (bounded).
+// - Table IO never happens under `lock`: a flush freezes the memtable (still read, after the
+//   live one) and writes it with the lock dropped; a compaction reads and writes its tables with
+//   the lock dropped and swaps them in after. So `apply`/`update` (called by writers that hold
+//   allocator grants) never wait for a table write, which may itself wait for a zone finish.
+//   Flushes and compactions come from one caller at a time (the file system serialises them);
+//   `writing` traps a second one.
 
 import ZonedCore
 
@@ -86,10 +96,18 @@ public final class MetadataIndex: @unchecked Sendable {
     private let cache: BlockCache
     private let lock = ConditionLock(rank: .metadataIndex)
     private var memtable = Memtable()
+    /// The memtable a running flush is writing out: newer than every table, older than `memtable`.
+    private var frozen: Memtable?
+    /// A flush or compaction is running (they do their IO without `lock`).
+    private var writing = false
     private var levels: [[Table]] = [[]]
     private var nextTableID: UInt64
     /// Per level, where the next round-robin compaction starts.
     private var cursors: [Int] = [0]
+    /// The sequence `update` gives its next entry.
+    private var nextSequence: UInt64 = 1
+    /// Tables a compaction replaced, released by `releaseRetired` once their removal is logged.
+    private var retired: [TableLocation] = []
 
     /// Opens the index a manifest describes (mount), or an empty one.
     public init(store: any TableStore, cache: BlockCache, config: IndexConfig = IndexConfig(),
@@ -101,6 +119,7 @@ public final class MetadataIndex: @unchecked Sendable {
         for d in manifest {
             guard d.id < nextTableID else { throw .io(.read, "table \(d.id) is not below the next table id \(nextTableID)") }
             try place(Table(descriptor: d, reader: try open(d)))
+            nextSequence = max(nextSequence, d.maxSequence &+ 1)
         }
         if let p = problem() { throw .io(.read, "the index's manifest is inconsistent: \(p)") }
     }
@@ -109,16 +128,20 @@ public final class MetadataIndex: @unchecked Sendable {
 
     /// The newest entry for `key` (a put or a delete), wherever it lives.
     public func entry(_ key: IndexKey) throws(DeviceError) -> IndexEntry? {
-        try lock.withLock { () throws(DeviceError) -> IndexEntry? in
-            if let e = memtable.get(key) { return e }
-            for t in levels[0] where t.descriptor.overlaps(key, key) {
-                if let e = try t.reader.get(key) { return e }
-            }
-            for level in levels.dropFirst() {
-                if let t = MetadataIndex.table(in: level, holding: key), let e = try t.reader.get(key) { return e }
-            }
-            return nil
+        try lock.withLock { () throws(DeviceError) -> IndexEntry? in try newest(key) }
+    }
+
+    /// `entry`, under the lock.
+    private func newest(_ key: IndexKey) throws(DeviceError) -> IndexEntry? {
+        if let e = memtable.get(key) { return e }
+        if let e = frozen?.get(key) { return e }
+        for t in levels[0] where t.descriptor.overlaps(key, key) {
+            if let e = try t.reader.get(key) { return e }
         }
+        for level in levels.dropFirst() {
+            if let t = MetadataIndex.table(in: level, holding: key), let e = try t.reader.get(key) { return e }
+        }
+        return nil
     }
 
     /// The value of `key`, nil when absent or deleted.
@@ -135,6 +158,7 @@ public final class MetadataIndex: @unchecked Sendable {
                 for e in es where (newest[e.key]?.sequence ?? 0) <= e.sequence { newest[e.key] = e }
             }
             take(memtable.scan(from: from, while: more))
+            if let f = frozen { take(f.scan(from: from, while: more)) }
             for t in levels[0] where !(t.descriptor.lastKey < from) { take(try t.reader.scan(from: from, while: more)) }
             for level in levels.dropFirst() {
                 for t in level where !(t.descriptor.lastKey < from) {
@@ -159,10 +183,40 @@ public final class MetadataIndex: @unchecked Sendable {
     // MARK: Writing
 
     /// Takes an entry that is already in the log.
-    public func apply(_ e: IndexEntry) { lock.withLock { memtable.insert(e) } }
+    public func apply(_ e: IndexEntry) {
+        lock.withLock {
+            memtable.insert(e)
+            nextSequence = max(nextSequence, e.sequence &+ 1)
+        }
+    }
 
+    /// Reads `key`'s value and puts what `change` makes of it (nil: absent or deleted), as one
+    /// step: no other write of the key comes between. The entry gets the next sequence.
+    public func update(_ key: IndexKey, _ change: ([UInt8]?) -> [UInt8]) throws(DeviceError) {
+        try lock.withLock { () throws(DeviceError) in
+            let old = try newest(key)
+            let value = change(old?.operation == .put ? old!.value : nil)
+            memtable.insert(.put(key, value, sequence: nextSequence))
+            nextSequence += 1
+        }
+    }
+
+    /// Gives the store back the tables compactions replaced (after their removals are logged).
+    public func releaseRetired() {
+        let gone = lock.withLock { () -> [TableLocation] in
+            defer { retired.removeAll() }
+            return retired
+        }
+        for l in gone { store.release(l) }
+    }
+
+    /// Bytes waiting for a flush (the live memtable; a frozen one is being written already).
     public var memtableBytes: Int { lock.withLock { memtable.bytes } }
     public var memtableEntries: Int { lock.withLock { memtable.count } }
+    /// The entries no table holds yet (frozen ones included), in key order.
+    public var memtableContents: [IndexEntry] {
+        lock.withLock { (frozen?.sorted ?? []).filter { memtable.get($0.key) == nil } + memtable.sorted }.sorted { $0.key < $1.key }
+    }
 
     /// The tables, level by level (the manifest a checkpoint writes).
     public var manifest: [TableDescriptor] { lock.withLock { levels.flatMap { $0.map(\.descriptor) } } }
@@ -170,11 +224,29 @@ public final class MetadataIndex: @unchecked Sendable {
 
     /// Writes the memtable as a new level-0 table. Returns the edit to log (none when empty).
     public func flush() throws(DeviceError) -> [ManifestEdit] {
-        try lock.withLock { () throws(DeviceError) -> [ManifestEdit] in
-            guard !memtable.isEmpty else { return [] }
-            let tables = try write(memtable.sorted, level: 0, cut: false)
+        let taken = lock.withLock { () -> Memtable? in
+            precondition(!writing, "MetadataIndex: two flushes or compactions at once")
+            guard !memtable.isEmpty else { return nil }
+            writing = true
+            frozen = memtable
             memtable = Memtable()
+            return frozen
+        }
+        guard let taken else { return [] }
+        let tables: [Table]
+        do { tables = try write(taken.sorted, level: 0, cut: false) } catch {
+            // Nothing changed: the frozen entries go back under the newer ones.
+            lock.withLock {
+                for e in taken.sorted where memtable.get(e.key) == nil { memtable.insert(e) }
+                frozen = nil
+                writing = false
+            }
+            throw error
+        }
+        return lock.withLock {
             for t in tables { levels[0].insert(t, at: 0) }
+            frozen = nil
+            writing = false
             return tables.map { .added($0.descriptor) }
         }
     }
@@ -182,15 +254,24 @@ public final class MetadataIndex: @unchecked Sendable {
     /// Runs one compaction when a level is over its bound; returns its edits (none when nothing
     /// needed one). Call until it returns none to bring every level under its bound.
     public func compact() throws(DeviceError) -> [ManifestEdit] {
-        try lock.withLock { () throws(DeviceError) -> [ManifestEdit] in
-            if levels[0].count > config.level0Tables { return try compact(inputs: levels[0], from: 0) }
-            for n in 1..<levels.count where bytes(n) > limit(n) {
-                let t = levels[n][cursors[n] % levels[n].count]
-                cursors[n] += 1
-                return try compact(inputs: [t], from: n)
+        let plan = lock.withLock { () -> (inputs: [Table], from: Int)? in
+            precondition(!writing, "MetadataIndex: two flushes or compactions at once")
+            var chosen: (inputs: [Table], from: Int)?
+            if levels[0].count > config.level0Tables {
+                chosen = (levels[0], 0)
+            } else {
+                for n in 1..<levels.count where bytes(n) > limit(n) {
+                    chosen = ([levels[n][cursors[n] % levels[n].count]], n)
+                    cursors[n] += 1
+                    break
+                }
             }
-            return []
+            if chosen != nil { writing = true }
+            return chosen
         }
+        guard let plan else { return [] }
+        defer { lock.withLock { writing = false } }
+        return try compact(inputs: plan.inputs, from: plan.from)
     }
 
     private func bytes(_ level: Int) -> UInt64 { levels[level].reduce(0) { $0 + $1.descriptor.location.length } }
@@ -201,29 +282,33 @@ public final class MetadataIndex: @unchecked Sendable {
         return l
     }
 
-    /// Merges `inputs` (of level `from`) with what they overlap in level `from + 1`.
+    /// Merges `inputs` (of level `from`) with what they overlap in level `from + 1`: reads and
+    /// writes without the lock (only this caller changes the levels meanwhile), then swaps.
     private func compact(inputs: [Table], from: Int) throws(DeviceError) -> [ManifestEdit] {
         let to = from + 1
-        if levels.count <= to { levels.append([]); cursors.append(0) }
         let lo = inputs.map(\.descriptor.firstKey).min()!, hi = inputs.map(\.descriptor.lastKey).max()!
-        let below = levels[to].filter { $0.descriptor.overlaps(lo, hi) }
+        let (below, dropDeletes) = lock.withLock { () -> ([Table], Bool) in
+            if levels.count <= to { levels.append([]); cursors.append(0) }
+            // Nothing older can hide under a delete when no deeper level has tables.
+            let deepest = levels.indices.last { !levels[$0].isEmpty } ?? 0
+            return (levels[to].filter { $0.descriptor.overlaps(lo, hi) }, to >= deepest)
+        }
         var newest: [IndexKey: IndexEntry] = [:]
         for t in inputs + below {
             for e in try t.reader.all() where (newest[e.key]?.sequence ?? 0) <= e.sequence { newest[e.key] = e }
         }
-        // Nothing older can hide under a delete when no deeper level has tables.
-        let deepest = levels.indices.last { !levels[$0].isEmpty } ?? 0
-        let dropDeletes = to >= deepest
         let merged = newest.values.filter { !dropDeletes || $0.operation == .put }.sorted { $0.key < $1.key }
         let outputs = merged.isEmpty ? [] : try write(merged, level: to, cut: true)
-        let gone = Set((inputs + below).map(\.descriptor.id))
-        for n in [from, to] { levels[n].removeAll { gone.contains($0.descriptor.id) } }
-        for t in outputs { try place(t) }
-        for t in inputs + below {
-            cache.forget(table: t.descriptor.id)
-            store.release(t.descriptor.location)
+        return try lock.withLock { () throws(DeviceError) -> [ManifestEdit] in
+            let gone = Set((inputs + below).map(\.descriptor.id))
+            for n in [from, to] { levels[n].removeAll { gone.contains($0.descriptor.id) } }
+            for t in outputs { try place(t) }
+            for t in inputs + below {
+                cache.forget(table: t.descriptor.id)
+                retired.append(t.descriptor.location)
+            }
+            return (inputs + below).map { .removed(id: $0.descriptor.id) } + outputs.map { .added($0.descriptor) }
         }
-        return (inputs + below).map { .removed(id: $0.descriptor.id) } + outputs.map { .added($0.descriptor) }
     }
 
     /// Writes `entries` (sorted, unique keys) as tables of `level`; `cut` splits at the table size.
@@ -231,8 +316,10 @@ public final class MetadataIndex: @unchecked Sendable {
         var out: [Table] = []
         var i = 0
         while i < entries.count {
-            let id = nextTableID
-            nextTableID += 1
+            let id = lock.withLock { () -> UInt64 in
+                defer { nextTableID += 1 }
+                return nextTableID
+            }
             var b = TableBuilder(tableID: id)
             let first = entries[i].key
             var maxSequence: UInt64 = 0
@@ -273,6 +360,23 @@ public final class MetadataIndex: @unchecked Sendable {
     }
 
     // MARK: Checking
+
+    /// Reads every table whole (TableReader.check), calling `each` with every entry and
+    /// `progress` after each table; one problem per table that fails.
+    public func checkTables(_ each: (IndexEntry) -> Void = { _ in }, progress: (Int, Int) -> Void = { _, _ in }) -> [String] {
+        let tables = lock.withLock { levels.flatMap { $0 } }
+        var problems: [String] = []
+        for (i, t) in tables.enumerated() {
+            do { try t.reader.check { e throws(DeviceError) in each(e) } } catch {
+                problems.append("index table \(t.descriptor.id) (level \(t.descriptor.level)) is damaged: \(error)")
+            }
+            if t.reader.footer.maxSequence > t.descriptor.maxSequence {
+                problems.append("index table \(t.descriptor.id) holds sequences past the manifest's \(t.descriptor.maxSequence)")
+            }
+            progress(i + 1, tables.count)
+        }
+        return problems
+    }
 
     /// What breaks the header's invariants, or nil.
     public func problem() -> String? {

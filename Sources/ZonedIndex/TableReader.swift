@@ -68,6 +68,27 @@ public final class TableReader: Sendable {
     /// Every entry, in key order (compaction, fsck).
     public func all() throws(DeviceError) -> [IndexEntry] { try scan(from: footer.firstKey) }
 
+    /// Reads every data block (checksums, ids, key order inside each block: `dataEntries`), and
+    /// checks that keys rise across blocks, stay inside the footer's range and add up to its
+    /// entry count; calls `each` with every entry. Holds one block at a time (fsck of big tables).
+    public func check(_ each: (IndexEntry) throws(DeviceError) -> Void = { _ in }) throws(DeviceError) {
+        var last: IndexKey?
+        var count: UInt64 = 0
+        for b in blocks.indices {
+            for e in try dataEntries(b, caching: false) {
+                if let l = last, !(l < e.key) { throw .io(.read, "table \(tableID): key \(e.key) does not follow \(l)") }
+                if e.key < footer.firstKey || footer.lastKey < e.key {
+                    throw .io(.read, "table \(tableID): key \(e.key) lies outside the table's range")
+                }
+                if e.sequence > footer.maxSequence { throw .io(.read, "table \(tableID): key \(e.key) has sequence \(e.sequence) past the footer's \(footer.maxSequence)") }
+                last = e.key
+                count += 1
+                try each(e)
+            }
+        }
+        guard count == footer.entryCount else { throw .io(.read, "table \(tableID) holds \(count) entries, its footer says \(footer.entryCount)") }
+    }
+
     /// The last data block whose first key is at or before `key`.
     private func blockIndex(holding key: IndexKey) -> Int? {
         var lo = 0, hi = blocks.count
@@ -78,12 +99,12 @@ public final class TableReader: Sendable {
         return lo == 0 ? nil : lo - 1
     }
 
-    private func dataEntries(_ b: Int) throws(DeviceError) -> [IndexEntry] {
+    private func dataEntries(_ b: Int, caching: Bool = true) throws(DeviceError) -> [IndexEntry] {
         let ref = blocks[b]
-        if let hit = cache?.entries(tableID, ref.offset) { return hit }
+        if caching, let hit = cache?.entries(tableID, ref.offset) { return hit }
         let block = try TableReader.block(source, tableID, at: ref.offset, length: Int(ref.length), kind: .data)
         let entries = try TableReader.checked(tableID) { () throws(DecodeError) in try TableReader.decodeData(block, ref) }
-        cache?.insert(tableID, ref.offset, entries, bytes: Int(ref.length))
+        if caching { cache?.insert(tableID, ref.offset, entries, bytes: Int(ref.length)) }
         return entries
     }
 

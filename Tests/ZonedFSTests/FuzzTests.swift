@@ -41,6 +41,8 @@ struct FuzzTests {
                                         firstKey: .inode(rng.below(100)), lastKey: .entry(parent: rng.below(100), name: name.bytes),
                                         entryCount: 1 + rng.below(1 << 20), maxSequence: rng.below(1 << 40))),
             .tableRemoved(id: rng.below(1 << 20)), .indexCounters(nextTableID: rng.below(1 << 20)),
+            .checkpointExtent(a.number, ext),
+            .checkpointChecksums(ChecksumRun(at: DeviceOffset(rng.below(1 << 20) * 4096), crcs: crcs.isEmpty ? [7] : crcs)),
         ]
         return (0..<Int(1 + rng.below(6))).map { _ in all[Int(rng.below(UInt64(all.count)))] }
     }

@@ -9,6 +9,7 @@
 
 import ZonedCore
 import ZonedEngine
+import ZonedIndex
 
 public struct FsckReport: Sendable {
     public var problems: [String] = []
@@ -27,6 +28,9 @@ public struct FsckReport: Sendable {
     public var liveBytes: UInt64 = 0
     public var garbageBytes: UInt64 = 0
     public var blocksVerified = 0
+    public var indexTables = 0
+    public var indexBytes: UInt64 = 0
+    public var indexEntries = 0
     public var clean: Bool { problems.isEmpty }
 }
 
@@ -64,24 +68,61 @@ public enum Fsck {
         checkExtents(replay.state, zones: zones, geometry: g, superblock: sb, chain: replay.chain, into: &r)
         progress?("namespace")
         checkNamespace(ns, into: &r)
+        progress?("metadata index")
+        guard let checksums = checkIndex(replay.state, device: device, zones: zones, progress: progress, into: &r) else { return r }
         if verifyData {
             progress?("data checksums")
-            try verify(replay.state, device: device, into: &r)
+            try verify(replay.state, checksums: checksums, device: device, into: &r)
         }
         return r
+    }
+
+    /// Every table of the manifest: inside one zone below its write pointer, readable whole (block
+    /// checksums, key order, counts). Returns the index as checksums (the log's newer ones set
+    /// again in memory, nothing written), or nil when it cannot be opened.
+    static func checkIndex(_ state: ReplayState, device: any ZonedDevice, zones: [Zone],
+                           progress: ((String) -> Void)?, into r: inout FsckReport) -> IndexChecksums? {
+        let m = state.manifest
+        r.indexTables = m.tables.count
+        var fit = true
+        for d in m.tables.values.sorted(by: { $0.id < $1.id }) {
+            r.indexBytes += d.location.length
+            if let p = IndexZones.problem(d, zones: zones, geometry: device.geometry) { r.problems.append(p); fit = false }
+        }
+        guard fit else { return nil }
+        let index: MetadataIndex
+        do {
+            index = try MetadataIndex(store: ReadOnlyTableStore(device: device), cache: BlockCache(capacity: 16 << 20),
+                                      manifest: m.tables.keys.sorted().map { m.tables[$0]! }, nextTableID: m.nextTableID)
+        } catch {
+            r.problems.append("the metadata index cannot be opened: \(error)")
+            return nil
+        }
+        var entries = 0
+        r.problems += index.checkTables({ _ in entries += 1 }, progress: { done, all in
+            if done % 16 == 0 || done == all { progress?("metadata index: \(done)/\(all) tables") }
+        })
+        r.indexEntries = entries
+        let checksums = IndexChecksums(index: index, block: device.geometry.logicalBlockSize)
+        do { try checksums.restore(state.checksumRuns) } catch {
+            r.problems.append("the log's data checksums do not go into the index: \(error)")
+            return nil
+        }
+        return checksums
     }
 
     static func checkExtents(_ state: ReplayState, zones: [Zone], geometry g: DeviceGeometry, superblock sb: Superblock,
                              chain: [ZoneID], into r: inout FsckReport) {
         var all: [(FileExtent, InodeNumber)] = []
         var live: [ZoneID: UInt64] = [:]
-        let reserved = Set([sb.superblockZones.0, sb.superblockZones.1] + chain)
+        let tables = state.manifest.tables.values.compactMap { g.zone(containing: DeviceOffset($0.location.address)) }
+        let reserved = Set([sb.superblockZones.0, sb.superblockZones.1] + chain + tables)
         for (n, layout) in state.layouts {
             for e in layout.map.extents {
                 all.append((e, n))
                 if let p = ZoneUsage.problem(e, inode: n, zones: zones, geometry: g) { r.problems.append(p); continue }
                 let z = g.zone(containing: e.device)!
-                if reserved.contains(z) { r.problems.append("inode \(n): extent \(e) lies in zone \(z.int), which holds the superblock or the log") }
+                if reserved.contains(z) { r.problems.append("inode \(n): extent \(e) lies in zone \(z.int), which holds the superblock, the log or index tables") }
                 live[z, default: 0] += e.length
             }
             if let last = layout.map.extents.last, last.fileEnd > (layout.size + g.logicalBlockSize.bytes - 1) / g.logicalBlockSize.bytes * g.logicalBlockSize.bytes,
@@ -152,14 +193,18 @@ public enum Fsck {
     /// pointer also costs a zone report, and 512-byte blocks made fsck of 30 MiB take minutes
     /// in the QEMU guest. A chunk that cannot be read is read again block by block, so a problem
     /// still names the block.
-    static func verify(_ state: ReplayState, device: any ZonedDevice, into r: inout FsckReport) throws(DeviceError) {
+    static func verify(_ state: ReplayState, checksums: IndexChecksums, device: any ZonedDevice, into r: inout FsckReport) throws(DeviceError) {
         let g = device.geometry
         let block = Int(g.logicalBlockSize.bytes)
         let chunkBlocks = max(1, (1 << 20) / block)
         let buffer = AlignedBuffer(count: chunkBlocks * block)
         for (n, layout) in state.layouts.sorted(by: { $0.key < $1.key }) {
             for e in layout.map.extents where e.kind == .data {
-                let crcs = state.checksums(of: e)
+                let crcs: [UInt32]
+                do { crcs = try checksums.get(e.device, count: Int(e.length) / block) } catch {
+                    r.problems.append("inode \(n): the checksums of extent \(e) cannot be read from the index (\(error))")
+                    continue
+                }
                 var i = 0
                 while i < crcs.count {
                     let at = e.device + ByteCount(UInt64(i * block))

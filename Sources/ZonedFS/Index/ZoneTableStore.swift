@@ -93,3 +93,16 @@ struct DeviceTableSource: TableSource {
         return buffer.bytes
     }
 }
+
+/// Tables read where they lie, never written (fsck: a check never writes the device).
+final class ReadOnlyTableStore: TableStore, @unchecked Sendable {
+    let device: any ZonedDevice
+    init(device: any ZonedDevice) { self.device = device }
+
+    func write(tableID: UInt64, _ bytes: [UInt8]) throws(DeviceError) -> TableLocation {
+        throw .invalid(.write, "internal: a read-only check tried to write index table \(tableID)")
+    }
+
+    func source(_ location: TableLocation) -> any TableSource { DeviceTableSource(device: device, base: location.address) }
+    func release(_ location: TableLocation) {}
+}

@@ -70,7 +70,7 @@ final class Journal: ChangeRecorder, @unchecked Sendable {
     /// Runs its argument with every file system operation excluded (set by the file system).
     var quiesce: (() throws(DeviceError) -> Void) throws(DeviceError) -> Void = { body throws(DeviceError) in try body() }
     /// The whole state as record batches, for a checkpoint (called while quiesced).
-    var snapshot: () -> (nextInode: InodeNumber, batches: [[LogRecord]]) = { (rootInode + 1, []) }
+    var snapshot: () throws(DeviceError) -> (nextInode: InodeNumber, batches: [[LogRecord]]) = { (rootInode + 1, []) }
 
     /// Largest frame payload: a quarter zone, so a rollover wastes little.
     private var maxPayload: Int { max(block * 4, Int(device.geometry.zoneCapacity.bytes) / 4 - LogFrameHeader.size) }
@@ -275,7 +275,7 @@ final class Journal: ChangeRecorder, @unchecked Sendable {
     }
 
     private func writeCheckpoint() throws(DeviceError) {
-        let s = snapshot()
+        let s = try snapshot()
         let before = counters.bytes
         var batches: [[LogRecord]] = [[.checkpointBegin(nextInode: s.nextInode)]]
         batches.append(contentsOf: s.batches)

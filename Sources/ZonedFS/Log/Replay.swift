@@ -88,6 +88,9 @@ public struct LogReplay: Sendable {
                         pending = nil
                         sawCheckpoint = true
                         out.checkpoints += 1
+                    case .checkpointExtent where pending == nil, .checkpointChecksums where pending == nil:
+                        out.damage.append("a checkpoint's record outside a checkpoint in zone \(zone.int)")
+                        break zones
                     default:
                         do {
                             if pending != nil { try pending!.apply(r) } else { try out.state.apply(r) }

@@ -81,7 +81,7 @@ public struct Namespace: Sendable {
             parents[n] = nil
         case .counters(let c):
             lifetime = c
-        case .zoneHeader, .next, .checkpointBegin, .checkpointEnd, .file, .tableAdded, .tableRemoved, .indexCounters:
+        case .zoneHeader, .next, .checkpointBegin, .checkpointEnd, .file, .tableAdded, .tableRemoved, .indexCounters, .checkpointExtent, .checkpointChecksums:
             break
         }
     }
@@ -98,12 +98,20 @@ public struct Namespace: Sendable {
     }
 }
 
-/// What replaying the log builds: the namespace, each file's layout and the data checksums.
+/// Data checksums a log record carries: one CRC-32C per block from `at` on.
+public struct ChecksumRun: Sendable, Equatable {
+    public var at: DeviceOffset
+    public var crcs: [UInt32]
+    public init(at: DeviceOffset, crcs: [UInt32]) { self.at = at; self.crcs = crcs }
+}
+
+/// What replaying the log builds: the namespace, each file's layout, and the data checksums of
+/// the records since the last checkpoint (older ones are in the checkpoint's index tables).
 public struct ReplayState: Sendable {
     public var namespace = Namespace()
     public var layouts: [InodeNumber: FileLayout] = [:]
-    /// Device byte address of a block → its CRC-32C (blocks of `.data` extents).
-    public var checksums: [UInt64: UInt32] = [:]
+    /// In log order: applied to the index in this order, the newest write of a block wins.
+    public var checksumRuns: [ChecksumRun] = []
     /// The metadata index's tables (IndexManifest.swift).
     public var manifest = IndexManifest()
     let zoneSize: UInt64
@@ -125,25 +133,31 @@ public struct ReplayState: Sendable {
         case .file(let n, let change):
             guard layouts[n] != nil else { throw ReplayProblem("layout change of inode \(n), which is not a file") }
             if case .mapped(let e, let crcs, _) = change {
-                guard e.length % block == 0, e.fileOffset % block == 0, e.device.bytes % block == 0 else {
-                    throw ReplayProblem("extent \(e) of inode \(n) is not block-aligned")
-                }
+                try check(e, inode: n)
                 guard e.kind != .data || UInt64(crcs.count) * block == e.length else {
                     throw ReplayProblem("extent \(e) of inode \(n) has \(crcs.count) checksums for \(e.length / block) blocks")
                 }
-                guard e.device.bytes / zoneSize == (e.deviceEnd.bytes - 1) / zoneSize else {
-                    throw ReplayProblem("extent \(e) of inode \(n) crosses a zone boundary")
-                }
-                for (i, c) in crcs.enumerated() { checksums[e.device.bytes + UInt64(i) * block] = c }
+                if !crcs.isEmpty { checksumRuns.append(ChecksumRun(at: e.device, crcs: crcs)) }
             }
             layouts[n]!.apply(change, block: block)
+        case .checkpointChecksums(let run):
+            guard run.at.bytes % block == 0 else { throw ReplayProblem("checksums at \(run.at) are not block-aligned") }
+            checksumRuns.append(run)
+        case .checkpointExtent(let n, let e):
+            guard layouts[n] != nil else { throw ReplayProblem("extent of inode \(n), which is not a file") }
+            try check(e, inode: n)
+            layouts[n]!.apply(.mapped(e, checksums: [], sizeAtLeast: 0), block: block)
         default:
             break
         }
     }
 
-    public func checksums(of e: FileExtent) -> [UInt32] {
-        guard e.kind == .data else { return [] }
-        return (0..<(e.length / block)).map { checksums[e.device.bytes + $0 * block] ?? 0 }
+    private func check(_ e: FileExtent, inode n: InodeNumber) throws(ReplayProblem) {
+        guard e.length % block == 0, e.fileOffset % block == 0, e.device.bytes % block == 0 else {
+            throw ReplayProblem("extent \(e) of inode \(n) is not block-aligned")
+        }
+        guard e.device.bytes / zoneSize == (e.deviceEnd.bytes - 1) / zoneSize else {
+            throw ReplayProblem("extent \(e) of inode \(n) crosses a zone boundary")
+        }
     }
 }

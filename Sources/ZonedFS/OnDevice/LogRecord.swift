@@ -111,12 +111,19 @@ public enum LogRecord: Sendable, Equatable {
     case tableRemoved(id: UInt64)
     /// The first table id the index has not used (in a checkpoint, with every `tableAdded`).
     case indexCounters(nextTableID: UInt64)
+    /// A file's extent as a checkpoint lists it: its data checksums are in the metadata index
+    /// (the checkpoint's tables), not in the record. Only inside a checkpoint.
+    case checkpointExtent(InodeNumber, FileExtent)
+    /// Data checksums a checkpoint carries because no index table holds them yet (the index's
+    /// memtable): one CRC-32C per block from `at` on. Only inside a checkpoint.
+    case checkpointChecksums(ChecksumRun)
 
     enum Tag: UInt8 {
         case zoneHeader = 1, next, checkpointBegin, checkpointEnd, inode, link, unlink, rename, exchange, removeInode
         case mapped, truncated, punched, extended
         case counters
         case tableAdded, tableRemoved, indexCounters
+        case checkpointExtent, checkpointChecksums
     }
 
     // MARK: Encoding
@@ -170,6 +177,12 @@ public enum LogRecord: Sendable, Equatable {
         case .indexCounters(let next):
             tag = .indexCounters
             b.u64(next)
+        case .checkpointExtent(let n, let e):
+            tag = .checkpointExtent
+            b.u64(n); b.u64(e.fileOffset); b.u64(e.length); b.u64(e.device.bytes); b.u8(LogRecord.kindCode(e.kind))
+        case .checkpointChecksums(let run):
+            tag = .checkpointChecksums
+            b.u64(run.at.bytes); b.u32(UInt32(run.crcs.count)); for c in run.crcs { b.u32(c) }
         case .file(let n, let change):
             b.u64(n)
             switch change {
@@ -275,6 +288,21 @@ public enum LogRecord: Sendable, Equatable {
             return .tableRemoved(id: try b.u64("table id"))
         case .indexCounters:
             return .indexCounters(nextTableID: try b.u64("next table id"))
+        case .checkpointExtent:
+            let n = try b.u64("inode")
+            let fo = try b.u64("file offset"), len = try b.u64("length"), dev = try b.u64("device offset")
+            let kind = try extentKind(try b.u8("extent kind"), start)
+            guard len > 0, fo <= UInt64.max - len, dev <= UInt64.max - len else { throw DecodeError("extent out of range", at: start) }
+            return .checkpointExtent(n, FileExtent(fileOffset: fo, length: len, device: DeviceOffset(dev), kind: kind))
+        case .checkpointChecksums:
+            let at = try b.u64("device offset")
+            let count = Int(try b.u32("checksum count"))
+            guard count > 0, count <= b.remaining / 4 else { throw DecodeError("\(count) checksums do not fit the record", at: start) }
+            guard at <= UInt64.max / 2 else { throw DecodeError("checksums out of range", at: start) }
+            var crcs: [UInt32] = []
+            crcs.reserveCapacity(count)
+            for _ in 0..<count { crcs.append(try b.u32("checksum")) }
+            return .checkpointChecksums(ChecksumRun(at: DeviceOffset(at), crcs: crcs))
         }
     }
 
@@ -297,18 +325,20 @@ public enum LogRecord: Sendable, Equatable {
                                firstKey: keys[0], lastKey: keys[1], entryCount: entries, maxSequence: maxSequence)
     }
 
+    private static func extentKind(_ k: UInt8, _ start: Int) throws(DecodeError) -> FileExtent.Kind {
+        switch k {
+        case 1: return .data
+        case 2: return .unchecked
+        case 3: return .prealloc
+        default: throw DecodeError("unknown extent kind \(k)", at: start)
+        }
+    }
+
     private static func change(_ tag: Tag, _ b: inout ByteReader, _ start: Int) throws(DecodeError) -> FileChange {
         switch tag {
         case .mapped:
             let fo = try b.u64("file offset"), len = try b.u64("length"), dev = try b.u64("device offset")
-            let k = try b.u8("extent kind")
-            let kind: FileExtent.Kind
-            switch k {
-            case 1: kind = .data
-            case 2: kind = .unchecked
-            case 3: kind = .prealloc
-            default: throw DecodeError("unknown extent kind \(k)", at: start)
-            }
+            let kind = try extentKind(try b.u8("extent kind"), start)
             let atLeast = try b.u64("size")
             let count = Int(try b.u32("checksum count"))
             guard count <= b.remaining / 4 else { throw DecodeError("\(count) checksums past the record end", at: start) }

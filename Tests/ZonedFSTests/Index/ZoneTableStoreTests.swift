@@ -47,6 +47,7 @@ private func config() -> IndexConfig {
             if index.memtableBytes >= index.config.memtableBytes {
                 _ = try index.flush()
                 while try !index.compact().isEmpty {}
+                index.releaseRetired()
             }
         }
         _ = try index.flush()
