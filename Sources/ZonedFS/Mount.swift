@@ -150,6 +150,7 @@ extension FileSystem {
         let g = device.geometry
         let found = try SuperblockIO.newest(device: device)
         guard let (sb, slot) = found.best else {
+            if let v = SuperblockIO.otherVersion(found.copies) { throw DeviceError(errno: EINVAL, .mount, SuperblockIO.versionProblem(v)) }
             throw DeviceError(errno: EINVAL, .mount, "no zbdfs file system here: neither superblock zone holds a valid copy (zone 0: \(describe(found.copies[0])); zone 1: \(describe(found.copies[1]))); make one with `zbdfs format`, or run `zbdfs fsck` if it should be there")
         }
         if let m = sb.geometryMismatch(g) {
@@ -253,6 +254,7 @@ extension FileSystem {
         case .valid(let sb): return "generation \(sb.generation)"
         case .empty: return "empty"
         case .invalid(let why): return why
+        case .otherVersion(let v): return "on-device format version \(v)"
         }
     }
 }

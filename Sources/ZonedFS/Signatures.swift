@@ -111,6 +111,8 @@ public enum Signatures {
                        head == Superblock.magic {
                         damaged.append(zone)
                     }
+                case .otherVersion:
+                    damaged.append(zone)
                 case .empty:
                     break
                 }
@@ -120,6 +122,9 @@ public enum Signatures {
                 found.append(FoundSignature(kind: .zbdfs, offset: g.zoneStart(zone),
                                             detail: "label '\(sb.label)', generation \(sb.generation)",
                                             label: sb.label, generation: sb.generation))
+            } else if let v = SuperblockIO.otherVersion(result.copies), let zone = damaged.first {
+                found.append(FoundSignature(kind: .zbdfs, offset: g.zoneStart(zone),
+                                            detail: "on-device format version \(v) (this zbdfs reads \(Superblock.version))"))
             } else if let zone = damaged.first {
                 found.append(FoundSignature(kind: .zbdfs, offset: g.zoneStart(zone),
                                             detail: "a damaged superblock in \(zone)"))

@@ -41,4 +41,33 @@ struct FormatTests {
         #expect(try fs.stat(rootInode).attributes.kind == .directory)
         try fs.unmount()
     }
+
+    /// A device of the previous on-device format (version 1: every checksum in the log) is never
+    /// read as this one: mount and fsck say which version it is and what to do, format's check
+    /// still finds a zbdfs file system there.
+    @Test func anOlderFormatVersionIsAClearErrorNotAMisreading() throws {
+        let s = Scratch()
+        let dev = try EmulatedZonedDevice.create(path: s.path("img"), geometry: smallZoned(zones: 16))
+        try FileSystem.format(device: dev, options: FormatOptions(label: "old", uuid: testUUID))
+        let g = dev.geometry
+        for zone in [ZoneID(0), ZoneID(1)] {
+            guard case .valid(let sb) = try SuperblockIO.read(zone: zone, device: dev) else { continue }
+            var bytes = sb.encode(copySize: Superblock.copySize(block: g.logicalBlockSize.bytes))
+            bytes[8] = 1; bytes[9] = 0; bytes[10] = 0; bytes[11] = 0
+            let crc = CRC32C.checksum(Array(bytes[0..<Superblock.checksumOffset]))
+            for k in 0..<4 { bytes[Superblock.checksumOffset + k] = UInt8(truncatingIfNeeded: crc >> (8 * UInt32(k))) }
+            let buffer = AlignedBuffer(count: bytes.count)
+            bytes.withUnsafeBytes { buffer.slice(0, bytes.count).copyMemory(from: $0) }
+            try dev.reset(zone)
+            try dev.write(buffer.readOnly, at: g.zoneStart(zone))
+            try dev.finish(zone)
+        }
+        let e = #expect(throws: DeviceError.self) { _ = try FileSystem.mount(device: dev) }
+        #expect(e?.errno == EINVAL && e?.detail.contains("on-device format version 1") == true
+                && e?.detail.contains("reads version 2") == true && e?.detail.contains("zbdfs format") == true, "\(String(describing: e))")
+        let check = try Fsck.check(device: dev)
+        #expect(!check.clean && check.problems.first?.contains("format version 1") == true, "\(check.problems)")
+        let found = try Signatures.detect(device: dev)
+        #expect(found.first?.kind == .zbdfs && found.first?.detail.contains("version 1") == true, "\(found)")
+    }
 }

@@ -46,6 +46,10 @@ public enum Fsck {
             if case .invalid(let why) = c { r.notes.append("superblock copy in zone \(i) is not valid (\(why)); the other copy is used") }
         }
         guard let (sb, _) = found.best else {
+            if let v = SuperblockIO.otherVersion(found.copies) {
+                r.problems.append(SuperblockIO.versionProblem(v))
+                return r
+            }
             r.problems.append("no valid superblock in zones 0 and 1: not a zbdfs device, or both copies are damaged")
             return r
         }

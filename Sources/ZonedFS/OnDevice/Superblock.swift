@@ -16,7 +16,9 @@ import ZonedCore
 
 public struct Superblock: Sendable, Equatable {
     public static let magic: [UInt8] = Array("ZBDFS-SB".utf8)
-    public static let version: UInt32 = 1
+    /// The on-device format version (docs/ON-DISK.md). 2: data checksums live in the metadata
+    /// index and checkpoints list extents without them; 1 (every checksum in the log) is refused.
+    public static let version: UInt32 = 2
     public static let maxLabelBytes = 64
     /// Where the CRC-32C over the fields sits (the fields are fixed-size).
     public static let checksumOffset = 181

@@ -36,6 +36,8 @@ public enum SuperblockIO {
         case valid(Superblock)
         case empty
         case invalid(String)
+        /// A zbdfs superblock of another on-device format version (never read as this one).
+        case otherVersion(UInt32)
     }
 
     public static func read(zone: ZoneID, device: any ZonedDevice) throws(DeviceError) -> Copy {
@@ -55,6 +57,10 @@ public enum SuperblockIO {
         }
         let bytes = Array(buffer.readOnly)
         if bytes.allSatisfy({ $0 == 0 }) { return .empty }
+        if Array(bytes[0..<8]) == Superblock.magic {
+            let v = (0..<4).reduce(UInt32(0)) { $0 | UInt32(bytes[8 + $1]) << (8 * UInt32($1)) }
+            if v != Superblock.version, v != 0 { return .otherVersion(v) }
+        }
         do { return .valid(try Superblock.decode(bytes)) } catch { return .invalid(error.description) }
     }
 
@@ -67,5 +73,17 @@ public enum SuperblockIO {
             if case .valid(let sb) = c, best == nil || sb.generation > best!.0.generation { best = (sb, i) }
         }
         return (best, copies)
+    }
+
+    /// The other format version the copies hold, when no copy is of this version's.
+    public static func otherVersion(_ copies: [Copy]) -> UInt32? {
+        for c in copies { if case .otherVersion(let v) = c { return v } }
+        return nil
+    }
+
+    /// What to tell someone whose device holds format version `v`.
+    public static func versionProblem(_ v: UInt32) -> String {
+        let who = v < Superblock.version ? "an older zbdfs" : "a newer zbdfs"
+        return "this device holds a zbdfs file system of on-device format version \(v), made by \(who); this zbdfs reads version \(Superblock.version) only (see docs/ON-DISK.md). There is no migration: copy the files off with the zbdfs that made it, then `zbdfs format --force` the device"
     }
 }
