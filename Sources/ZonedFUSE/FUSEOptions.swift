@@ -9,7 +9,9 @@
 //   override those three.
 // - fstab-only options (`defaults`, `noauto`, `nofail`, `_netdev`, `x-*`, ...) are accepted and
 //   dropped: they mean something to mount(8), nothing to the file system.
-// - Ours (`noappend`/`append`, `commit=`) are never passed on to libfuse.
+// - Ours (`noappend`/`append`, `commit=`, `cache=`) are never passed on to libfuse.
+
+import ZonedCore
 
 public struct FUSEOptionError: Error, Sendable, Equatable, CustomStringConvertible {
     public var message: String
@@ -26,6 +28,9 @@ public struct FUSEMountOptions: Sendable, Equatable {
     /// `commit=SECONDS`: how often the file system commits changes nobody fsync'd (0: never).
     /// `sync(1)` does not reach a FUSE daemon, so this bounds what a crash can lose.
     public var commitSeconds = FUSEMountOptions.defaultCommitSeconds
+    /// `cache=SIZE`: how much of the on-device metadata index (data checksums today) the daemon
+    /// keeps in memory (`MountOptions.cacheSize`).
+    public var cacheBytes = FUSEMountOptions.defaultCacheBytes
     /// Options for libfuse and the kernel, as given (`ro` and `allow_other` included).
     public var passThrough: [String] = []
 
@@ -44,6 +49,10 @@ public struct FUSEMountOptions: Sendable, Equatable {
     /// Options zbdfs sets itself.
     static let fixed: Set<String> = ["fsname", "subtype", "default_permissions", "fd", "user_id", "group_id",
                                      "rootmode", "blkdev", "blksize"]
+
+    public static let defaultCacheBytes: UInt64 = 128 << 20
+    static let minCacheBytes: UInt64 = 1 << 20
+    static let maxCacheBytes: UInt64 = 1 << 40
 
     /// ext4's default; btrfs takes 30.
     public static let defaultCommitSeconds = 5
@@ -71,6 +80,7 @@ public struct FUSEMountOptions: Sendable, Equatable {
         case "noappend": zoneAppend = false
         case "append": zoneAppend = true
         case "commit": commitSeconds = try FUSEMountOptions.commitSeconds(option)
+        case "cache": cacheBytes = try FUSEMountOptions.cacheBytes(option)
         case _ where FUSEMountOptions.fstabOnly.contains(name) || name.hasPrefix("x-") || name == "comment":
             return
         case _ where FUSEMountOptions.fixed.contains(name):
@@ -81,7 +91,7 @@ public struct FUSEMountOptions: Sendable, Equatable {
         case _ where !option.contains("=") && FUSEMountOptions.fuseFlags.contains(name):
             passThrough.append(option)
         default:
-            throw FUSEOptionError(message: "unknown mount option '\(option)'; zbdfs takes ro, rw, noappend, append, commit=SECONDS, allow_other, allow_root, auto_unmount, debug, max_read=N and the generic flags (nosuid, nodev, noexec, noatime, sync, dirsync, ...)")
+            throw FUSEOptionError(message: "unknown mount option '\(option)'; zbdfs takes ro, rw, noappend, append, commit=SECONDS, cache=SIZE, allow_other, allow_root, auto_unmount, debug, max_read=N and the generic flags (nosuid, nodev, noexec, noatime, sync, dirsync, ...)")
         }
     }
 
@@ -99,6 +109,21 @@ public struct FUSEMountOptions: Sendable, Equatable {
             throw FUSEOptionError(message: "-o \(option) is more than an hour: a crash could lose that much work nobody fsync'd; give at most commit=\(maxCommitSeconds), or commit=0 to turn periodic commits off")
         }
         return seconds
+    }
+
+    /// The bytes of `cache=SIZE` (a size such as 64M or 1G): 1 MiB to 1 TiB.
+    static func cacheBytes(_ option: String) throws(FUSEOptionError) -> UInt64 {
+        let range = "a size from 1M to 1T, e.g. cache=128M (the default) or cache=2G"
+        guard let eq = option.firstIndex(of: "=") else {
+            throw FUSEOptionError(message: "-o cache needs a value: give cache=SIZE, \(range)")
+        }
+        guard let size = ByteCount(parsing: String(option[option.index(after: eq)...])) else {
+            throw FUSEOptionError(message: "-o \(option): give \(range)")
+        }
+        guard size.bytes >= minCacheBytes, size.bytes <= maxCacheBytes else {
+            throw FUSEOptionError(message: "-o \(option) is out of range: give \(range)")
+        }
+        return size.bytes
     }
 
     /// The argument vector for libfuse's session: program name, then one `-o` list.

@@ -34,7 +34,8 @@ struct Mount: ParsableCommand {
         commit=SECONDS (every SECONDS, if anything changed, write back all buffered data and
         commit the metadata log durably, so a crash loses at most that much work nobody
         fsync'd; default 5 as on ext4, 0 turns it off, at most 3600; sync(1) does not reach a
-        FUSE mount, so this is what bounds the loss), allow_other
+        FUSE mount, so this is what bounds the loss), cache=SIZE (how much of the on-device
+        metadata index stays in memory, 128M by default, 1M to 1T), allow_other
         (other users may enter; off by default), allow_root, auto_unmount, debug (implies a
         FUSE request trace on stderr with --foreground), max_read=N, and the generic flags
         nosuid, nodev, noexec, noatime, sync, dirsync. Permissions are checked by the kernel
@@ -201,6 +202,7 @@ struct Mount: ParsableCommand {
         do {
             var options = MountOptions(readOnly: opts.readOnly, commitInterval: .seconds(opts.commitSeconds))
             options.engine.zoneAppend = opts.zoneAppend
+            options.cacheSize = ByteCount(opts.cacheBytes)
             options.errorLog = { log.write($0) }
             return try FileSystem.mount(device: dev, options: options)
         } catch {

@@ -44,6 +44,22 @@ import Testing
         }
     }
 
+    /// `cache=SIZE` is ours too: a size from 1 MiB to 1 TiB, 128 MiB when not given.
+    @Test func cacheSizeOption() throws {
+        #expect(FUSEMountOptions().cacheBytes == 128 << 20)
+        let o = try FUSEMountOptions(parsing: ["rw,cache=2G"])
+        #expect(o.cacheBytes == 2 << 30 && o.passThrough.isEmpty)
+        #expect(try FUSEMountOptions(parsing: ["cache=1M"]).cacheBytes == 1 << 20)
+        for bad in ["cache", "cache=", "cache=lots", "cache=512K", "cache=2T"] {
+            do {
+                _ = try FUSEMountOptions(parsing: [bad])
+                Issue.record("\(bad) was taken")
+            } catch {
+                #expect(error.message.contains("cache=SIZE") || error.message.contains("from 1M to 1T"), "\(bad): \(error.message)")
+            }
+        }
+    }
+
     @Test func commaEscapes() {
         #expect(FUSEMountOptions.split("a\\,b,c") == ["a,b", "c"])
         #expect(FUSEMountOptions.escape("x,y\\z") == "x\\,y\\\\z")
