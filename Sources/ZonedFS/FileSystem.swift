@@ -227,9 +227,6 @@ public final class FileSystem: @unchecked Sendable {
     /// Writes the log; `durable` also flushes.
     public func commit(durable: Bool) throws(DeviceError) {
         guard !readOnly else { return }
-        if let f = indexChecksums.failure {
-            throw DeviceError.io(.write, "the metadata index failed earlier (\(f)); remount to recover")
-        }
         try maintainIndex()
         nsLock.withLock {
             let batch = dirty.sorted().compactMap { namespace.attributes($0) }.map { LogRecord.inode($0) }
@@ -251,7 +248,10 @@ public final class FileSystem: @unchecked Sendable {
     public func unmount() throws(DeviceError) {
         reclaimer.stop()
         flusher.stop()  // before the final sync, which then has the page cache to itself
-        if !readOnly { try sync() }
+        if !readOnly {
+            try sync()
+            try journal.checkpointIfShorter()
+        }
         device.close()
     }
 

@@ -179,7 +179,7 @@ extension FileSystem {
                               nextSequence: replay.nextSequence)
         journal.adopt(chain: replay.chain)
         let index = try openIndex(engine: engine, device: device, manifest: replay.state.manifest, options: options)
-        try index.restore(replay.state.checksumRuns)
+        index.restore(replay.state.checksumRuns)
         let fs = FileSystem(device: device, engine: engine, journal: journal, namespace: replay.state.namespace,
                             manifest: replay.state.manifest, index: index, options: options, clock: clock)
         var report = MountReport()
@@ -238,6 +238,7 @@ extension FileSystem {
         let cache = BlockCache(capacity: Int(clamping: options.cacheSize.bytes))
         // A checkpoint carries the memtable, so it stays well inside one log zone.
         var config = options.index
+        config.merge = IndexChecksums.chunkMerge
         config.memtableBytes = min(config.memtableBytes, Int(clamping: device.geometry.zoneCapacity.bytes / 8))
         let index: MetadataIndex
         do {

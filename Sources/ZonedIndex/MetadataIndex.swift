@@ -15,8 +15,12 @@
 //   A compaction's replaced tables are only released to the store by `releaseRetired`, which the
 //   caller calls once it has logged the removals: a store may reuse released space as soon as the
 //   next durable commit, and that commit must already hold the removal.
-// - `update` numbers its entries above every sequence in the manifest it opened and every entry
+// - `merge` numbers its entries above every sequence in the manifest it opened and every entry
 //   it was given, so the newest write of a key always wins, across remounts too.
+// - Keys of the merge kind (`IndexMerge`) hold partial values: a write puts only what it
+//   changes (combined in place with the memtable's entry for the key, never with a table's, so a
+//   write does no IO), a read combines the versions newest first until one is complete, and a
+//   compaction combines the versions it merges. So a value is the combination of all its puts.
 // - Memory: the memtable (bounded by the caller flushing at `config.memtableBytes`), the readers'
 //   footers and indexes, and the shared `BlockCache` (bounded).
 // - Table IO never happens under `lock`: a flush freezes the memtable (still read, after the
@@ -72,6 +76,21 @@ public enum ManifestEdit: Equatable, Sendable {
     case removed(id: UInt64)
 }
 
+/// How partial values of one key kind combine (data checksums: a write sets some blocks of a chunk).
+public struct IndexMerge: Sendable {
+    public var kind: IndexKeyKind
+    /// The value of `newer` laid over `older`.
+    public var combine: @Sendable (_ newer: [UInt8], _ older: [UInt8]) -> [UInt8]
+    /// Nothing older can change this value (a read stops here).
+    public var complete: @Sendable ([UInt8]) -> Bool
+    public init(kind: IndexKeyKind, combine: @escaping @Sendable ([UInt8], [UInt8]) -> [UInt8],
+                complete: @escaping @Sendable ([UInt8]) -> Bool) {
+        self.kind = kind
+        self.combine = combine
+        self.complete = complete
+    }
+}
+
 public struct IndexConfig: Sendable {
     /// The caller flushes when the memtable holds this much.
     public var memtableBytes = 4 << 20
@@ -82,6 +101,8 @@ public struct IndexConfig: Sendable {
     /// Level 1 is compacted past this size; each later level past `fanout` times the one above.
     public var levelBaseBytes: UInt64 = 64 << 20
     public var fanout: UInt64 = 10
+    /// The key kind whose values are partial and combine (none: every put replaces).
+    public var merge: IndexMerge?
     public init() {}
 }
 
@@ -131,17 +152,35 @@ public final class MetadataIndex: @unchecked Sendable {
         try lock.withLock { () throws(DeviceError) -> IndexEntry? in try newest(key) }
     }
 
-    /// `entry`, under the lock.
+    /// `entry`, under the lock: the first version going down, or for a merge key the combination
+    /// of its versions down to a complete one (or a delete).
     private func newest(_ key: IndexKey) throws(DeviceError) -> IndexEntry? {
-        if let e = memtable.get(key) { return e }
-        if let e = frozen?.get(key) { return e }
+        guard let m = config.merge, key.kind == m.kind else {
+            var found: IndexEntry?
+            try versions(key) { e in found = e; return false }
+            return found
+        }
+        var acc: IndexEntry?
+        try versions(key) { e in
+            guard var a = acc else { acc = e; return e.operation == .put && !m.complete(e.value) }
+            guard e.operation == .put else { return false }
+            a.value = m.combine(a.value, e.value)
+            acc = a
+            return !m.complete(a.value)
+        }
+        return acc
+    }
+
+    /// Calls `each` with the versions of `key`, newest first, while it returns true.
+    private func versions(_ key: IndexKey, _ each: (IndexEntry) -> Bool) throws(DeviceError) {
+        if let e = memtable.get(key), !each(e) { return }
+        if let e = frozen?.get(key), !each(e) { return }
         for t in levels[0] where t.descriptor.overlaps(key, key) {
-            if let e = try t.reader.get(key) { return e }
+            if let e = try t.reader.get(key), !each(e) { return }
         }
         for level in levels.dropFirst() {
-            if let t = MetadataIndex.table(in: level, holding: key), let e = try t.reader.get(key) { return e }
+            if let t = MetadataIndex.table(in: level, holding: key), let e = try t.reader.get(key), !each(e) { return }
         }
-        return nil
     }
 
     /// The value of `key`, nil when absent or deleted.
@@ -155,7 +194,7 @@ public final class MetadataIndex: @unchecked Sendable {
         try lock.withLock { () throws(DeviceError) -> [IndexEntry] in
             var newest: [IndexKey: IndexEntry] = [:]
             func take(_ es: [IndexEntry]) {
-                for e in es where (newest[e.key]?.sequence ?? 0) <= e.sequence { newest[e.key] = e }
+                for e in es { newest[e.key] = newest[e.key].map { combined($0, e) } ?? e }
             }
             take(memtable.scan(from: from, while: more))
             if let f = frozen { take(f.scan(from: from, while: more)) }
@@ -190,13 +229,15 @@ public final class MetadataIndex: @unchecked Sendable {
         }
     }
 
-    /// Reads `key`'s value and puts what `change` makes of it (nil: absent or deleted), as one
-    /// step: no other write of the key comes between. The entry gets the next sequence.
-    public func update(_ key: IndexKey, _ change: ([UInt8]?) -> [UInt8]) throws(DeviceError) {
-        try lock.withLock { () throws(DeviceError) in
-            let old = try newest(key)
-            let value = change(old?.operation == .put ? old!.value : nil)
-            memtable.insert(.put(key, value, sequence: nextSequence))
+    /// Puts `value` for `key` with the next sequence. For a merge key the value may be partial:
+    /// it is combined with the memtable's entry for the key (no table is read).
+    public func merge(_ key: IndexKey, _ value: [UInt8]) {
+        lock.withLock {
+            var v = value
+            if let m = config.merge, key.kind == m.kind, let old = memtable.get(key), old.operation == .put {
+                v = m.combine(value, old.value)
+            }
+            memtable.insert(.put(key, v, sequence: nextSequence))
             nextSequence += 1
         }
     }
@@ -295,7 +336,10 @@ public final class MetadataIndex: @unchecked Sendable {
         }
         var newest: [IndexKey: IndexEntry] = [:]
         for t in inputs + below {
-            for e in try t.reader.all() where (newest[e.key]?.sequence ?? 0) <= e.sequence { newest[e.key] = e }
+            for e in try t.reader.all() {
+                guard let x = newest[e.key] else { newest[e.key] = e; continue }
+                newest[e.key] = combined(x, e)
+            }
         }
         let merged = newest.values.filter { !dropDeletes || $0.operation == .put }.sorted { $0.key < $1.key }
         let outputs = merged.isEmpty ? [] : try write(merged, level: to, cut: true)
@@ -309,6 +353,16 @@ public final class MetadataIndex: @unchecked Sendable {
             }
             return (inputs + below).map { .removed(id: $0.descriptor.id) } + outputs.map { .added($0.descriptor) }
         }
+    }
+
+    /// Two versions of one key as one: the newer, laid over the older when both are puts of a
+    /// merge key.
+    private func combined(_ a: IndexEntry, _ b: IndexEntry) -> IndexEntry {
+        let (newer, older) = a.sequence >= b.sequence ? (a, b) : (b, a)
+        guard let m = config.merge, newer.key.kind == m.kind, newer.operation == .put, older.operation == .put else { return newer }
+        var out = newer
+        out.value = m.combine(newer.value, older.value)
+        return out
     }
 
     /// Writes `entries` (sorted, unique keys) as tables of `level`; `cut` splits at the table size.

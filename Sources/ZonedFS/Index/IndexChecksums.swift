@@ -4,16 +4,16 @@
 //
 // Invariants:
 // - One entry per chunk of `chunkBlocks` consecutive blocks, keyed `IndexKey.checksums` by the
-//   chunk's first byte address (a multiple of the chunk size): `chunkBlocks` little-endian
-//   CRC-32Cs, zero for a block never written. A block's checksum is always in the entry of the
-//   chunk holding its address, so a lookup is one `get` per chunk the range touches.
-// - `set` is a read-modify-write of each chunk it touches, one `MetadataIndex.update` each, so two
-//   writers of one chunk never lose each other's blocks.
+//   chunk's first byte address (a multiple of the chunk size). Its value is a partial chunk: a
+//   u64 little-endian mask (bit i: slot i is set) and `chunkBlocks` little-endian CRC-32Cs (zero
+//   where the mask bit is clear). A chunk's value is the combination of its puts, newer slots over
+//   older (`IndexMerge`, `chunkMerge`); a block never set reads as zero.
+// - `set` puts only the slots it sets, combined with the memtable's entry and nothing else, so it
+//   does no IO and cannot fail: a write's checksums never depend on reading an index table.
 // - Every checksum given to `set` is also in a log record (the engine records the `.mapped`
 //   change right after), so losing the memtable in a crash loses nothing: replay sets them again.
-// - A failed `set` (the index could not read a chunk's older value) is kept in `failure`, and the
-//   file system refuses to commit after it: a chunk written without its older blocks would make
-//   them read as checksum errors, so no later state may become durable on top of it.
+// - A checkpoint carries the memtable as runs of set slots only (`pendingRuns`): replaying them
+//   sets exactly those slots, never zeros over a table's older ones.
 
 import ZonedCore
 import ZonedEngine
@@ -21,17 +21,26 @@ import ZonedIndex
 
 final class IndexChecksums: ChecksumStorage, @unchecked Sendable {
     static let chunkBlocks = 64
+    static let valueBytes = 8 + chunkBlocks * 4
     let index: MetadataIndex
     private let block: UInt64
-    private let failureLock = ConditionLock(rank: .leaf)
-    private var firstFailure: DeviceError?
 
     init(index: MetadataIndex, block: ByteCount) {
         self.index = index
         self.block = block.bytes
     }
 
-    var failure: DeviceError? { failureLock.withLock { firstFailure } }
+    /// How partial chunks combine (the index's merge operator for checksum keys).
+    static let chunkMerge = IndexMerge(kind: .checksums, combine: { newer, older in
+        guard newer.count == valueBytes, older.count == valueBytes else { return newer }
+        let n = mask(newer), o = mask(older)
+        var out = newer
+        for slot in 0..<chunkBlocks where n & (1 << UInt64(slot)) == 0 && o & (1 << UInt64(slot)) != 0 {
+            out.replaceSubrange((8 + slot * 4)..<(12 + slot * 4), with: older[(8 + slot * 4)..<(12 + slot * 4)])
+        }
+        writeMask(n | o, into: &out)
+        return out
+    }, complete: { v in v.count == valueBytes && mask(v) == UInt64.max })
 
     private var chunkBytes: UInt64 { block * UInt64(IndexChecksums.chunkBlocks) }
 
@@ -52,16 +61,14 @@ final class IndexChecksums: ChecksumStorage, @unchecked Sendable {
 
     func set(_ at: DeviceOffset, _ crcs: [UInt32]) {
         for p in pieces(at, count: crcs.count) {
-            do {
-                try index.update(.checksums(address: p.chunk)) { old in
-                    var v = old.flatMap { $0.count == IndexChecksums.chunkBlocks * 4 ? $0 : nil }
-                        ?? [UInt8](repeating: 0, count: IndexChecksums.chunkBlocks * 4)
-                    for i in 0..<p.n { IndexChecksums.put(crcs[p.from + i], at: p.slot + i, in: &v) }
-                    return v
-                }
-            } catch {
-                failureLock.withLock { if firstFailure == nil { firstFailure = error } }
+            var v = [UInt8](repeating: 0, count: IndexChecksums.valueBytes)
+            var m: UInt64 = 0
+            for i in 0..<p.n {
+                IndexChecksums.put(crcs[p.from + i], at: p.slot + i, in: &v)
+                m |= 1 << UInt64(p.slot + i)
             }
+            IndexChecksums.writeMask(m, into: &v)
+            index.merge(.checksums(address: p.chunk), v)
         }
     }
 
@@ -69,34 +76,52 @@ final class IndexChecksums: ChecksumStorage, @unchecked Sendable {
         var out = [UInt32](repeating: 0, count: count)
         for p in pieces(at, count: count) {
             guard let v = try index.get(.checksums(address: p.chunk)) else { continue }
-            guard v.count == IndexChecksums.chunkBlocks * 4 else {
-                throw .io(.read, "the checksum entry of device address \(p.chunk) holds \(v.count) bytes, not \(IndexChecksums.chunkBlocks * 4)")
+            guard v.count == IndexChecksums.valueBytes else {
+                throw .io(.read, "the checksum entry of device address \(p.chunk) holds \(v.count) bytes, not \(IndexChecksums.valueBytes)")
             }
             for i in 0..<p.n { out[p.from + i] = IndexChecksums.take(at: p.slot + i, in: v) }
         }
         return out
     }
 
-    /// What the memtable holds, as runs (a checkpoint writes them: no table has them yet).
+    /// What the memtable holds, as runs of the slots set (a checkpoint writes them: no table has
+    /// them yet).
     func pendingRuns() -> [ChecksumRun] {
-        index.memtableContents.compactMap { e -> ChecksumRun? in
-            guard e.operation == .put, e.key.kind == .checksums, let at = e.key.field(at: 1),
-                  e.value.count == IndexChecksums.chunkBlocks * 4 else { return nil }
-            return ChecksumRun(at: DeviceOffset(at), crcs: (0..<IndexChecksums.chunkBlocks).map { IndexChecksums.take(at: $0, in: e.value) })
+        var out: [ChecksumRun] = []
+        for e in index.memtableContents where e.operation == .put && e.key.kind == .checksums {
+            guard let chunk = e.key.field(at: 1), e.value.count == IndexChecksums.valueBytes else { continue }
+            let m = IndexChecksums.mask(e.value)
+            var slot = 0
+            while slot < IndexChecksums.chunkBlocks {
+                guard m & (1 << UInt64(slot)) != 0 else { slot += 1; continue }
+                var run: [UInt32] = []
+                let first = slot
+                while slot < IndexChecksums.chunkBlocks, m & (1 << UInt64(slot)) != 0 {
+                    run.append(IndexChecksums.take(at: slot, in: e.value))
+                    slot += 1
+                }
+                out.append(ChecksumRun(at: DeviceOffset(chunk + UInt64(first) * block), crcs: run))
+            }
         }
+        return out
     }
 
     /// Sets the checksums replay found in the log since the last checkpoint, in log order.
-    func restore(_ runs: [ChecksumRun]) throws(DeviceError) {
+    func restore(_ runs: [ChecksumRun]) {
         for r in runs { set(r.at, r.crcs) }
-        if let failure { throw failure }
+    }
+
+    private static func mask(_ v: [UInt8]) -> UInt64 { (0..<8).reduce(UInt64(0)) { $0 | UInt64(v[$1]) << (8 * UInt64($1)) } }
+
+    private static func writeMask(_ m: UInt64, into v: inout [UInt8]) {
+        for k in 0..<8 { v[k] = UInt8(truncatingIfNeeded: m >> (8 * UInt64(k))) }
     }
 
     private static func put(_ c: UInt32, at slot: Int, in v: inout [UInt8]) {
-        for k in 0..<4 { v[slot * 4 + k] = UInt8(truncatingIfNeeded: c >> (8 * UInt32(k))) }
+        for k in 0..<4 { v[8 + slot * 4 + k] = UInt8(truncatingIfNeeded: c >> (8 * UInt32(k))) }
     }
 
     private static func take(at slot: Int, in v: [UInt8]) -> UInt32 {
-        (0..<4).reduce(UInt32(0)) { $0 | UInt32(v[slot * 4 + $1]) << (8 * UInt32($1)) }
+        (0..<4).reduce(UInt32(0)) { $0 | UInt32(v[8 + slot * 4 + $1]) << (8 * UInt32($1)) }
     }
 }

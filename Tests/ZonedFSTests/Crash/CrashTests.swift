@@ -23,6 +23,7 @@ import Testing
 import ZonedBackendFile
 import ZonedCore
 import ZonedEngine
+import ZonedIndex
 @testable import ZonedFS
 
 /// Whether `got` equals `c`'s bytes at `at` (zeros past `c`'s end). memcmp: this runs millions of
@@ -79,6 +80,7 @@ struct RunStats {
     var journal = JournalCounters()
     var zonesReclaimed: UInt64 = 0
     var nocowWrites: UInt64 = 0
+    var indexTablesWritten: UInt64 = 0
     var formatted = false
 }
 
@@ -86,7 +88,22 @@ struct RunStats {
 struct CrashTests {
     static let zoned = smallZoned(zones: 20, zoneSize: .kib(64), capacity: .kib(64), maxActive: 4)
     static var seedScale: Int { Int(ProcessInfo.processInfo.environment["ZBDFS_CRASH_SEEDS"] ?? "") ?? 4 }
-    static let mountOptions = MountOptions(backgroundReclaim: false, backgroundWriteBack: false)
+    static func mountOptions(_ profile: CrashProfile) -> MountOptions {
+        var o = MountOptions(backgroundReclaim: false, backgroundWriteBack: false)
+        if let index = profile.index { o.index = index }
+        return o
+    }
+
+    /// A memtable written out at nearly every commit and compacted every other table, so power
+    /// cuts land inside table writes, compactions and the checkpoints that follow them.
+    static let busyIndex: IndexConfig = {
+        var c = IndexConfig()
+        c.memtableBytes = 256
+        c.level0Tables = 2
+        c.levelBaseBytes = 24 << 10
+        c.fanout = 2
+        return c
+    }()
 
     static let general: [(CrashOp, Int)] = [(.create, 12), (.direct, 28), (.buffered, 15), (.fsync, 10), (.sync, 3),
                                             (.rename, 8), (.unlink, 6), (.truncate, 8), (.mkdir, 5), (.link, 5)]
@@ -103,6 +120,8 @@ struct CrashTests {
             CrashProfile(name: "truncate and punch", geometry: zoned, ops: 240, seedsPerDefault: 2, liveLimit: 640 << 10,
                          weights: [(.create, 10), (.direct, 22), (.buffered, 10), (.fsync, 10), (.sync, 3), (.truncate, 15),
                                    (.punch, 18), (.rename, 4), (.unlink, 4), (.mkdir, 2), (.link, 2)]),
+            CrashProfile(name: "index write-back", geometry: zoned, ops: 240, seedsPerDefault: 2, liveLimit: 400 << 10,
+                         weights: general, index: busyIndex),
             CrashProfile(name: "conventional NOCOW and prealloc",
                          geometry: smallZoned(zones: 20, zoneSize: .kib(64), capacity: nil, maxActive: 4, conventional: 20),
                          ops: 240, seedsPerDefault: 3, liveLimit: 360 << 10,
@@ -121,9 +140,10 @@ struct CrashTests {
             box?.formatted = true
             // No background reclaim or write-back: their threads would make the IO numbering, and
             // so the crash points, differ from run to run. Writers that find no space reclaim.
-            let fs = try FileSystem.mount(device: dev, options: mountOptions, clock: ManualClock())
+            let fs = try FileSystem.mount(device: dev, options: mountOptions(profile), clock: ManualClock())
             w.run(fs)
             stats.journal = fs.journalCounters
+            stats.indexTablesWritten = fs.index.tableIDsUsed - 1
             stats.zonesReclaimed = fs.reclaimStats.zonesReclaimed
             stats.nocowWrites = fs.engine.stats.nocowWrites
         } catch {
@@ -148,12 +168,12 @@ struct CrashTests {
     }
 
     /// Mounts a crash image and checks it; nil when it holds no file system and may not.
-    static func check(_ path: String, _ r: RecordedCall, verifyData: Bool) throws -> [String]? {
+    static func check(_ path: String, _ r: RecordedCall, _ profile: CrashProfile, verifyData: Bool) throws -> [String]? {
         let dev = try EmulatedZonedDevice.open(path: path)
         defer { dev.close() }
         let fs: FileSystem
         do {
-            fs = try FileSystem.mount(device: dev, options: mountOptions, clock: ManualClock())
+            fs = try FileSystem.mount(device: dev, options: mountOptions(profile), clock: ManualClock())
         } catch {
             if !r.formatted, error.errno == EINVAL { return nil }  // cut inside format: no file system yet
             return ["mount failed: \(error)"]
@@ -196,7 +216,7 @@ struct CrashTests {
             let t0 = Date()
             let seeds = max(1, Int((Double(Self.seedScale) * profile.seedsPerDefault).rounded()))
             let tears = !profile.geometry.isConventional(ZoneID(profile.geometry.zoneCount - 1))
-            var points = 0, torn = 0, rollovers: UInt64 = 0, reclaims: UInt64 = 0, nocow: UInt64 = 0
+            var points = 0, torn = 0, rollovers: UInt64 = 0, reclaims: UInt64 = 0, nocow: UInt64 = 0, tables: UInt64 = 0
             var done: [String: Int] = [:]
             for seed in 1...UInt64(seeds) {
                 let box = ModelBox()
@@ -211,6 +231,7 @@ struct CrashTests {
                 rollovers += stats.journal.zonesUsed
                 reclaims += stats.zonesReclaimed
                 nocow += stats.nocowWrites
+                tables += stats.indexTablesWritten
                 for (k, v) in probe.done { done[k, default: 0] += v }
                 var tornReal = 0
                 let replayProblems = try CrashReplay.replay(rec.calls, geometry: profile.geometry, seed: seed, base: s.path("base"),
@@ -228,7 +249,7 @@ struct CrashTests {
                         if !sameImage { failures.append("\(profile.name) seed \(seed) cut at IO \(k): the replayed image differs from a real power cut's") }
                         if w.snapshot != r.model { failures.append("\(profile.name) seed \(seed) cut at IO \(k): the recorded model differs from the cut run's") }
                     }
-                    guard let p = try Self.check(s.path("img"), r, verifyData: k % 8 == 0) else { return }
+                    guard let p = try Self.check(s.path("img"), r, profile, verifyData: k % 8 == 0) else { return }
                     points += 1
                     if isTorn { torn += 1 }
                     if !p.isEmpty { failures.append("\(profile.name) seed \(seed) cut at IO \(k)\(isTorn ? " (torn)" : ""): \(p)") }
@@ -238,13 +259,14 @@ struct CrashTests {
             }
             switch profile.name {
             case "reclaim under load": #expect(reclaims >= UInt64(seeds), "the workload must make reclaim run inside writers (\(reclaims) zones reclaimed)")
+            case "index write-back": #expect(tables >= UInt64(seeds) * 20, "the workload must write index tables (\(tables) written)")
             case "truncate and punch": #expect(done["punch", default: 0] > seeds * 10 && done["truncate", default: 0] > seeds * 10, "\(done)")
             case "conventional NOCOW and prealloc":
                 #expect(nocow > UInt64(seeds) * 10 && done["fallocate", default: 0] > seeds * 5 && done["createNoCOW", default: 0] > seeds, "in-place writes \(nocow), \(done)")
             default: break
             }
             if tears { #expect(torn > 0, "\(profile.name): no torn cut points") }
-            print("crash test (\(profile.name)): \(points) crash points (\(torn) torn) over \(seeds) seeds in \(String(format: "%.1f", Date().timeIntervalSince(t0))) s; \(rollovers) log zones used, \(reclaims) zones reclaimed, \(nocow) in-place writes by the uncut runs")
+            print("crash test (\(profile.name)): \(points) crash points (\(torn) torn) over \(seeds) seeds in \(String(format: "%.1f", Date().timeIntervalSince(t0))) s; \(rollovers) log zones used, \(reclaims) zones reclaimed, \(nocow) in-place writes, \(tables) index tables by the uncut runs")
             total += points
             totalTorn += torn
             totalSeeds += seeds

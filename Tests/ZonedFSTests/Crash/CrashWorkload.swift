@@ -18,6 +18,7 @@
 import Foundation
 import ZonedBackendFile
 import ZonedCore
+import ZonedIndex
 import ZonedEngine
 @testable import ZonedFS
 
@@ -60,6 +61,9 @@ struct CrashProfile: Sendable {
     /// Half the direct writes overwrite what the file has rather than extending it.
     var overwrites = false
     var weights: [(CrashOp, Int)]
+    /// The metadata index's bounds (nil: the mount's defaults, which these small workloads never
+    /// fill, so no table is written).
+    var index: IndexConfig? = nil
 }
 
 /// Runs a seeded workload on a file system and a model together.
