@@ -192,10 +192,8 @@ public final class MetadataIndex: @unchecked Sendable {
     /// Live entries (puts) with keys at or after `from`, in key order, while `more` accepts them.
     public func scan(from: IndexKey, while more: (IndexKey) -> Bool) throws(DeviceError) -> [IndexEntry] {
         try lock.withLock { () throws(DeviceError) -> [IndexEntry] in
-            var newest: [IndexKey: IndexEntry] = [:]
-            func take(_ es: [IndexEntry]) {
-                for e in es { newest[e.key] = newest[e.key].map { combined($0, e) } ?? e }
-            }
+            var all: [IndexKey: [IndexEntry]] = [:]
+            func take(_ es: [IndexEntry]) { for e in es { all[e.key, default: []].append(e) } }
             take(memtable.scan(from: from, while: more))
             if let f = frozen { take(f.scan(from: from, while: more)) }
             for t in levels[0] where !(t.descriptor.lastKey < from) { take(try t.reader.scan(from: from, while: more)) }
@@ -205,7 +203,7 @@ public final class MetadataIndex: @unchecked Sendable {
                     take(try t.reader.scan(from: from, while: more))
                 }
             }
-            return newest.values.filter { $0.operation == .put }.sorted { $0.key < $1.key }
+            return all.values.compactMap { folded($0) }.filter { $0.operation == .put }.sorted { $0.key < $1.key }
         }
     }
 
@@ -275,7 +273,7 @@ public final class MetadataIndex: @unchecked Sendable {
         }
         guard let taken else { return [] }
         let tables: [Table]
-        do { tables = try write(taken.sorted, level: 0, cut: false) } catch {
+        do { tables = try write(taken.sorted, level: 0) } catch {
             // Nothing changed: the frozen entries go back under the newer ones.
             lock.withLock {
                 for e in taken.sorted where memtable.get(e.key) == nil { memtable.insert(e) }
@@ -334,15 +332,25 @@ public final class MetadataIndex: @unchecked Sendable {
             let deepest = levels.indices.last { !levels[$0].isEmpty } ?? 0
             return (levels[to].filter { $0.descriptor.overlaps(lo, hi) }, to >= deepest)
         }
-        var newest: [IndexKey: IndexEntry] = [:]
-        for t in inputs + below {
-            for e in try t.reader.all() {
-                guard let x = newest[e.key] else { newest[e.key] = e; continue }
-                newest[e.key] = combined(x, e)
+        // A k-way merge of the inputs' cursors: one data block per input and the output table
+        // being built in memory, whatever the sizes merged.
+        var streams = (inputs + below).map { $0.reader.cursor() }
+        var heads: [IndexEntry?] = []
+        for i in streams.indices { heads.append(try streams[i].next()) }
+        var output = TableOutput(level: to)
+        while let key = heads.compactMap({ $0?.key }).min() {
+            var versions: [IndexEntry] = []
+            for i in heads.indices where heads[i]?.key == key {
+                versions.append(heads[i]!)
+                heads[i] = try streams[i].next()
+            }
+            if let e = folded(versions), !dropDeletes || e.operation == .put {
+                try output.add(e, index: self)
+                if output.bytesSoFar >= config.tableBytes { try output.cut(index: self) }
             }
         }
-        let merged = newest.values.filter { !dropDeletes || $0.operation == .put }.sorted { $0.key < $1.key }
-        let outputs = merged.isEmpty ? [] : try write(merged, level: to, cut: true)
+        try output.cut(index: self)
+        let outputs = output.tables
         return try lock.withLock { () throws(DeviceError) -> [ManifestEdit] in
             let gone = Set((inputs + below).map(\.descriptor.id))
             for n in [from, to] { levels[n].removeAll { gone.contains($0.descriptor.id) } }
@@ -355,6 +363,11 @@ public final class MetadataIndex: @unchecked Sendable {
         }
     }
 
+    /// Versions of one key as one, folded newest first (so each is laid over everything older).
+    private func folded(_ versions: [IndexEntry]) -> IndexEntry? {
+        versions.sorted { $0.sequence > $1.sequence }.reduce(nil) { acc, e in acc.map { combined($0, e) } ?? e }
+    }
+
     /// Two versions of one key as one: the newer, laid over the older when both are puts of a
     /// merge key.
     private func combined(_ a: IndexEntry, _ b: IndexEntry) -> IndexEntry {
@@ -365,30 +378,54 @@ public final class MetadataIndex: @unchecked Sendable {
         return out
     }
 
-    /// Writes `entries` (sorted, unique keys) as tables of `level`; `cut` splits at the table size.
-    private func write(_ entries: [IndexEntry], level: Int, cut: Bool) throws(DeviceError) -> [Table] {
-        var out: [Table] = []
-        var i = 0
-        while i < entries.count {
-            let id = lock.withLock { () -> UInt64 in
-                defer { nextTableID += 1 }
-                return nextTableID
+    /// Writes `entries` (sorted, unique keys) as one table of `level`.
+    private func write(_ entries: [IndexEntry], level: Int) throws(DeviceError) -> [Table] {
+        var output = TableOutput(level: level)
+        for e in entries { try output.add(e, index: self) }
+        try output.cut(index: self)
+        return output.tables
+    }
+
+    /// Tables being written in key order: entries go into the open builder; `cut` writes it out.
+    private struct TableOutput {
+        let level: Int
+        var tables: [Table] = []
+        private var builder: TableBuilder?
+        private var first: IndexKey?
+        private var last: IndexKey?
+        private var maxSequence: UInt64 = 0
+
+        init(level: Int) { self.level = level }
+
+        var bytesSoFar: Int { builder?.bytesSoFar ?? 0 }
+
+        mutating func add(_ e: IndexEntry, index: MetadataIndex) throws(DeviceError) {
+            if builder == nil {
+                builder = TableBuilder(tableID: index.takeTableID())
+                first = e.key
+                maxSequence = 0
             }
-            var b = TableBuilder(tableID: id)
-            let first = entries[i].key
-            var maxSequence: UInt64 = 0
-            repeat {
-                b.add(entries[i])
-                maxSequence = max(maxSequence, entries[i].sequence)
-                i += 1
-            } while i < entries.count && (!cut || b.bytesSoFar < config.tableBytes)
-            let bytes = b.finish()
-            let location = try store.write(tableID: id, bytes)
-            let d = TableDescriptor(id: id, level: level, location: location, firstKey: first, lastKey: entries[i - 1].key,
-                                    entryCount: b.entryCount, maxSequence: maxSequence)
-            out.append(Table(descriptor: d, reader: try open(d)))
+            builder!.add(e)
+            last = e.key
+            maxSequence = max(maxSequence, e.sequence)
         }
-        return out
+
+        mutating func cut(index: MetadataIndex) throws(DeviceError) {
+            guard var b = builder, let first, let last else { return }
+            builder = nil
+            let bytes = b.finish()
+            let location = try index.store.write(tableID: b.tableID, bytes)
+            let d = TableDescriptor(id: b.tableID, level: level, location: location, firstKey: first, lastKey: last,
+                                    entryCount: b.entryCount, maxSequence: maxSequence)
+            tables.append(Table(descriptor: d, reader: try index.open(d)))
+        }
+    }
+
+    private func takeTableID() -> UInt64 {
+        lock.withLock { () -> UInt64 in
+            defer { nextTableID += 1 }
+            return nextTableID
+        }
     }
 
     private func open(_ d: TableDescriptor) throws(DeviceError) -> TableReader {

@@ -89,6 +89,13 @@ public final class TableReader: Sendable {
         guard count == footer.entryCount else { throw .io(.read, "table \(tableID) holds \(count) entries, its footer says \(footer.entryCount)") }
     }
 
+    /// A cursor over every entry in key order, reading one data block at a time past the cache
+    /// (a compaction streams its inputs).
+    public func cursor() -> TableCursor { TableCursor(reader: self) }
+
+    func entries(ofBlock b: Int) throws(DeviceError) -> [IndexEntry] { try dataEntries(b, caching: false) }
+    var blockCount: Int { blocks.count }
+
     /// The last data block whose first key is at or before `key`.
     private func blockIndex(holding key: IndexKey) -> Int? {
         var lo = 0, hi = blocks.count
@@ -162,5 +169,26 @@ public final class TableReader: Sendable {
         guard r.remaining == 0 else { throw DecodeError("\(r.remaining) bytes after the last entry", at: r.offset) }
         guard out.first?.key == ref.firstKey else { throw DecodeError("first entry differs from the index's first key", at: 0) }
         return out
+    }
+}
+
+/// Entries of one table in key order, one data block in memory at a time.
+public struct TableCursor {
+    let reader: TableReader
+    private var block = -1
+    private var entries: [IndexEntry] = []
+    private var at = 0
+
+    init(reader: TableReader) { self.reader = reader }
+
+    public mutating func next() throws(DeviceError) -> IndexEntry? {
+        while at >= entries.count {
+            block += 1
+            guard block < reader.blockCount else { return nil }
+            entries = try reader.entries(ofBlock: block)
+            at = 0
+        }
+        defer { at += 1 }
+        return entries[at]
     }
 }
